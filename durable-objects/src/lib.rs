@@ -1,0 +1,1 @@
+//! Sunnylive's Durable Objects. (The ChatRoom lands with the chat issue.)
