@@ -3,8 +3,10 @@
 //! pass `now` and random bytes in, so every rule is unit-tested on the host in seconds.
 
 pub mod account;
+pub mod donation;
 pub mod error;
 pub mod ids;
+pub mod midtrans;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
