@@ -1,1 +1,31 @@
-//! The worker.
+//! The Sunnylive Worker: entry points for HTTP (`fetch`) and the minute cron (`scheduled`). Requests are matched
+//! against the one route table in `routes.rs`; each resource lives in its own module; every failure becomes a
+//! contract-shaped error through `sunnylive_core::error::ApiError` in `http::respond`.
+
+mod app;
+mod auth;
+mod chat;
+mod cron;
+mod crypto;
+mod db;
+mod http;
+mod openapi;
+mod routes;
+mod rtmp;
+mod streams;
+
+// The ChatRoom class lives in the durable-objects crate. Naming the crate here makes rustc link it; without this
+// line the class silently vanishes from the wasm-bindgen output and wrangler fails on the binding's class_name.
+use durable_objects as _;
+
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    Ok(routes::handle(req, env).await)
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    cron::run(env).await;
+}

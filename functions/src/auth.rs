@@ -1,0 +1,498 @@
+//! Accounts and sessions: register, login, refresh (rotation with reuse detection), logout, `GET /api/me`, and the
+//! one `authenticate` function every other module uses to learn who is calling.
+//!
+//! Every rejection of presented credentials answers the same 401; the reason goes to the log. A login is a token
+//! family: each refresh token is single-use, and presenting a used one revokes the whole family.
+
+use serde::{Deserialize, Serialize};
+use sunnylive_core::account::{Password, Registration, Username};
+use sunnylive_core::error::ApiError;
+use sunnylive_core::ids::UserId;
+use sunnylive_core::password::{StoredPassword, DUMMY_SALT, PBKDF2_ITERATIONS, SALT_LEN};
+use sunnylive_core::rate_limit::{self, Limit};
+use sunnylive_core::token::{hash_refresh_token, new_refresh_token, ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS};
+use worker::{Headers, Request, Response};
+
+use crate::app::{rfc3339, App};
+use crate::crypto::{pbkdf2_sha256, random};
+use crate::db;
+use crate::http::{self, OrInternal, JSON_LIMIT};
+
+pub const ACCESS_COOKIE: &str = "sl_access";
+pub const REFRESH_COOKIE: &str = "sl_refresh";
+
+/// The caller, once their access token checked out.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: UserId,
+    pub username: String,
+}
+
+fn reject(why: &str) -> ApiError {
+    worker::console_log!("auth: rejected credentials ({why})");
+    ApiError::unauthenticated()
+}
+
+/// Cookie-authenticated requests that change state must come from our own pages: the `Origin` header must be
+/// the site's origin. (SameSite=Lax already stops most cross-site posts; this closes the rest.)
+fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
+    if crate::routes::is_safe_method(&req.method()) {
+        return Ok(());
+    }
+    let own = http::own_origin(req, app.config.public_base_url.as_deref());
+    match req.headers().get("origin").ok().flatten() {
+        Some(origin) if origin == own => Ok(()),
+        Some(_) => Err(ApiError::Forbidden {
+            code: "cross_origin",
+            message: "Requests signed in by cookie must come from this site.".into(),
+        }),
+        None => Err(ApiError::Forbidden {
+            code: "cross_origin",
+            message: "Requests signed in by cookie must carry an Origin header.".into(),
+        }),
+    }
+}
+
+/// Who is calling: `Ok(None)` for anonymous callers. A Bearer token that fails is a 401; a stale access cookie is
+/// treated as anonymous (browsers keep sending it until it is refreshed).
+pub fn authenticate(app: &App, req: &Request) -> Result<Option<AuthUser>, ApiError> {
+    let now = app.now();
+    if let Some(token) = http::bearer(req) {
+        let claims = app
+            .tokens
+            .verify(&token, now)
+            .map_err(|why| reject(&format!("bearer: {why:?}")))?;
+        return Ok(Some(AuthUser {
+            id: UserId::from_trusted(claims.sub),
+            username: claims.name,
+        }));
+    }
+    let Some(token) = http::cookie(req, ACCESS_COOKIE) else {
+        return Ok(None);
+    };
+    match app.tokens.verify(&token, now) {
+        Ok(claims) => {
+            check_origin(app, req)?;
+            Ok(Some(AuthUser {
+                id: UserId::from_trusted(claims.sub),
+                username: claims.name,
+            }))
+        }
+        Err(why) => {
+            worker::console_log!("auth: ignoring access cookie ({why:?})");
+            Ok(None)
+        }
+    }
+}
+
+/// Like `authenticate`, but anonymous callers get a 401.
+pub fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError> {
+    authenticate(app, req)?.ok_or_else(ApiError::unauthenticated)
+}
+
+#[derive(Deserialize)]
+struct UserRow {
+    id: String,
+    username: String,
+    email: Option<String>,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+struct UserView<'a> {
+    id: &'a str,
+    username: &'a str,
+    email: Option<&'a str>,
+    created_at: &'a str,
+}
+
+impl UserRow {
+    fn view(&self) -> UserView<'_> {
+        UserView {
+            id: &self.id,
+            username: &self.username,
+            email: self.email.as_deref(),
+            created_at: &self.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    user: UserView<'a>,
+    access_token: &'a str,
+    refresh_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+/// Counts one attempt against `limit` under `key`; 429 with Retry-After once over.
+pub async fn count_attempt(app: &App, key: &str, limit: Limit) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Count {
+        count: i64,
+    }
+    let now = app.now();
+    let row: Option<Count> = db::one(
+        &app.db,
+        "count a rate-limited attempt",
+        "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
+         ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING count",
+        &[key.into(), limit.window_start(now).into()],
+    )
+    .await?;
+    match limit.check(row.map_or(1, |r| r.count), now) {
+        Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
+}
+
+fn is_local_http(req: &Request) -> bool {
+    req.url()
+        .map(|u| u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")))
+        .unwrap_or(false)
+}
+
+fn cookie_header(req: &Request, name: &str, value: &str, path: &str, max_age: i64) -> String {
+    // Secure everywhere except plain-http localhost, where browsers would drop a Secure cookie.
+    let secure = if is_local_http(req) { "" } else { "; Secure" };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+fn session_cookies(req: &Request, headers: &Headers, access: &str, refresh: &str) -> Result<(), ApiError> {
+    headers
+        .append(
+            "set-cookie",
+            &cookie_header(req, ACCESS_COOKIE, access, "/", ACCESS_TTL_SECONDS),
+        )
+        .or_internal("set-cookie")?;
+    headers
+        .append(
+            "set-cookie",
+            &cookie_header(req, REFRESH_COOKIE, refresh, "/api/auth", REFRESH_TTL_SECONDS),
+        )
+        .or_internal("set-cookie")?;
+    Ok(())
+}
+
+fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
+    headers
+        .append("set-cookie", &cookie_header(req, ACCESS_COOKIE, "", "/", 0))
+        .or_internal("set-cookie")?;
+    headers
+        .append("set-cookie", &cookie_header(req, REFRESH_COOKIE, "", "/api/auth", 0))
+        .or_internal("set-cookie")?;
+    Ok(())
+}
+
+/// Starts a new login (token family) for `user` and answers with tokens in JSON and cookies.
+async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) -> Result<Response, ApiError> {
+    let now = app.now();
+    let family = UserId::generate(random());
+    let refresh = new_refresh_token(random());
+    app.db
+        .batch(vec![
+            db::stmt(
+                &app.db,
+                "INSERT INTO login_families (id, user_id, created_at) VALUES (?1, ?2, ?3)",
+                &[family.as_str().into(), (&user.id).into(), (&rfc3339(now)).into()],
+            )?,
+            db::stmt(
+                &app.db,
+                "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
+                &[
+                    (&refresh.hash).into(),
+                    family.as_str().into(),
+                    (now + REFRESH_TTL_SECONDS).into(),
+                ],
+            )?,
+        ])
+        .await
+        .or_internal("insert login family")?;
+    session_response(app, req, user, &refresh.token, status)
+}
+
+fn session_response(
+    app: &App,
+    req: &Request,
+    user: &UserRow,
+    refresh_token: &str,
+    status: u16,
+) -> Result<Response, ApiError> {
+    let (access, _) = app.tokens.issue(
+        &UserId::from_trusted(user.id.clone()),
+        &user.username,
+        app.now(),
+        random(),
+    );
+    let body = SessionBody {
+        user: user.view(),
+        access_token: &access,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECONDS,
+    };
+    let response = http::json(status, &body)?;
+    session_cookies(req, response.headers(), &access, refresh_token)?;
+    Ok(response)
+}
+
+async fn hash_new_password(password: &Password) -> Result<String, ApiError> {
+    let salt = random::<SALT_LEN>().to_vec();
+    let hash = pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS).await?;
+    Ok(StoredPassword::new(PBKDF2_ITERATIONS, salt, hash).encode())
+}
+
+/// `POST /api/auth/register`
+pub async fn register(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let body = http::read_json(&mut req, JSON_LIMIT).await?;
+    let reg = Registration::parse(
+        body.opt_str("username")?,
+        body.opt_str("password")?,
+        body.opt_str("email")?,
+    )?;
+    count_attempt(
+        app,
+        &format!("register-ip:{}", http::client_ip(&req)),
+        rate_limit::REGISTER_PER_IP,
+    )
+    .await?;
+    let user = UserRow {
+        id: UserId::generate(random()).to_string(),
+        username: reg.username.as_str().to_string(),
+        email: reg.email.as_ref().map(|e| e.as_str().to_string()),
+        created_at: app.now_rfc3339(),
+    };
+    let stored = hash_new_password(&reg.password).await?;
+    let inserted = db::run(
+        &app.db,
+        "insert user",
+        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            (&user.id).into(),
+            (&user.username).into(),
+            user.email.as_deref().into(),
+            (&stored).into(),
+            (&user.created_at).into(),
+        ],
+    )
+    .await;
+    match inserted {
+        Ok(_) => start_session(app, &req, &user, 201).await,
+        Err(e) if db::is_unique_violation(&e) => Err(ApiError::Conflict {
+            code: "username_taken",
+            message: "That username is taken; pick another.".into(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /api/auth/login`
+pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let body = http::read_json(&mut req, JSON_LIMIT).await?;
+    let (Some(username), Some(password)) = (body.opt_str("username")?, body.opt_str("password")?) else {
+        let mut fields = sunnylive_core::error::FieldErrors::new();
+        for name in ["username", "password"] {
+            if body.opt_str(name)?.is_none() {
+                fields.insert(name.into(), "is required".into());
+            }
+        }
+        return Err(ApiError::Invalid(fields));
+    };
+    count_attempt(
+        app,
+        &format!("login-ip:{}", http::client_ip(&req)),
+        rate_limit::LOGIN_PER_IP,
+    )
+    .await?;
+    count_attempt(
+        app,
+        &format!("login-user:{}", username.to_lowercase()),
+        rate_limit::LOGIN_PER_USERNAME,
+    )
+    .await?;
+
+    #[derive(Deserialize)]
+    struct Row {
+        #[serde(flatten)]
+        user: UserRow,
+        password_hash: String,
+    }
+    // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
+    let row: Option<Row> = match Username::parse(username) {
+        Ok(name) => {
+            db::one(
+                &app.db,
+                "load user for login",
+                "SELECT id, username, email, created_at, password_hash FROM users WHERE username = ?1",
+                &[name.as_str().into()],
+            )
+            .await?
+        }
+        Err(_) => None,
+    };
+    let stored = row.as_ref().and_then(|r| StoredPassword::parse(&r.password_hash));
+    let (salt, iterations) = match &stored {
+        Some(s) => (s.salt.clone(), s.iterations),
+        None => (DUMMY_SALT.to_vec(), PBKDF2_ITERATIONS),
+    };
+    let derived = pbkdf2_sha256(password.as_bytes(), &salt, iterations).await?;
+    let (Some(row), Some(stored)) = (row, stored) else {
+        return Err(invalid_credentials());
+    };
+    if !stored.matches(&derived) {
+        return Err(invalid_credentials());
+    }
+    if stored.needs_rehash() {
+        if let Ok(p) = Password::parse(password) {
+            let upgraded = hash_new_password(&p).await?;
+            db::run(
+                &app.db,
+                "upgrade password hash",
+                "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                &[(&upgraded).into(), (&row.user.id).into()],
+            )
+            .await?;
+        }
+    }
+    start_session(app, &req, &row.user, 200).await
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthenticated {
+        code: "invalid_credentials",
+        message: "Wrong username or password.".into(),
+    }
+}
+
+/// The refresh token a client presents: the JSON field, else the cookie.
+async fn presented_refresh_token(app: &App, req: &mut Request) -> Result<Option<String>, ApiError> {
+    let body = http::read_optional_json(req, JSON_LIMIT).await?;
+    if let Some(t) = body.opt_str("refresh_token")? {
+        return Ok(Some(t.to_string()));
+    }
+    match http::cookie(req, REFRESH_COOKIE).filter(|c| !c.is_empty()) {
+        Some(c) => {
+            check_origin(app, req)?;
+            Ok(Some(c))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
+    db::run(
+        &app.db,
+        "revoke login family",
+        "UPDATE login_families SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        &[app.now_rfc3339().as_str().into(), family_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `POST /api/auth/refresh`: rotates the refresh token. A token that was already used revokes its whole login.
+pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let token = presented_refresh_token(app, &mut req)
+        .await?
+        .ok_or_else(|| reject("refresh: no token"))?;
+    let hash = hash_refresh_token(&token);
+    #[derive(Deserialize)]
+    struct Row {
+        family_id: String,
+        expires_at: i64,
+        used_at: Option<i64>,
+        revoked_at: Option<String>,
+        #[serde(flatten)]
+        user: UserRow,
+    }
+    let row: Option<Row> = db::one(
+        &app.db,
+        "load refresh token",
+        "SELECT t.family_id, t.expires_at, t.used_at, f.revoked_at, u.id, u.username, u.email, u.created_at
+         FROM refresh_tokens t JOIN login_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id
+         WHERE t.token_hash = ?1",
+        &[(&hash).into()],
+    )
+    .await?;
+    let row = row.ok_or_else(|| reject("refresh: unknown token"))?;
+    let now = app.now();
+    if row.revoked_at.is_some() {
+        return Err(reject("refresh: login revoked"));
+    }
+    if row.used_at.is_some() {
+        revoke_family(app, &row.family_id).await?;
+        return Err(reject("refresh: reuse of a used token; login revoked"));
+    }
+    if row.expires_at <= now {
+        return Err(reject("refresh: expired"));
+    }
+    // Single use, decided by the database: of two concurrent refreshes with one token, exactly one wins; the
+    // other is a reuse and revokes the login.
+    let claimed = db::run(
+        &app.db,
+        "claim refresh token",
+        "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+        &[now.into(), (&hash).into()],
+    )
+    .await?;
+    if claimed != 1 {
+        revoke_family(app, &row.family_id).await?;
+        return Err(reject("refresh: concurrent reuse; login revoked"));
+    }
+    let next = new_refresh_token(random());
+    db::run(
+        &app.db,
+        "insert rotated refresh token",
+        "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
+        &[
+            (&next.hash).into(),
+            (&row.family_id).into(),
+            (now + REFRESH_TTL_SECONDS).into(),
+        ],
+    )
+    .await?;
+    session_response(app, &req, &row.user, &next.token, 200)
+}
+
+/// `POST /api/auth/logout`: revokes the presented login (refresh token from body or cookie) and clears cookies.
+/// Always 204: logging out twice, or with nothing to revoke, is not an error.
+pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    if let Some(token) = presented_refresh_token(app, &mut req).await? {
+        #[derive(Deserialize)]
+        struct Row {
+            family_id: String,
+        }
+        let row: Option<Row> = db::one(
+            &app.db,
+            "find login to revoke",
+            "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1",
+            &[hash_refresh_token(&token).as_str().into()],
+        )
+        .await?;
+        if let Some(row) = row {
+            revoke_family(app, &row.family_id).await?;
+        }
+    }
+    let response = http::no_content()?;
+    clear_cookies(&req, response.headers())?;
+    Ok(response)
+}
+
+/// `GET /api/me`
+pub async fn me(app: &App, req: Request) -> Result<Response, ApiError> {
+    let caller = require_user(app, &req)?;
+    let row: Option<UserRow> = db::one(
+        &app.db,
+        "load me",
+        "SELECT id, username, email, created_at FROM users WHERE id = ?1",
+        &[caller.id.as_str().into()],
+    )
+    .await?;
+    let row = row.ok_or_else(|| reject("me: user no longer exists"))?;
+    #[derive(Serialize)]
+    struct Body<'a> {
+        user: UserView<'a>,
+    }
+    http::json(200, &Body { user: row.view() })
+}

@@ -1,0 +1,225 @@
+//! HTTP plumbing shared by every handler: reading bodies within limits and content types, typed access to JSON
+//! fields, cookies, client IPs, query strings, and turning results into responses (errors in the contract's shape,
+//! internal errors logged with context and answered opaquely).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sunnylive_core::error::ApiError;
+use worker::{Headers, Request, Response};
+
+/// Default limit for JSON bodies: every request we accept is far smaller.
+pub const JSON_LIMIT: usize = 16 * 1024;
+
+/// `Result<T, worker::Error>` into `ApiError::Internal` with context (the orphan rule forbids a `From` impl).
+pub trait OrInternal<T> {
+    fn or_internal(self, context: &str) -> Result<T, ApiError>;
+}
+
+impl<T> OrInternal<T> for worker::Result<T> {
+    fn or_internal(self, context: &str) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::internal(format!("{context}: {e}")))
+    }
+}
+
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Reads the body as bytes, refusing (413) anything over `limit` before and after reading it.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+    }
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
+    if bytes.len() > limit {
+        return Err(ApiError::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+/// A JSON object body whose fields are read one by one with precise errors.
+pub struct JsonBody(Map<String, Value>);
+
+/// Reads a JSON object body: 415 unless `application/json`, 413 over `limit`, 400 when it is not a JSON object.
+pub async fn read_json(req: &mut Request, limit: usize) -> Result<JsonBody, ApiError> {
+    let ct = content_type(req);
+    if !(ct.starts_with("application/json") || ct.contains("+json")) {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    let bytes = read_body(req, limit).await?;
+    parse_json_object(&bytes)
+}
+
+pub fn parse_json_object(bytes: &[u8]) -> Result<JsonBody, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(JsonBody(map)),
+        Ok(_) => Err(ApiError::Malformed("expected a JSON object".into())),
+        Err(e) => Err(ApiError::Malformed(format!("not valid JSON ({e})"))),
+    }
+}
+
+/// An optional body for routes whose body may be empty (logout, refresh with a cookie).
+pub async fn read_optional_json(req: &mut Request, limit: usize) -> Result<JsonBody, ApiError> {
+    let bytes = read_body(req, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(JsonBody(Map::new()));
+    }
+    if !content_type(req).starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    parse_json_object(&bytes)
+}
+
+impl JsonBody {
+    /// A string field: `Ok(None)` when absent or null, 422 when present with another type.
+    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::invalid(name, "must be a string")),
+        }
+    }
+
+    /// An integer field: `Ok(None)` when absent or null, 422 when present with another type or a fraction.
+    pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(name, "must be a whole number")),
+            Some(_) => Err(ApiError::invalid(name, "must be a whole number")),
+        }
+    }
+}
+
+/// Reads an `application/x-www-form-urlencoded` body (nginx-rtmp's callbacks).
+pub async fn read_form(req: &mut Request, limit: usize) -> Result<HashMap<String, String>, ApiError> {
+    if !content_type(req).starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/x-www-form-urlencoded",
+        });
+    }
+    let bytes = read_body(req, limit).await?;
+    let text = String::from_utf8(bytes).map_err(|_| ApiError::Malformed("the form is not UTF-8".into()))?;
+    Ok(url::form_urlencoded::parse(text.as_bytes()).into_owned().collect())
+}
+
+/// The query string as a map (last value wins).
+pub fn query(req: &Request) -> HashMap<String, String> {
+    req.url()
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// One cookie's value from the request.
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    let header = req.headers().get("cookie").ok().flatten()?;
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(req: &Request) -> Option<String> {
+    let header = req.headers().get("authorization").ok().flatten()?;
+    let (scheme, token) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+/// The client's address as Cloudflare saw it (`CF-Connecting-IP`); "local" under `wrangler dev` without it.
+pub fn client_ip(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "local".into())
+}
+
+/// The site's own origin (`PUBLIC_BASE_URL` when configured, else this request's scheme://host:port).
+pub fn own_origin(req: &Request, public_base_url: Option<&str>) -> String {
+    if let Some(base) = public_base_url {
+        if let Ok(u) = url::Url::parse(base) {
+            return u.origin().ascii_serialization();
+        }
+    }
+    req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+}
+
+/// A JSON response with `status`.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?;
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json; charset=utf-8")
+        .or_internal("headers")?;
+    headers.set("cache-control", "no-store").or_internal("headers")?;
+    Ok(Response::ok(text)
+        .or_internal("response")?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+/// 204 No Content.
+pub fn no_content() -> Result<Response, ApiError> {
+    Ok(Response::empty().or_internal("response")?.with_status(204))
+}
+
+/// Turns a handler's result into the response sent. Internal errors are logged with their context; the client
+/// only ever sees the opaque contract error.
+pub fn respond(result: Result<Response, ApiError>, method: &str, path: &str) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let ApiError::Internal { context } = &e {
+                worker::console_error!("500 on {method} {path}: {context}");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json; charset=utf-8");
+    let _ = headers.set("cache-control", "no-store");
+    if let Some(secs) = e.retry_after() {
+        let _ = headers.set("retry-after", &secs.to_string());
+    }
+    if matches!(e, ApiError::Unauthenticated { .. }) {
+        let _ = headers.set("www-authenticate", "Bearer");
+    }
+    match Response::ok(e.body()) {
+        Ok(r) => r.with_status(e.status()).with_headers(headers),
+        Err(_) => Response::empty()
+            .map(|r| r.with_status(500))
+            .unwrap_or_else(|_| unreachable_response()),
+    }
+}
+
+fn unreachable_response() -> Response {
+    Response::error("internal_error", 500).expect("BUG: a fixed error response can always be built")
+}

@@ -1,0 +1,200 @@
+//! The one route table. Every API route is a row in `ROUTES` and an arm in `dispatch`; `openapi.json` is checked
+//! against this table by a host test, so a route cannot exist without being documented (or the reverse).
+//! Paths outside `/api/` and `/healthz` are the web client's pages and files.
+
+use sunnylive_core::error::ApiError;
+use worker::{Env, Method, Request, Response};
+
+use crate::app::App;
+use crate::http::respond;
+use crate::{auth, openapi, rtmp, streams};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    OpenApi,
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    Me,
+    MyStreams,
+    ListStreams,
+    CreateStream,
+    GetStream,
+    UpdateStream,
+    DeleteStream,
+    GetStreamKey,
+    RotateStreamKey,
+    OnPublish,
+    OnUpdate,
+    OnPublishDone,
+}
+
+/// (method, path pattern, route). `{name}` matches one non-empty path segment.
+pub const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/healthz", Route::Health),
+    ("GET", "/api/openapi.json", Route::OpenApi),
+    ("POST", "/api/auth/register", Route::Register),
+    ("POST", "/api/auth/login", Route::Login),
+    ("POST", "/api/auth/refresh", Route::Refresh),
+    ("POST", "/api/auth/logout", Route::Logout),
+    ("GET", "/api/me", Route::Me),
+    ("GET", "/api/me/streams", Route::MyStreams),
+    ("GET", "/api/streams", Route::ListStreams),
+    ("POST", "/api/streams", Route::CreateStream),
+    ("GET", "/api/streams/{id}", Route::GetStream),
+    ("PATCH", "/api/streams/{id}", Route::UpdateStream),
+    ("DELETE", "/api/streams/{id}", Route::DeleteStream),
+    ("GET", "/api/streams/{id}/key", Route::GetStreamKey),
+    ("POST", "/api/streams/{id}/key", Route::RotateStreamKey),
+    ("POST", "/api/rtmp/on-publish", Route::OnPublish),
+    ("POST", "/api/rtmp/on-update", Route::OnUpdate),
+    ("POST", "/api/rtmp/on-publish-done", Route::OnPublishDone),
+];
+
+/// Path parameters of a matched route, in pattern order.
+pub struct Params(Vec<String>);
+
+impl Params {
+    /// The first (and usually only) parameter.
+    pub fn first(&self) -> &str {
+        self.0.first().map(String::as_str).unwrap_or_default()
+    }
+}
+
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut p = pattern.split('/');
+    let mut s = path.split('/');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return Some(params),
+            (Some(pp), Some(ss)) if pp.starts_with('{') && !ss.is_empty() => params.push(ss.to_string()),
+            (Some(pp), Some(ss)) if pp == ss => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route for `method` and `path`. `Err(MethodNotAllowed)` when the path exists with other methods,
+/// `Ok(None)` when no API route has this path.
+pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiError> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let mut path_known = false;
+    for (m, pattern, route) in ROUTES {
+        if let Some(params) = matches(pattern, path) {
+            if *m == method || (method == "HEAD" && *m == "GET") {
+                return Ok(Some((*route, Params(params))));
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Err(ApiError::MethodNotAllowed)
+    } else {
+        Ok(None)
+    }
+}
+
+fn is_api(path: &str) -> bool {
+    path == "/healthz" || path == "/api" || path.starts_with("/api/")
+}
+
+/// Entry point for every HTTP request.
+pub async fn handle(req: Request, env: Env) -> Response {
+    let method = req.method().to_string();
+    let path = req.path();
+    let result = async {
+        let app = App::new(env)?;
+        if !is_api(&path) {
+            return Err(ApiError::not_found("Page"));
+        }
+        match find(&method, &path)? {
+            Some((route, params)) => dispatch(route, &app, req, params).await,
+            None => Err(ApiError::NotFound {
+                code: "route_not_found",
+                message: "No such API route.".into(),
+            }),
+        }
+    }
+    .await;
+    respond(result, &method, &path)
+}
+
+async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Result<Response, ApiError> {
+    match route {
+        Route::Health => openapi::health(),
+        Route::OpenApi => openapi::document(),
+        Route::Register => auth::register(app, req).await,
+        Route::Login => auth::login(app, req).await,
+        Route::Refresh => auth::refresh(app, req).await,
+        Route::Logout => auth::logout(app, req).await,
+        Route::Me => auth::me(app, req).await,
+        Route::MyStreams => streams::list_mine(app, req).await,
+        Route::ListStreams => streams::list(app, req).await,
+        Route::CreateStream => streams::create(app, req).await,
+        Route::GetStream => streams::get(app, params.first()).await,
+        Route::UpdateStream => streams::update(app, req, params.first()).await,
+        Route::DeleteStream => streams::delete(app, req, params.first()).await,
+        Route::GetStreamKey => streams::get_key(app, req, params.first()).await,
+        Route::RotateStreamKey => streams::rotate_key(app, req, params.first()).await,
+        Route::OnPublish => rtmp::on_publish(app, req).await,
+        Route::OnUpdate => rtmp::on_update(app, req).await,
+        Route::OnPublishDone => rtmp::on_publish_done(app, req).await,
+    }
+}
+
+/// `Method` is re-exported so handlers can compare without importing worker's type in every module.
+pub fn is_safe_method(m: &Method) -> bool {
+    matches!(m, Method::Get | Method::Head | Method::Options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_matches_its_parameters() {
+        let (route, params) = find("GET", "/api/streams/abc/key").unwrap().unwrap();
+        assert_eq!(route, Route::GetStreamKey);
+        assert_eq!(params.first(), "abc");
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_and_an_unknown_path_is_none() {
+        assert_eq!(find("PUT", "/api/streams").err(), Some(ApiError::MethodNotAllowed));
+        assert!(find("GET", "/api/nope").unwrap().is_none());
+        assert!(find("GET", "/api/streams//key").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_trailing_slash_is_forgiven() {
+        assert_eq!(find("GET", "/api/me/").unwrap().unwrap().0, Route::Me);
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
+        let doc: serde_json::Value = serde_json::from_str(openapi::OPENAPI_JSON).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (method, pattern, _) in ROUTES {
+            let op = &paths
+                .get(*pattern)
+                .unwrap_or_else(|| panic!("{pattern} missing from openapi.json"))[method.to_lowercase()];
+            assert!(op.is_object(), "{method} {pattern} missing from openapi.json");
+        }
+        for (pattern, ops) in paths {
+            for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+                let m = method.to_uppercase();
+                assert!(
+                    ROUTES.iter().any(|(rm, rp, _)| *rm == m && rp == pattern),
+                    "openapi.json documents {m} {pattern}, which is not routed"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The worker side of the nginx RTMP origin: nginx-rtmp's `on_publish`, `on_update` and `on_publish_done`
+//! callbacks, relayed by nginx-origin's local proxy location which adds `Authorization: Bearer <ORIGIN_TOKEN>`.
+//!
+//! Live status comes only from here (and from the cron sweep that ends streams whose heartbeats stopped).
+//! nginx identifies a publisher by `addr` and `clientid`; we record that pair as the stream's `publisher` so a
+//! second publisher is refused (409) and only the holder's `on_publish_done` ends the stream.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use sunnylive_core::error::ApiError;
+use sunnylive_core::secret::secrets_equal;
+use sunnylive_core::stream_key::PresentedKey;
+use worker::{Headers, Request, Response};
+
+use crate::app::App;
+use crate::db;
+use crate::http::{self, OrInternal};
+
+/// nginx-rtmp's callback forms are a few hundred bytes.
+const FORM_LIMIT: usize = 8 * 1024;
+
+/// 401 unless the call carries the origin's token; nothing else is looked at before this passes.
+fn check_origin_token(app: &App, req: &Request) -> Result<(), ApiError> {
+    let presented = http::bearer(req).unwrap_or_default();
+    if secrets_equal(presented.as_bytes(), app.config.origin_token.as_bytes()) {
+        Ok(())
+    } else {
+        worker::console_log!("rtmp: callback refused: missing or wrong origin token");
+        Err(ApiError::Unauthenticated {
+            code: "bad_origin_token",
+            message: "RTMP callbacks must carry the origin's token.".into(),
+        })
+    }
+}
+
+fn refused(why: &str) -> ApiError {
+    // The key itself is never logged; the reason and the stream id (if any) are enough to debug.
+    worker::console_log!("rtmp: publish refused: {why}");
+    ApiError::Forbidden {
+        code: "stream_key_refused",
+        message: "This stream key is not valid.".into(),
+    }
+}
+
+struct Callback {
+    key: Option<PresentedKey>,
+    publisher: String,
+}
+
+async fn read_callback(app: &App, req: &mut Request) -> Result<Callback, ApiError> {
+    check_origin_token(app, req)?;
+    let form: HashMap<String, String> = http::read_form(req, FORM_LIMIT).await?;
+    let name = form.get("name").map(String::as_str).unwrap_or_default();
+    let publisher = format!(
+        "{}/{}",
+        form.get("addr").map(String::as_str).unwrap_or("?"),
+        form.get("clientid").map(String::as_str).unwrap_or("?")
+    );
+    Ok(Callback {
+        key: PresentedKey::parse(name),
+        publisher,
+    })
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    key_generation: i64,
+}
+
+/// The stream id of a presented key that is valid right now, or 403.
+async fn check_key(app: &App, key: Option<&PresentedKey>) -> Result<String, ApiError> {
+    let key = key.ok_or_else(|| refused("not a stream key"))?;
+    let id = key.stream_id.as_str();
+    let row: Option<KeyRow> = db::one(
+        &app.db,
+        "load stream key generation",
+        "SELECT key_generation FROM streams WHERE id = ?1 AND deleted_at IS NULL",
+        &[id.into()],
+    )
+    .await?;
+    let row = row.ok_or_else(|| refused(&format!("stream {id} does not exist or was deleted")))?;
+    if !key.is_valid(app.config.stream_key_secret.as_bytes(), row.key_generation) {
+        return Err(refused(&format!("stream {id}: wrong or rotated key")));
+    }
+    Ok(id.to_string())
+}
+
+/// `POST /api/rtmp/on-publish`: 302 to the stream id (nginx renames the stream, so HLS is written under the public
+/// id and never under the key). The Location is a bare name: `Response::redirect` only takes absolute URLs, and
+/// nginx-rtmp would treat an absolute URL as a literal stream name.
+pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let cb = read_callback(app, &mut req).await?;
+    let id = check_key(app, cb.key.as_ref()).await?;
+    let now = app.now();
+    let taken = db::run(
+        &app.db,
+        "mark stream live",
+        "UPDATE streams SET status = 'live', publisher = ?2, last_heartbeat_at = ?3,
+             live_since = CASE WHEN status = 'live' AND publisher = ?2 THEN live_since ELSE ?4 END
+         WHERE id = ?1 AND deleted_at IS NULL
+           AND (status = 'offline' OR publisher = ?2 OR last_heartbeat_at < ?5)",
+        &[
+            id.as_str().into(),
+            cb.publisher.as_str().into(),
+            now.into(),
+            app.now_rfc3339().as_str().into(),
+            (now - app.config.stale_stream_seconds).into(),
+        ],
+    )
+    .await?;
+    if taken == 0 {
+        worker::console_log!("rtmp: stream {id} is already live from another publisher");
+        return Err(ApiError::Conflict {
+            code: "already_live",
+            message: "This stream is already live from another publisher.".into(),
+        });
+    }
+    worker::console_log!("rtmp: stream {id} is live");
+    crate::chat::announce_status(app, &id, true).await;
+    let headers = Headers::new();
+    headers.set("location", &id).or_internal("location header")?;
+    Ok(Response::empty()
+        .or_internal("response")?
+        .with_status(302)
+        .with_headers(headers))
+}
+
+/// `POST /api/rtmp/on-update`: the heartbeat. 403 once the key is no longer valid (rotated, stream deleted) or
+/// another publisher holds the stream: nginx then drops this publisher.
+pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let cb = read_callback(app, &mut req).await?;
+    let id = check_key(app, cb.key.as_ref()).await?;
+    let now = app.now();
+    // A publisher that the sweep ended (heartbeats late) but is in fact alive takes its stream back.
+    let beat = db::run(
+        &app.db,
+        "record heartbeat",
+        "UPDATE streams SET last_heartbeat_at = ?3, status = 'live', publisher = ?2,
+             live_since = COALESCE(live_since, ?4)
+         WHERE id = ?1 AND deleted_at IS NULL AND (publisher = ?2 OR status = 'offline')",
+        &[
+            id.as_str().into(),
+            cb.publisher.as_str().into(),
+            now.into(),
+            app.now_rfc3339().as_str().into(),
+        ],
+    )
+    .await?;
+    if beat == 0 {
+        return Err(refused(&format!(
+            "stream {id}: heartbeat from a publisher that does not hold the stream"
+        )));
+    }
+    http::json(200, &serde_json::json!({ "ok": true }))
+}
+
+/// `POST /api/rtmp/on-publish-done`: the stream goes offline if this publisher held it. nginx sends the original
+/// name (the key, possibly rotated away by now), so only the stream id is taken from it.
+pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let cb = read_callback(app, &mut req).await?;
+    if let Some(key) = &cb.key {
+        let id = key.stream_id.as_str();
+        let ended = db::run(
+            &app.db,
+            "mark stream offline",
+            "UPDATE streams SET status = 'offline', live_since = NULL, publisher = NULL
+             WHERE id = ?1 AND status = 'live' AND publisher = ?2",
+            &[id.into(), cb.publisher.as_str().into()],
+        )
+        .await?;
+        if ended > 0 {
+            worker::console_log!("rtmp: stream {id} went offline");
+            crate::chat::announce_status(app, id, false).await;
+        }
+    }
+    http::json(200, &serde_json::json!({ "ok": true }))
+}
+
+/// Ends streams whose publisher stopped sending heartbeats (died without `on_publish_done`). Run by the cron.
+pub async fn sweep_stale_streams(app: &App) -> Result<usize, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let ended: Vec<Row> = db::all(
+        &app.db,
+        "sweep stale live streams",
+        "UPDATE streams SET status = 'offline', live_since = NULL, publisher = NULL
+         WHERE status = 'live' AND (last_heartbeat_at IS NULL OR last_heartbeat_at < ?1) RETURNING id",
+        &[(app.now() - app.config.stale_stream_seconds).into()],
+    )
+    .await?;
+    for row in &ended {
+        worker::console_log!(
+            "cron: stream {} had no heartbeat for {} s; now offline",
+            row.id,
+            app.config.stale_stream_seconds
+        );
+        crate::chat::announce_status(app, &row.id, false).await;
+    }
+    Ok(ended.len())
+}
