@@ -3,6 +3,7 @@
 //! pass `now` and random bytes in, so every rule is unit-tested on the host in seconds.
 
 pub mod account;
+pub mod chat;
 pub mod donation;
 pub mod error;
 pub mod ids;

@@ -1,0 +1,386 @@
+//! The WebSocket frames of the chat contract (API.md, "Chat"): JSON objects with a `type`. Server frames are built
+//! here and serialized once; client frames are parsed here, and anything that does not parse is a `bad_frame`.
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::Identity;
+use super::text::ChatText;
+use crate::ids::UserId;
+
+/// A stream's broadcast state as the room shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    Live,
+    Offline,
+}
+
+impl StreamStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(StreamStatus::Live),
+            "offline" => Some(StreamStatus::Offline),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StreamStatus::Live => "live",
+            StreamStatus::Offline => "offline",
+        }
+    }
+}
+
+/// The author of a chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatUser {
+    pub id: UserId,
+    pub username: String,
+}
+
+/// One chat message, as broadcast, stored and replayed in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: String,
+    pub user: ChatUser,
+    pub text: ChatText,
+    pub ts: String,
+}
+
+/// One paid donation, as broadcast, stored and replayed in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DonationMessage {
+    pub id: String,
+    pub donor: String,
+    pub amount: i64,
+    /// Always `IDR`: money is an integer number of rupiah.
+    pub currency: String,
+    pub message: Option<String>,
+    pub ts: String,
+}
+
+/// An entry of the room's history: what the welcome frame and `GET .../messages` return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryItem {
+    Chat(ChatMessage),
+    Donation(DonationMessage),
+}
+
+impl HistoryItem {
+    pub fn id(&self) -> &str {
+        match self {
+            HistoryItem::Chat(m) => &m.id,
+            HistoryItem::Donation(d) => &d.id,
+        }
+    }
+}
+
+/// `you` in the welcome frame. `id` and `username` are null for anonymous sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct You {
+    pub id: Option<UserId>,
+    pub username: Option<String>,
+    pub role: super::identity::Role,
+}
+
+impl From<&Identity> for You {
+    fn from(identity: &Identity) -> Self {
+        let user = identity.user();
+        You {
+            id: user.map(|(id, _)| id.clone()),
+            username: user.map(|(_, name)| name.to_string()),
+            role: identity.role(),
+        }
+    }
+}
+
+/// Codes of `error` frames. All are recoverable: the socket stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Too fast (burst, slow mode) or timed out by the host; `retry_after_ms` says for how long.
+    RateLimited,
+    /// Sending needs an access token; this socket is anonymous.
+    NotAuthenticated,
+    /// The text is longer than 500 characters.
+    TooLong,
+    /// The text is empty after trimming.
+    Empty,
+    /// The host has banned this user from chatting in this room.
+    Banned,
+    /// Not JSON, an unknown `type`, a missing or ill-typed field, or a value out of range.
+    BadFrame,
+    /// A moderation frame from someone who is not the host. (Added to the contract's list.)
+    Forbidden,
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on every socket, once.
+    Welcome {
+        you: You,
+        history: Vec<HistoryItem>,
+        viewers: u32,
+        status: StreamStatus,
+        slow_mode_seconds: u32,
+    },
+    Chat(ChatMessage),
+    Donation(DonationMessage),
+    Presence {
+        viewers: u32,
+    },
+    Status {
+        status: StreamStatus,
+    },
+    Deleted {
+        id: String,
+    },
+    SlowMode {
+        seconds: u32,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// For `rate_limited`: milliseconds until a message would be accepted. (Added to the contract.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<i64>,
+    },
+}
+
+impl ServerFrame {
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("BUG: server frames are plain data and always serialize")
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// Everything a client may send. Unknown fields are ignored (forward compatibility); unknown types are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Anyone signed in: post a message. The text is checked by `ChatText::parse`, not by serde, so an invalid text
+    /// answers `empty`/`too_long` rather than `bad_frame`.
+    Chat { text: String },
+    /// Host only: remove a message (chat or donation) for everyone.
+    Delete { id: String },
+    /// Host only: keep a user from chatting for `seconds` (0 lifts a timeout).
+    Timeout { user_id: String, seconds: u64 },
+    /// Host only: keep a user from chatting in this room for good; their open sockets are closed with 1008.
+    Ban { user_id: String },
+    /// Host only: lift a ban. (Added to the contract.)
+    Unban { user_id: String },
+    /// Host only: at most one message per user per `seconds` (0 turns slow mode off).
+    SlowMode { seconds: u64 },
+}
+
+impl ClientFrame {
+    /// Parses a text frame; the error is a sentence for the `bad_frame` error frame.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        serde_json::from_str(raw).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                "Frames must be JSON objects.".to_string()
+            } else {
+                // serde's message names the missing field or unknown variant, never echoes the input wholesale.
+                format!("This frame is not one the room understands: {e}.")
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user() -> ChatUser {
+        ChatUser {
+            id: UserId::parse("abcdefghijkmnpqr").unwrap(),
+            username: "budi".into(),
+        }
+    }
+
+    fn chat() -> ChatMessage {
+        ChatMessage {
+            id: "7".into(),
+            user: user(),
+            text: ChatText::parse("halo").unwrap(),
+            ts: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    fn donation() -> DonationMessage {
+        DonationMessage {
+            id: "8".into(),
+            donor: "Sari".into(),
+            amount: 50_000,
+            currency: "IDR".into(),
+            message: Some("semangat!".into()),
+            ts: "2026-01-01T00:00:01.000Z".into(),
+        }
+    }
+
+    fn json_of(f: &ServerFrame) -> serde_json::Value {
+        serde_json::from_str(&f.to_json()).unwrap()
+    }
+
+    #[test]
+    fn the_welcome_frame_has_the_contract_shape() {
+        let f = ServerFrame::Welcome {
+            you: You {
+                id: None,
+                username: None,
+                role: super::super::Role::Anonymous,
+            },
+            history: vec![HistoryItem::Chat(chat()), HistoryItem::Donation(donation())],
+            viewers: 3,
+            status: StreamStatus::Live,
+            slow_mode_seconds: 0,
+        };
+        let v = json_of(&f);
+        assert_eq!(v["type"], "welcome");
+        assert_eq!(v["you"], json!({"id": null, "username": null, "role": "anonymous"}));
+        assert_eq!(v["history"][0]["type"], "chat");
+        assert_eq!(v["history"][1]["type"], "donation");
+        assert_eq!(v["viewers"], 3);
+        assert_eq!(v["status"], "live");
+        assert_eq!(v["slow_mode_seconds"], 0);
+    }
+
+    #[test]
+    fn a_chat_frame_has_the_contract_shape() {
+        assert_eq!(
+            json_of(&ServerFrame::Chat(chat())),
+            json!({"type": "chat", "id": "7", "user": {"id": "abcdefghijkmnpqr", "username": "budi"},
+                   "text": "halo", "ts": "2026-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn a_donation_frame_has_the_contract_shape() {
+        assert_eq!(
+            json_of(&ServerFrame::Donation(donation())),
+            json!({"type": "donation", "id": "8", "donor": "Sari", "amount": 50000, "currency": "IDR",
+                   "message": "semangat!", "ts": "2026-01-01T00:00:01.000Z"})
+        );
+    }
+
+    #[test]
+    fn a_history_item_serializes_exactly_like_its_live_frame() {
+        assert_eq!(
+            serde_json::to_string(&HistoryItem::Chat(chat())).unwrap(),
+            ServerFrame::Chat(chat()).to_json()
+        );
+        assert_eq!(
+            serde_json::to_string(&HistoryItem::Donation(donation())).unwrap(),
+            ServerFrame::Donation(donation()).to_json()
+        );
+    }
+
+    #[test]
+    fn the_small_server_frames_have_the_contract_shape() {
+        assert_eq!(
+            json_of(&ServerFrame::Presence { viewers: 2 }),
+            json!({"type": "presence", "viewers": 2})
+        );
+        assert_eq!(
+            json_of(&ServerFrame::Status {
+                status: StreamStatus::Offline
+            }),
+            json!({"type": "status", "status": "offline"})
+        );
+        assert_eq!(
+            json_of(&ServerFrame::Deleted { id: "7".into() }),
+            json!({"type": "deleted", "id": "7"})
+        );
+        assert_eq!(
+            json_of(&ServerFrame::SlowMode { seconds: 10 }),
+            json!({"type": "slow_mode", "seconds": 10})
+        );
+        assert_eq!(
+            json_of(&ServerFrame::error(ErrorCode::BadFrame, "no")),
+            json!({"type": "error", "code": "bad_frame", "message": "no"})
+        );
+    }
+
+    #[test]
+    fn every_error_code_is_snake_case() {
+        let codes = [
+            (ErrorCode::RateLimited, "rate_limited"),
+            (ErrorCode::NotAuthenticated, "not_authenticated"),
+            (ErrorCode::TooLong, "too_long"),
+            (ErrorCode::Empty, "empty"),
+            (ErrorCode::Banned, "banned"),
+            (ErrorCode::BadFrame, "bad_frame"),
+            (ErrorCode::Forbidden, "forbidden"),
+        ];
+        for (code, text) in codes {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(text));
+        }
+    }
+
+    #[test]
+    fn every_client_frame_of_the_contract_parses() {
+        let cases = [
+            (
+                r#"{"type":"chat","text":"hi"}"#,
+                ClientFrame::Chat { text: "hi".into() },
+            ),
+            (r#"{"type":"delete","id":"7"}"#, ClientFrame::Delete { id: "7".into() }),
+            (
+                r#"{"type":"timeout","user_id":"u","seconds":60}"#,
+                ClientFrame::Timeout {
+                    user_id: "u".into(),
+                    seconds: 60,
+                },
+            ),
+            (
+                r#"{"type":"ban","user_id":"u"}"#,
+                ClientFrame::Ban { user_id: "u".into() },
+            ),
+            (
+                r#"{"type":"unban","user_id":"u"}"#,
+                ClientFrame::Unban { user_id: "u".into() },
+            ),
+            (
+                r#"{"type":"slow_mode","seconds":5}"#,
+                ClientFrame::SlowMode { seconds: 5 },
+            ),
+            (
+                r#"{"type":"chat","text":"hi","client_ref":"x"}"#,
+                ClientFrame::Chat { text: "hi".into() },
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(ClientFrame::parse(raw), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn malformed_client_frames_are_refused_with_a_sentence() {
+        for raw in [
+            "",
+            "hello",
+            "[]",
+            "{}",
+            r#"{"type":"shout","text":"x"}"#,
+            r#"{"type":"chat"}"#,
+            r#"{"type":"chat","text":5}"#,
+            r#"{"type":"timeout","user_id":"u","seconds":-1}"#,
+            r#"{"type":"slow_mode","seconds":"10"}"#,
+        ] {
+            let err = ClientFrame::parse(raw).unwrap_err();
+            assert!(err.ends_with('.'), "{raw}: {err}");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Who a socket is: the `Identity` the worker vouches for in headers it alone sets on the upgrade it forwards to the
+//! room, and the `ConnId` the room gives each socket. The room never reads identity from anything a client sent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::Username;
+use crate::ids::UserId;
+
+/// Header carrying the authenticated user's id (absent for anonymous sockets). Set only by the worker.
+pub const HEADER_USER_ID: &str = "X-Sunnylive-User-Id";
+/// Header carrying the authenticated user's username (absent for anonymous sockets). Set only by the worker.
+pub const HEADER_USERNAME: &str = "X-Sunnylive-Username";
+/// Header carrying `host`, `viewer` or `anonymous`. Set only by the worker (`host` = the stream's owner).
+pub const HEADER_ROLE: &str = "X-Sunnylive-Role";
+/// Header carrying the stream's status as D1 knew it at upgrade time (`live` or `offline`); used only until the
+/// room has been told a status through its internal route.
+pub const HEADER_STREAM_STATUS: &str = "X-Sunnylive-Stream-Status";
+
+/// What a socket may do in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The stream's owner: may moderate, is exempt from rate limits and slow mode.
+    Host,
+    /// A signed-in user: may chat.
+    Viewer,
+    /// No access token: may read only.
+    Anonymous,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Host => "host",
+            Role::Viewer => "viewer",
+            Role::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// A socket's identity. Anonymous sockets have no user; the others always have one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Identity {
+    Anonymous,
+    Viewer { id: UserId, username: String },
+    Host { id: UserId, username: String },
+}
+
+impl Identity {
+    /// Reads the identity headers the worker set. Missing or inconsistent headers are refused: the worker always
+    /// sets a role, and a user id and username exactly when the role is not anonymous.
+    pub fn from_headers(user_id: Option<&str>, username: Option<&str>, role: Option<&str>) -> Result<Self, String> {
+        match (role, user_id, username) {
+            (Some("anonymous"), None, None) => Ok(Identity::Anonymous),
+            (Some(r @ ("host" | "viewer")), Some(id), Some(name)) => {
+                let id = UserId::parse(id).ok_or_else(|| format!("{HEADER_USER_ID} is not a user id"))?;
+                let name = Username::parse(name).map_err(|why| format!("{HEADER_USERNAME} {why}"))?;
+                let username = name.as_str().to_string();
+                Ok(if r == "host" {
+                    Identity::Host { id, username }
+                } else {
+                    Identity::Viewer { id, username }
+                })
+            }
+            (Some("anonymous"), _, _) => Err("an anonymous socket cannot carry a user".into()),
+            (Some("host" | "viewer"), _, _) => Err(format!("{HEADER_USER_ID} and {HEADER_USERNAME} are required")),
+            _ => Err(format!("{HEADER_ROLE} must be host, viewer or anonymous")),
+        }
+    }
+
+    /// The headers the worker sets for this identity (the inverse of `from_headers`).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![(HEADER_ROLE, self.role().as_str().to_string())];
+        if let Some((id, username)) = self.user() {
+            out.push((HEADER_USER_ID, id.as_str().to_string()));
+            out.push((HEADER_USERNAME, username.to_string()));
+        }
+        out
+    }
+
+    pub fn role(&self) -> Role {
+        match self {
+            Identity::Anonymous => Role::Anonymous,
+            Identity::Viewer { .. } => Role::Viewer,
+            Identity::Host { .. } => Role::Host,
+        }
+    }
+
+    /// The user behind the socket, if signed in.
+    pub fn user(&self) -> Option<(&UserId, &str)> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::Viewer { id, username } | Identity::Host { id, username } => Some((id, username)),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&UserId> {
+        self.user().map(|(id, _)| id)
+    }
+
+    pub fn is_host(&self) -> bool {
+        matches!(self, Identity::Host { .. })
+    }
+}
+
+/// The room's name for one socket. The shell draws it at random on upgrade and keeps it in the socket's attachment
+/// and tag, so it survives hibernation and finds the socket again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnId(String);
+
+impl ConnId {
+    /// Mints a connection id from random bytes.
+    pub fn generate(random: [u8; crate::ids::ID_RANDOM_BYTES]) -> Self {
+        Self(crate::ids::new_id(random))
+    }
+    /// Accepts a value read back from an attachment or a tag.
+    pub fn parse(s: &str) -> Option<Self> {
+        crate::ids::looks_like_id(s).then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "abcdefghijkmnpqr";
+
+    #[test]
+    fn the_three_roles_round_trip_through_headers() {
+        for identity in [
+            Identity::Anonymous,
+            Identity::Viewer {
+                id: UserId::parse(ID).unwrap(),
+                username: "budi".into(),
+            },
+            Identity::Host {
+                id: UserId::parse(ID).unwrap(),
+                username: "sari_live".into(),
+            },
+        ] {
+            let headers = identity.headers();
+            let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+            let back = Identity::from_headers(get(HEADER_USER_ID), get(HEADER_USERNAME), get(HEADER_ROLE)).unwrap();
+            assert_eq!(back, identity);
+        }
+    }
+
+    #[test]
+    fn inconsistent_or_malformed_identity_headers_are_refused() {
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: [Case; 7] = [
+            (None, None, None, "no role at all"),
+            (None, None, Some("admin"), "an unknown role"),
+            (
+                Some(ID),
+                Some("budi"),
+                Some("anonymous"),
+                "an anonymous socket with a user",
+            ),
+            (None, Some("budi"), Some("viewer"), "a viewer without an id"),
+            (Some(ID), None, Some("host"), "a host without a username"),
+            (Some("not-an-id"), Some("budi"), Some("viewer"), "a malformed user id"),
+            (Some(ID), Some("<b>x</b>"), Some("viewer"), "a username with markup"),
+        ];
+        for (id, name, role, why) in cases {
+            assert!(Identity::from_headers(id, name, role).is_err(), "accepted {why}");
+        }
+    }
+
+    #[test]
+    fn an_identity_serializes_with_its_role_for_the_socket_attachment() {
+        let v = serde_json::to_value(Identity::Host {
+            id: UserId::parse(ID).unwrap(),
+            username: "sari".into(),
+        })
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"role": "host", "id": ID, "username": "sari"}));
+        let anon: Identity = serde_json::from_str(r#"{"role":"anonymous"}"#).unwrap();
+        assert_eq!(anon, Identity::Anonymous);
+    }
+
+    #[test]
+    fn connection_ids_have_the_id_shape() {
+        let c = ConnId::generate([7; 10]);
+        assert_eq!(ConnId::parse(c.as_str()), Some(c));
+        assert_eq!(ConnId::parse("nope"), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! The chat room of one stream, as plain Rust: the frames of the WebSocket contract (API.md, "Chat"), the checked
+//! inputs (`ChatText`, `Identity`, `RoomDonation`), and `Room`, a state machine that turns events into effects.
+//!
+//! The `ChatRoom` Durable Object (crate `durable-objects`) is a thin shell around `Room`: it owns the sockets, the
+//! SQLite storage and the alarm, feeds every socket message, join, leave, internal post and alarm to
+//! `Room::handle(event, now_ms)` and carries out the returned `Effect`s in order. Nothing here reads a clock or
+//! touches I/O, so every rule (rate limits, slow mode, moderation, presence throttling, history bounds, donation
+//! de-duplication) is unit-tested on the host.
+
+mod donation;
+mod frame;
+mod history;
+mod identity;
+mod room;
+mod text;
+
+pub use donation::{DonationPost, RoomDonation};
+pub use frame::{
+    ChatMessage, ChatUser, ClientFrame, DonationMessage, ErrorCode, HistoryItem, ServerFrame, StreamStatus, You,
+};
+pub use history::{HistoryQuery, MessageId};
+pub use identity::{ConnId, Identity, Role, HEADER_ROLE, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID};
+pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
+pub use text::{ChatText, ChatTextError};
+
+/// A client frame larger than this closes the socket with 1009. The largest valid chat frame is about 6 KB (500
+/// characters each written as a 12-byte `\ud83d\ude00` escape pair), so 16 KiB never cuts off an honest client.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
+/// The room keeps this many newest history rows in storage; older ones are deleted as new ones arrive.
+pub const HISTORY_KEEP: i64 = 1000;
+/// History entries (chat and donations) a joining socket gets in its welcome frame.
+pub const WELCOME_HISTORY: usize = 50;
+/// Rate limit: a user may send this many messages at once...
+pub const RATE_BURST: i64 = 5;
+/// ...and then one per this many milliseconds. The host is exempt.
+pub const RATE_INTERVAL_MS: i64 = 1000;
+/// Presence frames go out at most once per this many milliseconds per room, however fast sockets come and go.
+pub const PRESENCE_INTERVAL_MS: i64 = 2000;
+/// Longest slow mode the host may set (one hour).
+pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
+/// Longest timeout the host may give (seven days); longer is what bans are for.
+pub const MAX_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// WebSocket close code for a frame larger than `MAX_CLIENT_FRAME_BYTES` (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code for a policy violation: a banned user is removed from the room.
+pub const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code the room answers a client's own close with.
+pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Formats unix milliseconds as the contract's RFC 3339 UTC timestamp (millisecond precision, `Z`).
+pub fn rfc3339_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339_millis(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+    }
+}
