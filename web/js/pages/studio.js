@@ -1,0 +1,344 @@
+// The studio: the signed-in streamer's channels (GET /api/me/streams), creating one, and per channel the RTMP
+// server URL and stream key (kept out of the DOM until "Show" is pressed, copyable, rotatable after a
+// confirmation), live status, the OBS overlay link, donations received with their total, and the leaderboard.
+
+import { api, ApiError, describeError } from '../api.js';
+import { confirmAction, copyButton } from '../dialog.js';
+import { byId, fill, h, warmHueFor } from '../dom.js';
+import { clearErrors, showError, showFieldErrors } from '../form-errors.js';
+import { ago, dateTime, durationSince, rupiah, viewers } from '../format.js';
+import { initHeader } from '../session.js';
+
+const STATUS_POLL_MS = 10000;
+const cards = new Map();
+
+function statusBadge(stream) {
+  const live = stream.status === 'live';
+  return h('span', {
+    class: `badge ${live ? 'badge--live' : 'badge--offline'}`,
+    text: live ? `Live · ${viewers(stream.viewers)}` : 'Offline',
+  });
+}
+
+/** The key box: a masked value until shown; the secret is only fetched and kept in this closure. */
+function keyBox(stream, initialKey) {
+  let key = initialKey ? initialKey.stream_key : null;
+  let rtmpUrl = initialKey ? initialKey.rtmp_url : null;
+  let revealed = Boolean(initialKey);
+
+  const serverValue = h('code', { class: 'secret__value mono', text: rtmpUrl || 'Loading…', data: { role: 'rtmp-url' } });
+  const keyValue = h('code', { class: 'secret__value mono', data: { role: 'stream-key' } });
+  const showButton = h('button', { class: 'btn btn--ghost btn--small', attrs: { type: 'button', 'aria-pressed': 'false' } });
+  const rotateButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Rotate key', attrs: { type: 'button' } });
+  const message = h('p', { class: 'secret__message', attrs: { role: 'status' } });
+
+  function paint() {
+    keyValue.textContent = revealed && key ? key : '•••••••••••••••••••••••';
+    keyValue.classList.toggle('secret__value--masked', !revealed);
+    showButton.textContent = revealed ? 'Hide' : 'Show key';
+    showButton.setAttribute('aria-pressed', String(revealed));
+    serverValue.textContent = rtmpUrl || '—';
+  }
+
+  async function fetchKey() {
+    const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/key`);
+    key = body.stream_key;
+    rtmpUrl = body.rtmp_url;
+  }
+
+  showButton.addEventListener('click', async () => {
+    if (revealed) {
+      revealed = false;
+      paint();
+      return;
+    }
+    try {
+      if (!key) await fetchKey();
+      revealed = true;
+      message.textContent = 'Keep this key secret: anyone with it can stream to your channel.';
+    } catch (err) {
+      message.textContent = describeError(err);
+    }
+    paint();
+  });
+
+  rotateButton.addEventListener('click', async () => {
+    const ok = await confirmAction({
+      title: 'Rotate the stream key?',
+      body: 'The old key stops working now. If you are live with it, your broadcast is cut off within a minute and OBS needs the new key.',
+      confirmLabel: 'Rotate key',
+    });
+    if (!ok) return;
+    rotateButton.disabled = true;
+    try {
+      const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/key`, { method: 'POST' });
+      key = body.stream_key;
+      rtmpUrl = body.rtmp_url;
+      revealed = true;
+      message.textContent = 'New key ready. Update it in OBS.';
+    } catch (err) {
+      message.textContent = describeError(err);
+    } finally {
+      rotateButton.disabled = false;
+    }
+    paint();
+  });
+
+  const copyKey = copyButton(async () => {
+    // Copying before the key was ever shown fetches it first, still without putting it in the page.
+    if (!key) await fetchKey();
+    return key || '';
+  }, 'Copy key');
+
+  paint();
+  if (!rtmpUrl) {
+    // The server URL is not secret, but it comes with the key; fetch once and keep the key masked.
+    fetchKey()
+      .then(paint)
+      .catch(() => {
+        serverValue.textContent = 'Unavailable';
+      });
+  }
+
+  return h(
+    'div',
+    { class: 'secret' },
+    h('div', { class: 'secret__row' }, h('span', { class: 'secret__label', text: 'Server' }), serverValue, copyButton(() => rtmpUrl || '', 'Copy')),
+    h('div', { class: 'secret__row' }, h('span', { class: 'secret__label', text: 'Stream key' }), keyValue, h('span', { class: 'secret__buttons' }, showButton, copyKey, rotateButton)),
+    message,
+  );
+}
+
+function donationsBox(stream) {
+  const total = h('span', { class: 'stat__value', text: '…', data: { role: 'total-paid' } });
+  const list = h('ol', { class: 'donation-list' });
+  const more = h('button', { class: 'btn btn--ghost btn--small', text: 'Show more', attrs: { type: 'button', hidden: true } });
+  const board = h('ol', { class: 'leaderboard__list' });
+  let cursor = null;
+
+  async function loadDonations() {
+    more.disabled = true;
+    try {
+      const params = new URLSearchParams({ limit: '10' });
+      if (cursor) params.set('cursor', cursor);
+      const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/donations?${params}`);
+      total.textContent = rupiah(body.total_paid || 0);
+      if (!cursor) list.replaceChildren();
+      for (const d of body.donations || []) {
+        list.appendChild(
+          h(
+            'li',
+            { class: `donation-row donation-row--${d.status}` },
+            h('span', { class: 'donation-row__amount', text: rupiah(d.amount) }),
+            h('span', { class: 'donation-row__donor', text: d.donor || 'Anonymous' }),
+            h('span', { class: `badge badge--status badge--${d.status}`, text: d.status }),
+            h('time', { class: 'donation-row__when', text: ago(d.paid_at || d.created_at), attrs: { datetime: d.paid_at || d.created_at || '', title: dateTime(d.paid_at || d.created_at) } }),
+            d.message ? h('span', { class: 'donation-row__message', text: d.message }) : null,
+          ),
+        );
+      }
+      if (list.children.length === 0) list.appendChild(h('li', { class: 'empty-note', text: 'No donations yet. Share your stream!' }));
+      cursor = body.next_cursor || null;
+      more.hidden = !cursor;
+    } catch (err) {
+      fill(list, h('li', { class: 'empty-note empty-note--error', text: describeError(err) }));
+    } finally {
+      more.disabled = false;
+    }
+  }
+
+  async function loadBoard() {
+    try {
+      const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/leaderboard`);
+      const top = body.top || [];
+      fill(
+        board,
+        top.length
+          ? top.map((row, i) =>
+              h('li', { class: 'leaderboard__row' }, h('span', { class: 'leaderboard__rank', text: String(i + 1) }), h('span', { class: 'leaderboard__name', text: row.donor }), h('span', { class: 'leaderboard__total', text: rupiah(row.total) })),
+            )
+          : h('li', { class: 'empty-note', text: 'Your top supporters will show up here.' }),
+      );
+    } catch (err) {
+      fill(board, h('li', { class: 'empty-note empty-note--error', text: describeError(err) }));
+    }
+  }
+
+  more.addEventListener('click', loadDonations);
+  const refresh = () => {
+    cursor = null;
+    loadDonations();
+    loadBoard();
+  };
+  refresh();
+
+  const box = h(
+    'div',
+    { class: 'studio-card__money' },
+    h(
+      'div',
+      { class: 'money-col' },
+      h('div', { class: 'stat' }, h('span', { class: 'stat__label', text: 'Donations received' }), total),
+      list,
+      more,
+    ),
+    h('div', { class: 'money-col' }, h('h4', { class: 'leaderboard__title', text: 'Leaderboard' }), board),
+  );
+  return { box, refresh };
+}
+
+function streamCard(stream, initialKey) {
+  const watchUrl = `/s/${encodeURIComponent(stream.id)}`;
+  const overlayUrl = `${location.origin}/overlay/${encodeURIComponent(stream.id)}`;
+  const status = h('span', { class: 'studio-card__status' }, statusBadge(stream));
+  const since = h('span', { class: 'studio-card__since', text: stream.status === 'live' && stream.live_since ? `for ${durationSince(stream.live_since)}` : '' });
+  const money = donationsBox(stream);
+  const deleteButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Delete stream', attrs: { type: 'button' } });
+  const swatch = h('span', { class: 'studio-card__swatch', attrs: { 'aria-hidden': 'true' } });
+  swatch.style.setProperty('--hue', String(warmHueFor(stream.id)));
+
+  const card = h(
+    'article',
+    { class: 'card studio-card', data: { streamId: stream.id }, attrs: { 'aria-label': stream.title } },
+    h(
+      'header',
+      { class: 'studio-card__head' },
+      swatch,
+      h('div', { class: 'studio-card__titles' }, h('h2', { class: 'studio-card__title', text: stream.title }), h('p', { class: 'studio-card__meta' }, status, ' ', since)),
+      h('div', { class: 'studio-card__links' }, h('a', { class: 'btn btn--primary btn--small', text: 'Open watch page', attrs: { href: watchUrl } })),
+    ),
+    h(
+      'section',
+      { class: 'studio-card__section' },
+      h('h3', { class: 'studio-card__subtitle', text: 'Stream from OBS' }),
+      h('p', { class: 'studio-card__hint', text: 'In OBS: Settings → Stream → Service "Custom", then paste the server and the key.' }),
+      keyBox(stream, initialKey),
+    ),
+    h(
+      'section',
+      { class: 'studio-card__section' },
+      h('h3', { class: 'studio-card__subtitle', text: 'Donation alerts overlay' }),
+      h('p', { class: 'studio-card__hint', text: 'Add this as a Browser Source in OBS (transparent, 1920×1080 works well).' }),
+      h('div', { class: 'secret__row' }, h('code', { class: 'secret__value mono', text: overlayUrl }), copyButton(() => overlayUrl, 'Copy')),
+    ),
+    h('section', { class: 'studio-card__section' }, h('h3', { class: 'studio-card__subtitle', text: 'Supporters' }), money.box),
+    h('footer', { class: 'studio-card__foot' }, deleteButton),
+  );
+
+  deleteButton.addEventListener('click', async () => {
+    const ok = await confirmAction({
+      title: `Delete “${stream.title}”?`,
+      body: 'The channel, its key and its watch page go away for good. Donations already paid stay in your records.',
+      confirmLabel: 'Delete stream',
+    });
+    if (!ok) return;
+    deleteButton.disabled = true;
+    try {
+      await api(`/api/streams/${encodeURIComponent(stream.id)}`, { method: 'DELETE' });
+      cards.delete(stream.id);
+      card.remove();
+      if (cards.size === 0) showEmpty();
+    } catch (err) {
+      deleteButton.disabled = false;
+      byId('studio-status').textContent = describeError(err);
+    }
+  });
+
+  cards.set(stream.id, {
+    card,
+    update(next) {
+      const wasLive = stream.status === 'live';
+      Object.assign(stream, next);
+      fill(status, statusBadge(stream));
+      since.textContent = stream.status === 'live' && stream.live_since ? `for ${durationSince(stream.live_since)}` : '';
+      card.classList.toggle('studio-card--live', stream.status === 'live');
+      if (wasLive !== (stream.status === 'live')) money.refresh();
+    },
+  });
+  card.classList.toggle('studio-card--live', stream.status === 'live');
+  return card;
+}
+
+function showEmpty() {
+  fill(
+    byId('studio-streams'),
+    h('div', { class: 'empty-state empty-state--small' }, h('h2', { class: 'empty-state__title', text: 'No streams yet' }), h('p', { class: 'empty-state__text', text: 'Give your first stream a title above, then paste the key into OBS.' })),
+  );
+}
+
+async function loadStreams() {
+  const body = await api('/api/me/streams');
+  return Array.isArray(body.streams) ? body.streams : [];
+}
+
+async function poll() {
+  try {
+    const streams = await loadStreams();
+    for (const s of streams) {
+      const entry = cards.get(s.id);
+      if (entry) entry.update(s);
+    }
+  } catch {
+    // A missed poll is fine; the next one catches up.
+  }
+}
+
+function initCreate() {
+  const form = byId('create-form');
+  const formError = byId('create-error');
+  const submit = byId('create-submit');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, formError);
+    const title = form.elements.title.value.trim();
+    const description = form.elements.description.value.trim();
+    if (!title) {
+      showFieldErrors(form, { title: 'Give your stream a title.' });
+      return;
+    }
+    const body = { title };
+    if (description) body.description = description;
+    submit.disabled = true;
+    try {
+      const created = await api('/api/streams', { method: 'POST', body });
+      const list = byId('studio-streams');
+      if (cards.size === 0) list.replaceChildren();
+      const card = streamCard(created.stream, { stream_key: created.stream_key, rtmp_url: created.rtmp_url });
+      list.prepend(card);
+      form.reset();
+      byId('studio-status').textContent = `Created “${created.stream.title}”. Your key is shown below.`;
+      card.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    } catch (err) {
+      showError(form, formError, err);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
+async function main() {
+  const user = await initHeader();
+  if (!user) {
+    location.replace(`/login?next=${encodeURIComponent('/studio')}`);
+    return;
+  }
+  byId('studio-lead').textContent = `Signed in as ${user.username}. Your channels, stream keys and supporters.`;
+  initCreate();
+  const status = byId('studio-status');
+  try {
+    const streams = await loadStreams();
+    const list = byId('studio-streams');
+    list.replaceChildren();
+    if (streams.length === 0) showEmpty();
+    for (const s of streams) list.appendChild(streamCard(s));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      location.replace(`/login?next=${encodeURIComponent('/studio')}`);
+      return;
+    }
+    status.textContent = describeError(err);
+  }
+  setInterval(poll, STATUS_POLL_MS);
+}
+
+main();

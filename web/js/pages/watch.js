@@ -1,0 +1,96 @@
+// The watch page /s/{id}: the stream's details, the player (live or offline as the chat room says), the chat, the
+// donate panel and the top supporters.
+
+import { api, ApiError, describeError } from '../api.js';
+import { byId, fill, h, idFromPath } from '../dom.js';
+import { rupiah, viewers as viewersText, durationSince } from '../format.js';
+import { initHeader, initial } from '../session.js';
+import { createChat } from '../watch/chat.js';
+import { createDonate } from '../watch/donate.js';
+import { createPlayer } from '../watch/player.js';
+
+function showMissing() {
+  byId('watch').hidden = true;
+  byId('watch-missing').hidden = false;
+  document.title = 'Stream not found · Sunnylive';
+}
+
+function renderStatus(stream, status) {
+  const badge = byId('stream-status');
+  const live = status === 'live';
+  badge.className = `badge ${live ? 'badge--live' : 'badge--offline'}`;
+  badge.textContent = live ? 'Live' : 'Offline';
+  if (live && stream.live_since) badge.title = `Live for ${durationSince(stream.live_since)}`;
+}
+
+async function loadLeaderboard(streamId) {
+  try {
+    const body = await api(`/api/streams/${encodeURIComponent(streamId)}/leaderboard`);
+    const top = Array.isArray(body.top) ? body.top : [];
+    const box = byId('watch-leaderboard');
+    box.hidden = top.length === 0;
+    fill(
+      byId('watch-leaderboard-list'),
+      top.slice(0, 5).map((row) =>
+        h('li', { class: 'leaderboard__row' }, h('span', { class: 'leaderboard__name', text: row.donor }), h('span', { class: 'leaderboard__total', text: rupiah(row.total) })),
+      ),
+    );
+  } catch {
+    // The leaderboard is a nicety; the page works without it.
+  }
+}
+
+async function main() {
+  const streamId = idFromPath(2);
+  const userPromise = initHeader();
+  if (!streamId) {
+    showMissing();
+    return;
+  }
+  let stream;
+  try {
+    stream = (await api(`/api/streams/${encodeURIComponent(streamId)}`)).stream;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      showMissing();
+    } else {
+      byId('stream-title').textContent = describeError(err);
+    }
+    return;
+  }
+  document.title = `${stream.title} · Sunnylive`;
+  byId('stream-title').textContent = stream.title;
+  const owner = (stream.owner && stream.owner.username) || '';
+  byId('stream-owner').textContent = owner;
+  byId('owner-avatar').textContent = initial(owner);
+  byId('stream-description').textContent = stream.description || '';
+  byId('stream-description').hidden = !stream.description;
+  byId('stream-viewers').textContent = viewersText(stream.viewers);
+  renderStatus(stream, stream.status);
+
+  const player = createPlayer(stream.hls_url);
+  player.setLive(stream.status === 'live');
+
+  const user = await userPromise;
+  createDonate({ streamId, user });
+  loadLeaderboard(streamId);
+
+  const chat = createChat({
+    streamId,
+    ownerId: stream.owner && stream.owner.id,
+    user,
+    onStatus(status, { initial: first }) {
+      if (status === 'live' && !first) stream.live_since = new Date().toISOString();
+      renderStatus(stream, status);
+      player.setLive(status === 'live');
+    },
+    onPresence(n) {
+      byId('stream-viewers').textContent = viewersText(n);
+      chat.setViewers(n);
+    },
+  });
+  // Donations change the leaderboard; refresh it now and then rather than on every frame.
+  setInterval(() => loadLeaderboard(streamId), 60000);
+}
+
+main();
