@@ -1,1 +1,453 @@
-//! Test harness for the end-to-end suite.
+//! The end-to-end harness: `TestApp` starts the real stack once — `wrangler dev` (workerd, local D1, local Durable
+//! Objects), the nginx RTMP origin and the Midtrans stand-in — on free ports with a fresh state directory, waits for
+//! each with a bounded readiness loop, and stops all of it when dropped (or on `stop`). Typed helpers per endpoint
+//! keep the tests short: `api().register(..)`, `create_stream(..)`, `connect_chat(..)`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub mod ws;
+
+/// Development secrets, as committed in `.dev.vars` (the tests run the same worker configuration as `make dev`).
+pub const ORIGIN_TOKEN: &str = "dev-only-origin-token-change-me";
+pub const MIDTRANS_SERVER_KEY: &str = "dev-only-midtrans-server-key";
+pub const STREAM_KEY_SECRET: &str = "dev-only-stream-key-secret-change-me";
+
+/// Heartbeat interval of the test origin (seconds): short, so rotation and sweeps are seen quickly.
+pub const TEST_HEARTBEAT_SECONDS: u64 = 3;
+/// The worker's "no heartbeat for this long ends the stream" threshold in tests.
+pub const TEST_STALE_STREAM_SECONDS: u64 = 12;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestResult = Result<(), BoxError>;
+
+/// Fails a test with a message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err(format!($($arg)+).into());
+        }
+    };
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("BUG: e2e/ sits in the repo").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free local port")
+}
+
+/// A child process in its own process group, so stopping it also stops what it spawned (wrangler -> workerd).
+struct Service {
+    name: &'static str,
+    child: Child,
+    /// nginx must get SIGTERM on its master only (SIGKILL would orphan its workers, which keep the ports).
+    group: bool,
+}
+
+impl Service {
+    fn spawn(name: &'static str, mut cmd: Command, log: &Path, group: bool) -> Result<Service, BoxError> {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(log)?;
+        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null()).process_group(0);
+        let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Service { name, child, group })
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let target = if self.group { format!("-{pid}") } else { pid };
+        let _ = Command::new("kill").args(["-TERM", "--", &target]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("harness: {} ignored SIGTERM for 10 s; killing it", self.name);
+        let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub rtmp_url: String,
+    pub hls_base: String,
+    pub midtrans: String,
+    pub worker_port: u16,
+    pub rtmp_port: u16,
+    pub origin_http_port: u16,
+    pub midtrans_port: u16,
+    pub run_dir: PathBuf,
+    pub origin_prefix: PathBuf,
+    state_dir: PathBuf,
+    inspector_port: u16,
+    worker: Mutex<Option<Service>>,
+    others: Mutex<Vec<Service>>,
+    restarts: AtomicU64,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+fn wrangler_env(cmd: &mut Command) {
+    cmd.env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("WRANGLER_HIDE_BANNER", "true")
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0");
+}
+
+impl TestApp {
+    /// Starts the whole stack. Expects `scripts/build-worker` and `cargo build -p midtrans-sandbox` to have run
+    /// (`make e2e` does both).
+    pub fn start() -> Result<TestApp, BoxError> {
+        let root = repo_root();
+        ensure!(root.join("functions/build/index.js").exists(), "functions/build is missing: run `make build` first");
+        let run_dir = root.join(".run").join(format!("e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir)?;
+        let (worker_port, rtmp_port, origin_http_port, midtrans_port, inspector_port) =
+            (free_port(), free_port(), free_port(), free_port(), free_port());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let app = TestApp {
+            base: format!("http://127.0.0.1:{worker_port}"),
+            rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+            hls_base: format!("http://127.0.0.1:{origin_http_port}/hls"),
+            midtrans: format!("http://127.0.0.1:{midtrans_port}"),
+            worker_port,
+            rtmp_port,
+            origin_http_port,
+            midtrans_port,
+            origin_prefix: run_dir.join("origin"),
+            state_dir: run_dir.join("state"),
+            run_dir,
+            inspector_port,
+            worker: Mutex::new(None),
+            others: Mutex::new(Vec::new()),
+            restarts: AtomicU64::new(0),
+            rt,
+            http,
+        };
+        app.apply_migrations()?;
+        app.start_midtrans()?;
+        app.start_origin()?;
+        app.start_worker()?;
+        Ok(app)
+    }
+
+    fn apply_migrations(&self) -> Result<(), BoxError> {
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&root).args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"]).arg(&self.state_dir);
+        wrangler_env(&mut cmd);
+        let out = cmd.output()?;
+        ensure!(out.status.success(), "migrations failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    fn start_midtrans(&self) -> Result<(), BoxError> {
+        let root = repo_root();
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        let bin = ["debug", "release"]
+            .iter()
+            .map(|p| target.join(p).join("midtrans-sandbox"))
+            .find(|p| p.exists())
+            .ok_or("midtrans-sandbox is not built: run `cargo build -p midtrans-sandbox`")?;
+        let mut cmd = Command::new(bin);
+        cmd.env("SUNNYLIVE_MIDTRANS_PORT", self.midtrans_port.to_string())
+            .env("MIDTRANS_SERVER_KEY", MIDTRANS_SERVER_KEY);
+        let svc = Service::spawn("midtrans-sandbox", cmd, &self.run_dir.join("midtrans.log"), true)?;
+        self.others.lock().expect("BUG: poisoned").push(svc);
+        self.wait_for_port(self.midtrans_port, "midtrans-sandbox")
+    }
+
+    fn start_origin(&self) -> Result<(), BoxError> {
+        let mut cmd = Command::new(repo_root().join("nginx-origin/run"));
+        cmd.env("SUNNYLIVE_RTMP_PORT", self.rtmp_port.to_string())
+            .env("SUNNYLIVE_ORIGIN_HTTP_PORT", self.origin_http_port.to_string())
+            .env("SUNNYLIVE_WORKER_URL", &self.base)
+            .env("ORIGIN_TOKEN", ORIGIN_TOKEN)
+            .env("SUNNYLIVE_ORIGIN_HEARTBEAT", format!("{TEST_HEARTBEAT_SECONDS}s"))
+            .env("SUNNYLIVE_ORIGIN_PREFIX", &self.origin_prefix);
+        let svc = Service::spawn("nginx-origin", cmd, &self.run_dir.join("origin.log"), false)?;
+        self.others.lock().expect("BUG: poisoned").push(svc);
+        self.wait_for_port(self.rtmp_port, "nginx-origin (RTMP)")?;
+        self.wait_for_port(self.origin_http_port, "nginx-origin (HTTP)")
+    }
+
+    fn start_worker(&self) -> Result<(), BoxError> {
+        let root = repo_root();
+        let n = self.restarts.load(Ordering::SeqCst);
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&root)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &self.worker_port.to_string()])
+            .args(["--inspector-port", &self.inspector_port.to_string()])
+            .arg("--persist-to")
+            .arg(&self.state_dir)
+            .args(["--test-scheduled", "--log-level", "log", "--show-interactive-dev-session=false"])
+            .args(["--var", &format!("HLS_BASE_URL:{}", self.hls_base)])
+            .args(["--var", &format!("RTMP_INGEST_URL:{}", self.rtmp_url)])
+            .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
+            .args(["--var", &format!("MIDTRANS_API_BASE_URL:{}", self.midtrans)])
+            .args(["--var", &format!("STALE_STREAM_SECONDS:{TEST_STALE_STREAM_SECONDS}")])
+            .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"]);
+        wrangler_env(&mut cmd);
+        let svc = Service::spawn("wrangler dev", cmd, &self.run_dir.join(format!("worker-{n}.log")), true)?;
+        *self.worker.lock().expect("BUG: poisoned") = Some(svc);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if self.rt.block_on(async { self.http.get(format!("{}/healthz", self.base)).send().await }).is_ok_and(|r| r.status() == 200) {
+                return Ok(());
+            }
+            let mut guard = self.worker.lock().expect("BUG: poisoned");
+            if let Some(w) = guard.as_mut() {
+                ensure!(w.alive(), "wrangler dev exited at start; see {}", self.run_dir.display());
+            }
+            drop(guard);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!("wrangler dev did not answer /healthz within 120 s; see {}", self.run_dir.display()).into())
+    }
+
+    fn wait_for_port(&self, port: u16, what: &str) -> Result<(), BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("{what} did not listen on {port} within 30 s; see {}", self.run_dir.display()).into())
+    }
+
+    /// Stops and restarts `wrangler dev` on the same port with the same persistence directory.
+    pub fn restart_worker(&self) -> Result<(), BoxError> {
+        if let Some(mut w) = self.worker.lock().expect("BUG: poisoned").take() {
+            w.stop();
+        }
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.start_worker()
+    }
+
+    /// Stops everything. Idempotent; also run on drop.
+    pub fn stop(&self) {
+        if let Some(mut w) = self.worker.lock().map(|mut g| g.take()).unwrap_or(None) {
+            w.stop();
+        }
+        if let Ok(mut others) = self.others.lock() {
+            for s in others.iter_mut() {
+                s.stop();
+            }
+            others.clear();
+        }
+    }
+
+    /// Runs async test code on the shared runtime.
+    pub fn run<F: std::future::Future<Output = TestResult>>(&self, f: F) -> Result<(), libtest_mimic::Failed> {
+        self.rt.block_on(f).map_err(|e| libtest_mimic::Failed::from(e.to_string()))
+    }
+
+    /// Everything the worker and the origin have logged so far (for "no secret in logs" checks).
+    pub fn all_logs(&self) -> String {
+        let mut text = String::new();
+        let mut dirs = vec![self.run_dir.clone(), self.origin_prefix.join("logs")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() && p != self.state_dir && !p.ends_with("hls") {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "log") {
+                    text.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+        text
+    }
+
+    /// Runs the worker's cron once (wrangler dev's `--test-scheduled` endpoint).
+    pub async fn run_cron(&self) -> TestResult {
+        let r = self.http.get(format!("{}/__scheduled?cron=*+*+*+*+*", self.base)).send().await?;
+        ensure!(r.status().is_success(), "cron trigger answered {}", r.status());
+        Ok(())
+    }
+
+    /// A fresh API client with its own client address (`CF-Connecting-IP`, as Cloudflare's edge sets it), so
+    /// per-IP rate limits of one test do not leak into another.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base, next_ip())
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
+pub fn next_ip() -> String {
+    format!("2001:db8::{:x}", COUNTER.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id()) * 1000)
+}
+
+/// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}{n}x{:05}", nanos % 100_000)
+}
+
+/// A signed-in user as the API returned it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub username: String,
+    pub password: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+/// An HTTP answer: status, headers and the JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// The contract's error code, if this is an error.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Typed calls to the API, one method per endpoint the tests use.
+pub struct Api {
+    pub base: String,
+    pub ip: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, ip: String) -> Api {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("BUG: a plain reqwest client always builds");
+        Api { base: base.to_string(), ip, client }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).header("cf-connecting-ip", &self.ip)
+    }
+
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Answer, BoxError> {
+        let r = rb.send().await?;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer { status, headers, body, text })
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Answer, BoxError> {
+        let mut rb = self.request(reqwest::Method::GET, path);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: &Value) -> Result<Answer, BoxError> {
+        let mut rb = self.request(method, path).json(body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Answer, BoxError> {
+        self.json(reqwest::Method::POST, path, token, body).await
+    }
+
+    pub async fn register(&self, prefix: &str) -> Result<Session, BoxError> {
+        let username = unique_name(prefix);
+        let password = format!("pw-{username}-long");
+        let a = self.post("/api/auth/register", None, &json!({ "username": username, "password": password })).await?;
+        ensure!(a.status == 201, "register {username}: {} {}", a.status, a.text);
+        Ok(session(&a, &password))
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<Answer, BoxError> {
+        self.post("/api/auth/login", None, &json!({ "username": username, "password": password })).await
+    }
+
+    /// Creates a stream; returns (stream id, stream key).
+    pub async fn create_stream(&self, who: &Session, title: &str) -> Result<(String, String), BoxError> {
+        let a = self.post("/api/streams", Some(&who.access), &json!({ "title": title })).await?;
+        ensure!(a.status == 201, "create stream: {} {}", a.status, a.text);
+        Ok((a.body["stream"]["id"].as_str().unwrap_or_default().to_string(), a.body["stream_key"].as_str().unwrap_or_default().to_string()))
+    }
+
+    pub async fn stream(&self, id: &str) -> Result<Value, BoxError> {
+        let a = self.get(&format!("/api/streams/{id}"), None).await?;
+        ensure!(a.status == 200, "get stream {id}: {} {}", a.status, a.text);
+        Ok(a.body["stream"].clone())
+    }
+}
+
+/// The session in a register/login/refresh answer.
+pub fn session(a: &Answer, password: &str) -> Session {
+    Session {
+        user_id: a.body["user"]["id"].as_str().unwrap_or_default().to_string(),
+        username: a.body["user"]["username"].as_str().unwrap_or_default().to_string(),
+        password: password.to_string(),
+        access: a.body["access_token"].as_str().unwrap_or_default().to_string(),
+        refresh: a.body["refresh_token"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes (a bounded wait instead of a fixed sleep).
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, BoxError>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for: {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

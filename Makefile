@@ -1,0 +1,52 @@
+# Sunnylive: the two commands a newcomer needs are `make dev` and `make test` (README.md).
+# Every target installs what is missing first (scripts/setup is idempotent and takes ~1 s once all is there).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# Keep wrangler and miniflare from phoning home (no telemetry, no request.cf fetch, no update banner).
+export WRANGLER_SEND_METRICS := false
+export WRANGLER_SEND_ERROR_REPORTS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export WRANGLER_HIDE_BANNER := true
+
+.PHONY: dev test setup build lint unit e2e bench size clean
+
+## make dev: build everything and run the whole stack locally (Ctrl-C stops it all).
+dev: setup build
+	@cargo build -q --release -p midtrans-sandbox
+	@scripts/dev
+
+## make test: formatting and lint gates, host unit tests, then the end-to-end suite against the real stack.
+test: setup lint unit e2e
+
+setup:
+	@scripts/setup
+
+build: setup
+	@scripts/build-worker
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --lib -p sunnylive-functions -p durable-objects -p sunnylive-core -- -D warnings
+
+unit:
+	cargo test --workspace --exclude sunnylive-e2e
+
+e2e: build
+	cargo build -q -p midtrans-sandbox
+	cargo test -p sunnylive-e2e --test suite
+
+## make bench: rerunnable benchmarks against a fresh local stack; each prints a table (medians, p99, ratios).
+bench: setup
+	OPTIMIZE=1 scripts/build-worker
+	cargo build -q --release -p midtrans-sandbox -p sunnylive-e2e --bins
+	scripts/bench
+
+## make size: the upload size wrangler would deploy (raw and gzip), from a release build with wasm-opt.
+size: setup
+	OPTIMIZE=1 scripts/build-worker
+	scripts/size
+
+clean:
+	rm -rf target functions/build .run web/vendor e2e/artifacts

@@ -1,0 +1,55 @@
+//! The end-to-end suite: starts the real stack once (see `sunnylive_e2e::TestApp`), runs every area's tests
+//! against it in parallel, then the tests that restart `wrangler dev` one by one, and always stops the stack.
+//! Run with `make e2e`; pass a filter like `cargo test -p sunnylive-e2e --test suite -- chat` to run a subset.
+
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Trial};
+use sunnylive_e2e::TestApp;
+
+mod auth;
+mod streams;
+
+/// Tests that share the stack and may run concurrently.
+fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    trials.extend(auth::tests(app.clone()));
+    trials.extend(streams::tests(app.clone()));
+    trials
+}
+
+/// Tests that restart the worker: run after everything else, one at a time.
+fn serial_trials(_app: &Arc<TestApp>) -> Vec<Trial> {
+    Vec::new()
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    if args.list {
+        // Listing needs no stack.
+        return;
+    }
+    let started = std::time::Instant::now();
+    let app = match TestApp::start() {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("could not start the stack: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("stack up in {:.1} s at {}", started.elapsed().as_secs_f64(), app.base);
+    // Most tests wait on the network (heartbeats, hibernation, payments), not the CPU: run many at once.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(12);
+    }
+    let parallel = libtest_mimic::run(&args, parallel_trials(&app));
+    args.test_threads = Some(1);
+    let serial = libtest_mimic::run(&args, serial_trials(&app));
+    app.stop();
+    let (passed, failed) = (parallel.num_passed + serial.num_passed, parallel.num_failed + serial.num_failed);
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        eprintln!("logs of this run: {}", app.run_dir.display());
+        std::process::exit(101);
+    }
+}
