@@ -1,1 +1,37 @@
-//! Sunnylive's Durable Objects. (The ChatRoom lands with the chat issue.)
+//! Sunnylive's Durable Objects: `ChatRoom`, one per stream (named by the stream id), a thin shell around
+//! `sunnylive_core::chat::Room` built on the WebSocket Hibernation API and the object's own SQLite storage.
+//!
+//! # Internal contract (reachable only through the worker's `CHAT_ROOMS` binding)
+//! A Durable Object has no public URL: only code holding the namespace binding can build a stub and call it, so the
+//! headers below can be trusted. The worker builds a fresh request for every call and copies no client header.
+//! The host part of the URL is ignored (`https://chat-room/...` by convention).
+//!
+//! | route | request | answer |
+//! |---|---|---|
+//! | `GET /internal/websocket` | `Upgrade: websocket`; `X-Sunnylive-Role: host\|viewer\|anonymous`; `X-Sunnylive-User-Id` and `X-Sunnylive-Username` (not for anonymous); optional `X-Sunnylive-Stream-Status: live\|offline` (D1's view, used until the room has been told a status) | 101 with the client socket; first frame `welcome` |
+//! | `POST /internal/donation` | JSON `{order_id, donor, amount, message?}` (a donation that just became paid) | 200 `{"delivered": true}` the first time an order id is posted, `{"delivered": false}` after; 422 invalid fields |
+//! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
+//! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
+//! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
+//!
+//! Errors use the API's error body (`{"error": {"code", "message"}}`).
+//!
+//! # Sockets
+//! Frames are those of API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
+//! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
+//! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive).
+//! Close codes: 1009 a client frame over 16 KiB; 1008 policy (the user was banned, or a socket without identity);
+//! 1000 answering a client's own close. Every other problem is an `error` frame and the socket stays open.
+//!
+//! # Hibernation
+//! Sockets are accepted through the state (`accept_websocket_with_tags`), so the runtime may evict the object while
+//! they stay open and construct it again on the next message, close, alarm or request. Each socket's attachment holds
+//! its `Connection` (connection id and identity, well under the 2 KiB attachment limit) and its one tag is the
+//! connection id, so a rebuilt room finds every socket and knows who it is. Everything else the room needs (history,
+//! bans, timeouts, slow mode, status, delivered donation orders, recent sends for the rate limiter) is in SQLite.
+//! The only timer is the alarm for the trailing presence update, which survives eviction too.
+
+mod chat_room;
+mod storage;
+
+pub use chat_room::ChatRoom;

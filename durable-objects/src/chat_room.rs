@@ -1,0 +1,341 @@
+//! The `ChatRoom` Durable Object: accepts sockets through the Hibernation API, turns every socket message, close,
+//! internal request and alarm into a `Room` event, and carries out the effects (storage first in the order given,
+//! then frames; the runtime's output gate holds the frames until the writes are durable).
+
+use std::cell::{OnceCell, RefCell};
+
+use serde::Serialize;
+use sunnylive_core::chat::{
+    ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
+    CLOSE_NORMAL, CLOSE_POLICY, HEADER_ROLE, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+};
+use sunnylive_core::error::ApiError;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::js_sys::JsString;
+use worker::worker_sys::web_sys;
+use worker::worker_sys::WebSocketRequestResponsePair;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
+};
+
+use crate::storage::RoomStorage;
+
+/// Internal request bodies are tiny; anything bigger is a bug on the worker's side.
+const INTERNAL_BODY_LIMIT: usize = 16 * 1024;
+/// Keep-alive pair answered by the runtime without waking the object (`setWebSocketAutoResponse`).
+const PING: &str = r#"{"type":"ping"}"#;
+const PONG: &str = r#"{"type":"pong"}"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The platform's WebSocket, seen through a binding whose `send` takes an existing JS string: a broadcast
+    /// converts its frame from Rust to a JS string once, not once per socket as `send_with_str(&str)` would.
+    type RawSocket;
+
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_js_string(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
+}
+
+#[durable_object]
+pub struct ChatRoom {
+    state: State,
+    storage: OnceCell<RoomStorage>,
+    /// `None` until the first event after construction (the object may have been evicted and rebuilt), then the room
+    /// restored from storage and the open sockets.
+    room: RefCell<Option<Room>>,
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+fn random_conn_id() -> ConnId {
+    let mut bytes = [0u8; sunnylive_core::ids::ID_RANDOM_BYTES];
+    getrandom::fill(&mut bytes).expect("BUG: crypto.getRandomValues is always available in workerd");
+    ConnId::generate(bytes)
+}
+
+fn internal(context: &str) -> impl Fn(worker::Error) -> ApiError + '_ {
+    move |e| ApiError::internal(format!("chat room: {context}: {e}"))
+}
+
+/// The `Connection` a socket was accepted with, from its attachment.
+fn connection_of(ws: &WebSocket) -> Option<Connection> {
+    let json = ws.deserialize_attachment::<String>().ok()??;
+    serde_json::from_str(&json).ok()
+}
+
+fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(format!("serializing: {e}")))?;
+    json_text_response(status, text)
+}
+
+fn json_text_response(status: u16, text: String) -> Result<Response, ApiError> {
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json; charset=utf-8")
+        .map_err(internal("headers"))?;
+    Ok(Response::ok(text)
+        .map_err(internal("response"))?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+fn error_response(e: &ApiError) -> Response {
+    if let ApiError::Internal { context } = e {
+        worker::console_error!("{context}");
+    }
+    json_text_response(e.status(), e.body())
+        .or_else(|_| Response::error("internal_error", 500))
+        .expect("BUG: a fixed error response can always be built")
+}
+
+impl ChatRoom {
+    fn storage(&self) -> worker::Result<&RoomStorage> {
+        if let Some(storage) = self.storage.get() {
+            return Ok(storage);
+        }
+        let storage = RoomStorage::open(self.state.storage().sql())?;
+        Ok(self.storage.get_or_init(|| storage))
+    }
+
+    /// Runs `f` on the room, rebuilding it first when this instance has not done so yet.
+    fn with_room<R>(&self, f: impl FnOnce(&mut Room) -> R) -> worker::Result<R> {
+        let mut slot = self.room.borrow_mut();
+        if slot.is_none() {
+            let connections = self.state.get_websockets().iter().filter_map(connection_of).collect();
+            let snapshot = self.storage()?.snapshot(now_ms(), connections)?;
+            *slot = Some(Room::restore(snapshot));
+            // Keep-alive pings are answered by the runtime while the object hibernates.
+            if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+                self.state.set_websocket_auto_response(&pair);
+            }
+        }
+        Ok(f(slot.as_mut().expect("BUG: the room was just restored")))
+    }
+
+    fn handle(&self, event: Event) -> worker::Result<Vec<Effect>> {
+        let now = now_ms();
+        self.with_room(|room| room.handle(event, now))
+    }
+
+    /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
+    async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
+        let now = now_ms();
+        let mut alarm_at = None;
+        for effect in effects {
+            match effect {
+                Effect::Send { to, frame } => {
+                    for ws in self.sockets_of(&to, current) {
+                        // A socket that is closing refuses frames; nothing to do about it.
+                        let _ = ws.send_with_str(&frame);
+                    }
+                }
+                Effect::Broadcast { frame } => {
+                    let frame = JsString::from(frame.as_str());
+                    for ws in self.state.get_websockets() {
+                        let raw: &RawSocket = AsRef::<web_sys::WebSocket>::as_ref(&ws).unchecked_ref();
+                        let _ = raw.send_js_string(&frame);
+                    }
+                }
+                Effect::Close { conn, code, reason } => {
+                    for ws in self.sockets_of(&conn, current) {
+                        let _ = ws.close(Some(code), Some(reason));
+                    }
+                }
+                Effect::ScheduleAlarm { at_ms } => alarm_at = Some(at_ms),
+                storage_effect => {
+                    if let Err(e) = self.storage()?.apply(&storage_effect, now) {
+                        // The room already changed in memory: forget it, so the next event rebuilds it from what
+                        // storage really holds.
+                        *self.room.borrow_mut() = None;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if let Some(at_ms) = alarm_at {
+            let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
+            self.state.storage().set_alarm(at).await?;
+        }
+        Ok(())
+    }
+
+    fn sockets_of(&self, conn: &ConnId, current: Option<(&ConnId, &WebSocket)>) -> Vec<WebSocket> {
+        match current {
+            Some((id, ws)) if id == conn => vec![ws.clone()],
+            _ => self.state.get_websockets_with_tag(conn.as_str()),
+        }
+    }
+
+    async fn route(&self, mut req: Request) -> Result<Response, ApiError> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/internal/websocket") => self.upgrade(&req).await,
+            (Method::Post, "/internal/donation") => {
+                let post: DonationPost = read_json(&mut req).await?;
+                let donation = RoomDonation::parse(post)?;
+                let effects = self.handle(Event::Donation(donation)).map_err(internal("donation"))?;
+                let delivered = effects.iter().any(|e| matches!(e, Effect::StoreMessage(_)));
+                self.run(effects, None).await.map_err(internal("donation effects"))?;
+                json_response(200, &serde_json::json!({ "delivered": delivered }))
+            }
+            (Method::Post, "/internal/status") => {
+                #[derive(serde::Deserialize)]
+                struct Body {
+                    status: String,
+                }
+                let body: Body = read_json(&mut req).await?;
+                let status = StreamStatus::parse(&body.status)
+                    .ok_or_else(|| ApiError::invalid("status", "must be live or offline"))?;
+                let effects = self.handle(Event::Status(status)).map_err(internal("status"))?;
+                self.run(effects, None).await.map_err(internal("status effects"))?;
+                json_response(200, &serde_json::json!({ "status": status }))
+            }
+            (Method::Get, "/internal/messages") => {
+                let url = req.url().map_err(internal("url"))?;
+                let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+                let get = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+                let query = HistoryQuery::parse(get("before"), get("limit"))?;
+                let (bodies, next) = self
+                    .storage()
+                    .map_err(internal("storage"))?
+                    .history_page(&query)
+                    .map_err(internal("history"))?;
+                // The bodies are JSON this room wrote itself: joined as they are, not parsed and re-serialized.
+                let next = next.map_or_else(|| "null".to_string(), |id| format!("\"{id}\""));
+                json_text_response(
+                    200,
+                    format!(r#"{{"messages":[{}],"next_before":{next}}}"#, bodies.join(",")),
+                )
+            }
+            (Method::Get, "/internal/presence") => {
+                let (viewers, status) = self
+                    .with_room(|room| (room.viewers(), room.status()))
+                    .map_err(internal("presence"))?;
+                json_response(200, &serde_json::json!({ "viewers": viewers, "status": status }))
+            }
+            _ => Err(ApiError::not_found("Chat room route")),
+        }
+    }
+
+    async fn upgrade(&self, req: &Request) -> Result<Response, ApiError> {
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            return Err(ApiError::Malformed("expected a WebSocket upgrade".into()));
+        }
+        // Only the worker can reach this route, and it always sets these headers: a bad value is its bug.
+        let identity = Identity::from_headers(
+            header(HEADER_USER_ID).as_deref(),
+            header(HEADER_USERNAME).as_deref(),
+            header(HEADER_ROLE).as_deref(),
+        )
+        .map_err(|why| ApiError::internal(format!("chat room: upgrade without a valid identity: {why}")))?;
+        let stream_status = header(HEADER_STREAM_STATUS).as_deref().and_then(StreamStatus::parse);
+
+        // Restore the room before accepting, so the rebuilt room does not already count the new socket.
+        self.with_room(|_| ()).map_err(internal("restore"))?;
+        let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
+        let connection = Connection {
+            conn: random_conn_id(),
+            identity,
+        };
+        let attachment = serde_json::to_string(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
+        pair.server
+            .serialize_attachment(attachment)
+            .map_err(internal("attachment"))?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[connection.conn.as_str()]);
+        let conn = connection.conn.clone();
+        let effects = self
+            .handle(Event::Join {
+                connection,
+                stream_status,
+            })
+            .map_err(internal("join"))?;
+        self.run(effects, Some((&conn, &pair.server)))
+            .await
+            .map_err(internal("join effects"))?;
+        Response::from_websocket(pair.client).map_err(internal("101"))
+    }
+
+    /// Feeds a socket event to the room; errors are logged, never thrown, because an exception escaping a socket
+    /// handler would be reported for a problem the client cannot act on.
+    async fn socket_event(&self, ws: &WebSocket, event: impl FnOnce(Connection) -> Event) {
+        let Some(from) = connection_of(ws) else {
+            worker::console_error!("chat room: a socket without a readable attachment; closing it");
+            let _ = ws.close(Some(CLOSE_POLICY), Some("unknown socket"));
+            return;
+        };
+        let conn = from.conn.clone();
+        let result = match self.handle(event(from)) {
+            Ok(effects) => self.run(effects, Some((&conn, ws))).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            worker::console_error!("chat room: socket event failed: {e}");
+        }
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
+    if bytes.len() > INTERNAL_BODY_LIMIT {
+        return Err(ApiError::TooLarge {
+            limit: INTERNAL_BODY_LIMIT,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed(format!("not the expected JSON ({e})")))
+}
+
+impl DurableObject for ChatRoom {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            storage: OnceCell::new(),
+            room: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        Ok(self.route(req).await.unwrap_or_else(|e| error_response(&e)))
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        self.socket_event(&ws, |from| match message {
+            WebSocketIncomingMessage::String(text) => Event::Text { from, text },
+            WebSocketIncomingMessage::Binary(bytes) => Event::Binary { from, len: bytes.len() },
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        // Complete the closing handshake (a no-op, ignored, when the runtime already answered it).
+        let _ = ws.close(Some(CLOSE_NORMAL), Some("bye"));
+        self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> worker::Result<()> {
+        worker::console_log!("chat room: socket error: {error}");
+        self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
+        Ok(())
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        match self.handle(Event::Alarm) {
+            Ok(effects) => {
+                if let Err(e) = self.run(effects, None).await {
+                    worker::console_error!("chat room: alarm effects failed: {e}");
+                }
+            }
+            Err(e) => worker::console_error!("chat room: alarm failed: {e}"),
+        }
+        Response::empty()
+    }
+}
