@@ -1,26 +1,153 @@
-//! The worker's side of chat: talking to a stream's ChatRoom Durable Object through the `CHAT_ROOMS` binding.
-//! (The WebSocket upgrade and history routes join this module with the chat issue.)
+//! The worker's side of chat: `GET /api/streams/{id}/chat` (the WebSocket upgrade), `GET /api/streams/{id}/messages`
+//! (older history), and the helpers other modules use to post into a stream's ChatRoom Durable Object (status
+//! changes from the RTMP callbacks, paid donations from the Midtrans code).
+//!
+//! The room trusts the identity headers of the requests it receives because only this worker can reach it (a
+//! Durable Object has no public URL, only the `CHAT_ROOMS` binding). So every request to the room is built here
+//! from scratch and carries no header the client sent. The room's internal contract is documented in
+//! durable-objects/src/lib.rs.
 
-use worker::{Method, Request, RequestInit};
+use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_STREAM_STATUS};
+use sunnylive_core::error::ApiError;
+use worker::{Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::app::App;
+use crate::auth::{self, ACCESS_COOKIE};
+use crate::http::{self, OrInternal};
+use crate::streams;
 
-/// Sends a JSON body to one of the room's internal routes. The host part of the URL is ignored by the stub;
-/// it must still be a full URL because `Request::new` rejects relative ones.
-pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
-    let stub = app
-        .env
+/// The stub of a stream's room: one object per stream, named by the stream id.
+fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
+    app.env
         .durable_object("CHAT_ROOMS")?
         .id_from_name(stream_id)?
-        .get_stub()?;
-    let headers = worker::Headers::new();
-    headers.set("content-type", "application/json")?;
+        .get_stub()
+}
+
+/// A request to the room. The host part of the URL is ignored by the stub; it must still be a full URL because
+/// `Request::new` rejects relative ones.
+fn room_request(
+    method: Method,
+    path_and_query: &str,
+    headers: Headers,
+    body: Option<String>,
+) -> worker::Result<Request> {
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.to_string().into()));
-    let req = Request::new_with_init(&format!("https://chat-room{path}"), &init)?;
-    Ok(stub.fetch_with_request(req).await?.status_code())
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(body.into()));
+    }
+    Request::new_with_init(&format!("https://chat-room{path_and_query}"), &init)
+}
+
+/// `GET /api/streams/{id}/chat` with `Upgrade: websocket`. Anyone may connect and read; an access token (cookie or
+/// Bearer) lets the user chat, and the stream's owner joins as host.
+pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiError> {
+    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return upgrade_required();
+    }
+    let stream = streams::load(app, id).await?;
+    refuse_cross_site_cookie(app, &req)?;
+    let identity = match auth::authenticate(app, &req)? {
+        None => Identity::Anonymous,
+        Some(user) if user.id.as_str() == stream.owner_id => Identity::Host {
+            id: user.id,
+            username: user.username,
+        },
+        Some(user) => Identity::Viewer {
+            id: user.id,
+            username: user.username,
+        },
+    };
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket").or_internal("headers")?;
+    for (name, value) in identity.headers() {
+        headers.set(name, &value).or_internal("headers")?;
+    }
+    headers
+        .set(HEADER_STREAM_STATUS, &stream.status)
+        .or_internal("headers")?;
+    let forwarded = room_request(Method::Get, "/internal/websocket", headers, None).or_internal("room request")?;
+    let answer = room(app, &stream.id)
+        .or_internal("CHAT_ROOMS stub")?
+        .fetch_with_request(forwarded)
+        .await
+        .or_internal("chat room upgrade")?;
+    if answer.status_code() != 101 {
+        return Err(ApiError::internal(format!(
+            "chat room answered {} to an upgrade",
+            answer.status_code()
+        )));
+    }
+    Ok(answer)
+}
+
+/// 426 for a plain GET on the chat route: it only speaks WebSocket.
+fn upgrade_required() -> Result<Response, ApiError> {
+    let body = r#"{"error":{"code":"upgrade_required","message":"This route only accepts WebSocket upgrades."}}"#;
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json; charset=utf-8")
+        .or_internal("headers")?;
+    headers.set("upgrade", "websocket").or_internal("headers")?;
+    Ok(Response::ok(body)
+        .or_internal("response")?
+        .with_status(426)
+        .with_headers(headers))
+}
+
+/// Browsers send cookies on cross-site WebSocket handshakes that SameSite does not stop (a sibling subdomain is
+/// "same site"), and `Origin` is the only defence against another page chatting as the user. Browsers always send
+/// `Origin` on a handshake; an access cookie with a foreign one is refused (Bearer clients are not browsers).
+fn refuse_cross_site_cookie(app: &App, req: &Request) -> Result<(), ApiError> {
+    if http::bearer(req).is_some() || http::cookie(req, ACCESS_COOKIE).is_none() {
+        return Ok(());
+    }
+    match req.headers().get("origin").ok().flatten() {
+        Some(origin) if origin != http::own_origin(req, app.config.public_base_url.as_deref()) => {
+            Err(ApiError::Forbidden {
+                code: "cross_origin",
+                message: "Chat sockets signed in by cookie must come from this site.".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `GET /api/streams/{id}/messages?before=<message id>&limit=`: older history, oldest first.
+pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, ApiError> {
+    let q = http::query(&req);
+    let query = HistoryQuery::parse(q.get("before").map(String::as_str), q.get("limit").map(String::as_str))?;
+    let stream = streams::load(app, id).await?;
+    let path = format!("/internal/messages?{}", query.to_query_string());
+    let forwarded = room_request(Method::Get, &path, Headers::new(), None).or_internal("room request")?;
+    let mut answer = room(app, &stream.id)
+        .or_internal("CHAT_ROOMS stub")?
+        .fetch_with_request(forwarded)
+        .await
+        .or_internal("chat room history")?;
+    let status = answer.status_code();
+    let body = answer.text().await.or_internal("chat room history body")?;
+    if status != 200 {
+        return Err(ApiError::internal(format!(
+            "chat room answered {status} to a history query: {body}"
+        )));
+    }
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json; charset=utf-8")
+        .or_internal("headers")?;
+    headers.set("cache-control", "no-store").or_internal("headers")?;
+    Ok(Response::ok(body).or_internal("response")?.with_headers(headers))
+}
+
+/// Sends a JSON body to one of the room's internal routes and returns the room's status code.
+pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let req = room_request(Method::Post, path, headers, Some(body.to_string()))?;
+    Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
 }
 
 /// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP
