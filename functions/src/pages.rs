@@ -1,0 +1,355 @@
+//! The web client's side of the worker: page routes (`/`, `/s/{id}`, `/studio`, ...) mapped to their HTML files,
+//! every other non-API path to the static file itself, all fetched through the ASSETS binding, with the security
+//! headers (Content-Security-Policy, nosniff, Referrer-Policy) added on the way out.
+//!
+//! wrangler.toml sets `run_worker_first = true`, so every request reaches this code and no file is served without
+//! these headers. The asset server keeps its default `html_handling` ("auto-trailing-slash"): `watch.html` is
+//! fetched as `/watch`, and a request for `/watch.html` itself is answered with a redirect to the clean path.
+
+use sunnylive_core::error::ApiError;
+use worker::{Headers, Method, Request, RequestInit, RequestRedirect, Response};
+
+use crate::app::App;
+use crate::http::OrInternal;
+
+/// What a non-API path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A page: the asset path of its HTML file (as the asset server names it) and whether other sites may frame it.
+    Page { asset: &'static str, frameable: bool },
+    /// A static file under `web/`, fetched by its own path.
+    Asset,
+    /// Not ours to serve (a page template's own name, a malformed page path): the 404 page.
+    NotFound,
+}
+
+/// The 404 page's asset path.
+const NOT_FOUND_PAGE: &str = "/404";
+
+/// Page templates are only reachable through their routes: `/watch` without an id is not a page.
+const TEMPLATES: [&str; 4] = ["/watch", "/donation", "/overlay", "/404"];
+
+/// Maps a request path to what serves it.
+pub fn target(path: &str) -> Target {
+    let page = |asset| Target::Page {
+        asset,
+        frameable: false,
+    };
+    match path {
+        "/" => return page("/"),
+        "/login" => return page("/login"),
+        "/register" => return page("/register"),
+        "/studio" => return page("/studio"),
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/s/") {
+        return if is_id(rest) { page("/watch") } else { Target::NotFound };
+    }
+    if let Some(rest) = path.strip_prefix("/donations/") {
+        return if is_id(rest) {
+            page("/donation")
+        } else {
+            Target::NotFound
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/overlay/") {
+        // OBS shows the overlay as a browser source; streaming tools that embed it in a frame must be able to.
+        return if is_id(rest) {
+            Target::Page {
+                asset: "/overlay",
+                frameable: true,
+            }
+        } else {
+            Target::NotFound
+        };
+    }
+    let bare = path.strip_suffix(".html").unwrap_or(path);
+    let bare = if bare.ends_with("/index") { "/" } else { bare };
+    if TEMPLATES.contains(&bare) || path.ends_with(".html") || path.contains("..") {
+        return Target::NotFound;
+    }
+    Target::Asset
+}
+
+/// Ids are opaque URL-safe strings (API.md): one path segment of `[A-Za-z0-9_-]`, bounded.
+fn is_id(segment: &str) -> bool {
+    (1..=100).contains(&segment.len())
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, or None (a relative HLS base is same-origin already).
+pub fn http_origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    matches!(parsed.scheme(), "http" | "https").then(|| parsed.origin().ascii_serialization())
+}
+
+/// The WebSocket origin matching an http(s) origin: the chat socket is `ws(s)://` to ourselves.
+pub fn websocket_origin(http_origin: &str) -> Option<String> {
+    if let Some(rest) = http_origin.strip_prefix("https://") {
+        Some(format!("wss://{rest}"))
+    } else {
+        http_origin.strip_prefix("http://").map(|rest| format!("ws://{rest}"))
+    }
+}
+
+/// The Content-Security-Policy for our pages. Scripts and styles only from our own origin (no inline code at
+/// all, so an injected `<script>` or `onerror=` never runs); fetch/XHR to ourselves, our chat socket and the HLS
+/// origin; media from the HLS origin and the `blob:` URLs that Media Source Extensions (hls.js) play from.
+pub fn content_security_policy(own_origins: &[String], hls_origin: Option<&str>, frameable: bool) -> String {
+    let mut connect = vec!["'self'".to_string()];
+    for origin in own_origins {
+        if let Some(ws) = websocket_origin(origin) {
+            if !connect.contains(&ws) {
+                connect.push(ws);
+            }
+        }
+    }
+    let mut media = vec!["'self'".to_string(), "blob:".to_string()];
+    if let Some(hls) = hls_origin {
+        if !own_origins.iter().any(|o| o == hls) {
+            connect.push(hls.to_string());
+            media.push(hls.to_string());
+        }
+    }
+    let mut directives = vec![
+        "default-src 'self'".to_string(),
+        "script-src 'self'".to_string(),
+        "style-src 'self'".to_string(),
+        "img-src 'self' data:".to_string(),
+        "font-src 'self'".to_string(),
+        format!("connect-src {}", connect.join(" ")),
+        format!("media-src {}", media.join(" ")),
+        // hls.js runs without its blob: Web Worker (player.js sets enableWorker: false).
+        "worker-src 'self'".to_string(),
+        "object-src 'none'".to_string(),
+        "base-uri 'none'".to_string(),
+        "form-action 'self'".to_string(),
+    ];
+    if !frameable {
+        directives.push("frame-ancestors 'none'".to_string());
+    }
+    directives.join("; ")
+}
+
+/// Serves every non-API path: the page or file from the ASSETS binding, or the 404 page, with security headers.
+pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let url = req.url().or_internal("request url")?;
+    let path = url.path().to_string();
+
+    let (asset_path, frameable, not_found) = match target(&path) {
+        Target::Page { asset, frameable } => (asset.to_string(), frameable, false),
+        Target::Asset => (path.clone(), false, false),
+        Target::NotFound => (NOT_FOUND_PAGE.to_string(), false, true),
+    };
+    let mut response = fetch_asset(app, &req, &url, &asset_path, !not_found).await?;
+    let mut status = response.status_code();
+    if not_found {
+        status = 404;
+    } else if status == 404 {
+        response = fetch_asset(app, &req, &url, NOT_FOUND_PAGE, false).await?;
+    }
+
+    let mut own = vec![url.origin().ascii_serialization()];
+    if let Some(public) = app.config.public_base_url.as_deref().and_then(http_origin) {
+        if !own.contains(&public) {
+            own.push(public);
+        }
+    }
+    let hls = http_origin(&app.config.hls_base_url);
+    let headers = Headers::new();
+    for (name, value) in response.headers().entries() {
+        headers.append(&name, &value).or_internal("copying asset headers")?;
+    }
+    let html = asset_path != path
+        || headers
+            .get("content-type")
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.starts_with("text/html"));
+    let set = |name: &str, value: &str| headers.set(name, value).or_internal("security headers");
+    set(
+        "content-security-policy",
+        &content_security_policy(&own, hls.as_deref(), frameable),
+    )?;
+    set("x-content-type-options", "nosniff")?;
+    // Donation result URLs carry an order id: never hand a page's path to another site.
+    set("referrer-policy", "same-origin")?;
+    set(
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    )?;
+    if !frameable {
+        set("x-frame-options", "DENY")?;
+    }
+    if html {
+        // Pages change with every deploy and may show signed-in state: always revalidate, never share.
+        set("cache-control", "private, no-cache")?;
+    }
+    let (_, body) = response.into_parts();
+    Ok(Response::builder().with_status(status).with_headers(headers).body(body))
+}
+
+/// One GET/HEAD to the asset server for `asset_path`, keeping the client's encodings and, when `conditional`,
+/// its validators (ETag), so an unchanged file is a 304. Redirects are not followed: one from the asset server
+/// goes to the browser as it is.
+async fn fetch_asset(
+    app: &App,
+    req: &Request,
+    url: &url::Url,
+    asset_path: &str,
+    conditional: bool,
+) -> Result<Response, ApiError> {
+    let assets = app
+        .env
+        .assets("ASSETS")
+        .map_err(|e| ApiError::internal(format!("ASSETS binding: {e}")))?;
+    let mut asset_url = url.clone();
+    asset_url.set_path(asset_path);
+    if asset_path != url.path() {
+        // A page's query string is for its script, not for the asset server.
+        asset_url.set_query(None);
+    }
+    let headers = Headers::new();
+    for name in [
+        "accept",
+        "accept-encoding",
+        "if-none-match",
+        "if-modified-since",
+        "range",
+    ] {
+        if !conditional && name.starts_with("if-") {
+            continue;
+        }
+        if let Some(value) = req.headers().get(name).ok().flatten() {
+            headers.set(name, &value).or_internal("asset request headers")?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method())
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    let asset_req = Request::new_with_init(asset_url.as_str(), &init).or_internal("asset request")?;
+    assets
+        .fetch_request(asset_req)
+        .await
+        .or_internal(&format!("fetching asset {asset_path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(asset: &'static str) -> Target {
+        Target::Page {
+            asset,
+            frameable: false,
+        }
+    }
+
+    #[test]
+    fn each_page_route_maps_to_its_html_file() {
+        assert_eq!(target("/"), page("/"));
+        assert_eq!(target("/login"), page("/login"));
+        assert_eq!(target("/register"), page("/register"));
+        assert_eq!(target("/studio"), page("/studio"));
+        assert_eq!(target("/s/abcdefghij234567"), page("/watch"));
+        assert_eq!(target("/donations/order-1_x"), page("/donation"));
+    }
+
+    #[test]
+    fn only_the_overlay_may_be_framed() {
+        assert_eq!(
+            target("/overlay/abcdefghij234567"),
+            Target::Page {
+                asset: "/overlay",
+                frameable: true
+            }
+        );
+    }
+
+    #[test]
+    fn page_routes_with_a_missing_or_odd_id_are_not_found() {
+        for path in [
+            "/s/",
+            "/s/a/b",
+            "/s/%3Cscript%3E",
+            "/donations/",
+            "/overlay/x.y",
+            "/s/..",
+        ] {
+            assert_eq!(target(path), Target::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn page_templates_are_not_reachable_by_their_own_names() {
+        for path in [
+            "/watch",
+            "/watch.html",
+            "/donation",
+            "/overlay",
+            "/404",
+            "/404.html",
+            "/index.html",
+            "/login.html",
+        ] {
+            assert_eq!(target(path), Target::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn other_paths_are_static_files() {
+        for path in [
+            "/css/sunnylive.css",
+            "/js/pages/watch.js",
+            "/vendor/hls.min.js",
+            "/favicon.svg",
+        ] {
+            assert_eq!(target(path), Target::Asset, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_policy_allows_only_our_scripts_and_the_hls_origin_for_media() {
+        let csp = content_security_policy(
+            &["http://127.0.0.1:8787".to_string()],
+            Some("http://127.0.0.1:8080"),
+            false,
+        );
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            csp.contains("connect-src 'self' ws://127.0.0.1:8787 http://127.0.0.1:8080;"),
+            "{csp}"
+        );
+        assert!(csp.contains("media-src 'self' blob: http://127.0.0.1:8080;"), "{csp}");
+        assert!(csp.contains("img-src 'self' data:"), "{csp}");
+        assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
+    }
+
+    #[test]
+    fn an_https_site_allows_its_chat_over_wss_and_the_overlay_may_be_framed() {
+        let csp = content_security_policy(&["https://sunny.example".to_string()], None, true);
+        assert!(csp.contains("connect-src 'self' wss://sunny.example;"), "{csp}");
+        assert!(!csp.contains("frame-ancestors"), "{csp}");
+    }
+
+    #[test]
+    fn an_hls_base_url_becomes_its_origin_and_a_relative_one_adds_nothing() {
+        assert_eq!(
+            http_origin("http://127.0.0.1:8080/hls").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            http_origin("https://hls.example.com/hls/").as_deref(),
+            Some("https://hls.example.com")
+        );
+        assert_eq!(http_origin("/hls"), None);
+        assert_eq!(http_origin("ftp://x.example/hls"), None);
+    }
+}
