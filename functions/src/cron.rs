@@ -1,10 +1,11 @@
-//! The minute cron: ends streams whose heartbeats stopped, and forgets expired rate-limit windows. Each task runs
+//! The minute cron: ends streams whose heartbeats stopped, asks Midtrans about donations pending too long,
+//! redelivers chat alerts for paid donations, and forgets expired rate-limit windows. Each task runs
 //! even when another fails, and failures are logged with context.
 
 use worker::Env;
 
 use crate::app::App;
-use crate::{db, rtmp};
+use crate::{db, donations, rtmp};
 
 pub async fn run(env: Env) {
     let app = match App::new(env) {
@@ -18,6 +19,16 @@ pub async fn run(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: ended {n} stale stream(s)"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: stale-stream sweep failed: {e}"),
+    }
+    match donations::reconcile_pending(&app).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: settled {n} pending donation(s) from Midtrans's status API"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: donation status sweep failed: {e}"),
+    }
+    match donations::deliver_pending_alerts(&app).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: delivered {n} owed donation alert(s)"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: donation alert redelivery failed: {e}"),
     }
     // The longest window is an hour; anything older than two is dead weight.
     if let Err(e) = db::run(

@@ -8,6 +8,7 @@ mod chat;
 mod cron;
 mod crypto;
 mod db;
+mod donations;
 mod http;
 mod openapi;
 mod routes;
