@@ -7,7 +7,7 @@ use worker::{Env, Method, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, openapi, rtmp, streams};
+use crate::{auth, donations, openapi, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -31,6 +31,11 @@ pub enum Route {
     OnPublish,
     OnUpdate,
     OnPublishDone,
+    CreateDonation,
+    GetDonation,
+    ListDonations,
+    Leaderboard,
+    MidtransWebhook,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -55,6 +60,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/rtmp/on-publish", Route::OnPublish),
     ("POST", "/api/rtmp/on-update", Route::OnUpdate),
     ("POST", "/api/rtmp/on-publish-done", Route::OnPublishDone),
+    ("POST", "/api/streams/{id}/donations", Route::CreateDonation),
+    ("GET", "/api/streams/{id}/donations", Route::ListDonations),
+    ("GET", "/api/streams/{id}/leaderboard", Route::Leaderboard),
+    ("GET", "/api/donations/{order_id}", Route::GetDonation),
+    ("POST", "/api/webhooks/midtrans", Route::MidtransWebhook),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -152,6 +162,11 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::OnPublish => rtmp::on_publish(app, req).await,
         Route::OnUpdate => rtmp::on_update(app, req).await,
         Route::OnPublishDone => rtmp::on_publish_done(app, req).await,
+        Route::CreateDonation => donations::create(app, req, params.first()).await,
+        Route::ListDonations => donations::list_for_owner(app, req, params.first()).await,
+        Route::Leaderboard => donations::leaderboard(app, params.first()).await,
+        Route::GetDonation => donations::get(app, params.first()).await,
+        Route::MidtransWebhook => donations::webhook(app, req).await,
     }
 }
 
