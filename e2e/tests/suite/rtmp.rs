@@ -1,0 +1,575 @@
+//! The RTMP origin end to end: a real ffmpeg publisher into the real nginx-rtmp (nginx-origin/run), whose callbacks
+//! go through the origin's local proxy location to the real worker. Covers the accepted publish (HLS playlist under
+//! the public id that ffprobe can read, CORS and cache headers, live in the API, offline after the publisher stops),
+//! keys that never reach file names or logs, refused keys (bad, deleted, rotated away), the heartbeat cutting off a
+//! rotated key's publisher, a second concurrent publisher (409), and the origin token on the callbacks.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sunnylive_e2e::{
+    ensure, eventually, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN, TEST_HEARTBEAT_SECONDS,
+};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
+    macro_rules! trial {
+        ($name:ident) => {{
+            let app = app.clone();
+            Trial::test(concat!("rtmp::", stringify!($name)), move || app.run($name(&app)))
+        }};
+    }
+    vec![
+        trial!(a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publisher_stops),
+        trial!(the_key_appears_in_no_hls_name_and_no_log),
+        trial!(bad_deleted_and_rotated_away_keys_are_refused),
+        trial!(rotating_the_key_cuts_off_a_running_publisher_within_one_heartbeat),
+        trial!(deleting_a_live_stream_cuts_off_its_publisher_within_one_heartbeat),
+        trial!(a_second_concurrent_publisher_is_refused_with_409),
+        trial!(callbacks_reach_the_worker_only_with_the_origin_token),
+        trial!(the_callback_proxy_serves_only_local_posts_to_the_three_callbacks),
+    ]
+}
+
+/// Generous bound for "within one heartbeat": the heartbeat interval, plus the callback, plus ffmpeg noticing the
+/// closed socket.
+fn one_heartbeat() -> Duration {
+    Duration::from_secs(TEST_HEARTBEAT_SECONDS + 3)
+}
+
+/// An ffmpeg test publisher: test pattern + tone, H.264/AAC, a keyframe every 2 s, in real time (`-re`).
+struct Publisher {
+    child: Child,
+    key: String,
+}
+
+impl Publisher {
+    fn start(app: &TestApp, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
+        let url = format!("{}/{key}", app.rtmp_url);
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=30")])
+            .args(["-f", "lavfi", "-i", "sine"])
+            .args(["-t", &seconds.to_string()])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac", "-f", "flv", &url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting ffmpeg: {e}"))?;
+        Ok(Publisher {
+            child,
+            key: key.to_string(),
+        })
+    }
+
+    /// Waits up to `timeout` for ffmpeg to exit; its status and its stderr with the key masked (ffmpeg prints the
+    /// URL, and test output is no place for keys either).
+    async fn finish(mut self, timeout: Duration) -> Result<(ExitStatus, String), BoxError> {
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status?,
+            Err(_) => return Err(format!("ffmpeg still running after {timeout:?}").into()),
+        };
+        let mut err = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut err).await;
+        }
+        Ok((status, err.replace(&self.key, "<key>")))
+    }
+
+    fn still_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+async fn new_stream(app: &TestApp, who: &str) -> Result<(Api, Session, String, String), BoxError> {
+    let api = app.api();
+    let s = api.register(who).await?;
+    let (id, key) = api.create_stream(&s, &format!("RTMP {who}")).await?;
+    ensure!(
+        !id.is_empty() && !key.is_empty(),
+        "create_stream returned an id and a key"
+    );
+    Ok((api, s, id, key))
+}
+
+fn playlist_url(app: &TestApp, id: &str) -> String {
+    format!("{}/{id}/index.m3u8", app.hls_base)
+}
+
+/// The playlist's text once it lists at least one segment (polled every 100 ms up to `timeout`).
+async fn wait_for_playlist(app: &TestApp, id: &str, timeout: Duration) -> Result<String, BoxError> {
+    let url = playlist_url(app, id);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = app.http().get(&url).send().await?;
+        if r.status() == 200 {
+            let text = r.text().await?;
+            if text.lines().any(|l| l.ends_with(".ts")) {
+                return Ok(text);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {url} to list a segment").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_status(api: &Api, id: &str, status: &str, timeout: Duration) -> TestResult {
+    eventually(timeout, &format!("stream {id} is {status}"), || async {
+        Ok(api.stream(id).await?["status"] == status)
+    })
+    .await
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Every file and directory under `dir`, recursively (names only matter here).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// How many sessions of the `hls` RTMP application (the internal push) have ended for this stream id.
+fn hls_sessions(app: &TestApp, id: &str) -> usize {
+    let needle = format!("PUBLISH \"hls\" \"{id}\"");
+    read(&app.origin_prefix.join("logs/rtmp-access.log"))
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+async fn ffprobe_video(url: &str) -> Result<Value, BoxError> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height",
+        ])
+        .args(["-of", "json", url])
+        .output()
+        .await
+        .map_err(|e| format!("running ffprobe: {e}"))?;
+    ensure!(
+        out.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["streams"][0].clone())
+}
+
+async fn a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publisher_stops(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "golive").await?;
+    let started = Instant::now();
+    // Long enough for three heartbeats: the internal relay must survive them (see the hls_sessions check below).
+    let publisher = Publisher::start(app, &key, 12, "640x360")?;
+
+    let playlist = wait_for_playlist(app, &id, Duration::from_secs(15)).await?;
+    ensure!(playlist.starts_with("#EXTM3U"), "a playlist: {playlist}");
+    let stream = api.stream(&id).await?;
+    ensure!(stream["status"] == "live", "live while publishing: {stream}");
+    let since = stream["live_since"]
+        .as_str()
+        .ok_or_else(|| format!("live_since set: {stream}"))?;
+    ensure!(
+        chrono::DateTime::parse_from_rfc3339(since).is_ok(),
+        "live_since is RFC 3339: {since}"
+    );
+    ensure!(
+        stream["hls_url"] == playlist_url(app, &id).as_str(),
+        "hls_url points at this origin: {stream}"
+    );
+
+    let video = ffprobe_video(&playlist_url(app, &id)).await?;
+    ensure!(
+        video["codec_type"] == "video" && video["codec_name"] == "h264",
+        "an H.264 video stream: {video}"
+    );
+    ensure!(
+        video["width"] == 640 && video["height"] == 360,
+        "the published size: {video}"
+    );
+
+    // What players and CDNs get: the right types, CORS, a playlist that is never cached, segments that are.
+    let r = app
+        .http()
+        .get(playlist_url(app, &id))
+        .header("origin", "https://example.org")
+        .send()
+        .await?;
+    let h = r.headers();
+    ensure!(
+        h.get("content-type")
+            .is_some_and(|v| v == "application/vnd.apple.mpegurl"),
+        "playlist type: {h:?}"
+    );
+    ensure!(
+        h.get("access-control-allow-origin").is_some_and(|v| v == "*"),
+        "playlist CORS: {h:?}"
+    );
+    ensure!(
+        h.get("cache-control").is_some_and(|v| v == "no-cache"),
+        "playlist not cached: {h:?}"
+    );
+    let segment = playlist.lines().rev().find(|l| l.ends_with(".ts")).ok_or("a segment")?;
+    let r = app
+        .http()
+        .get(format!("{}/{id}/{segment}", app.hls_base))
+        .send()
+        .await?;
+    let h = r.headers().clone();
+    ensure!(
+        r.status() == 200 && !r.bytes().await?.is_empty(),
+        "the segment downloads"
+    );
+    ensure!(
+        h.get("content-type").is_some_and(|v| v == "video/mp2t"),
+        "segment type: {h:?}"
+    );
+    ensure!(
+        h.get("access-control-allow-origin").is_some_and(|v| v == "*"),
+        "segment CORS: {h:?}"
+    );
+    ensure!(
+        h.get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("max-age=") && !v.contains("max-age=0")),
+        "segments are cacheable: {h:?}"
+    );
+
+    let (status, err) = publisher.finish(Duration::from_secs(30)).await?;
+    ensure!(
+        status.success(),
+        "an accepted publisher runs to its end: {status} {err}"
+    );
+    ensure!(
+        started.elapsed() >= Duration::from_secs(11),
+        "the publish was not cut short"
+    );
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await?;
+    ensure!(
+        api.stream(&id).await?["live_since"].is_null(),
+        "live_since cleared when offline"
+    );
+
+    // The push into the hls application is a play session inside the ingest application, so it gets on_update
+    // heartbeats too (call=update_play, name=<id>); if the worker refused them, nginx would restart the relay every
+    // heartbeat and viewers would see a gap each time. One broadcast must be one hls session.
+    eventually(
+        Duration::from_secs(5),
+        "the hls session of this broadcast is logged",
+        || async { Ok(hls_sessions(app, &id) >= 1) },
+    )
+    .await?;
+    let sessions = hls_sessions(app, &id);
+    ensure!(
+        sessions == 1,
+        "the relay into the hls application ran uninterrupted, but it restarted: {sessions} sessions"
+    );
+    Ok(())
+}
+
+async fn the_key_appears_in_no_hls_name_and_no_log(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "nokey").await?;
+    let publisher = Publisher::start(app, &key, 8, "320x180")?;
+    wait_for_playlist(app, &id, Duration::from_secs(15)).await?;
+    // The key's secret part: the id is public (and is in file names on purpose), the MAC must be nowhere.
+    let mac = key.rsplit('_').next().ok_or("a key ends in its MAC")?;
+    ensure!(mac.len() >= 20, "a MAC part: {mac}");
+
+    let hls_root = app.origin_prefix.join("hls");
+    let names = walk(&hls_root);
+    ensure!(
+        names.iter().any(|p| p.ends_with(format!("{id}/index.m3u8"))),
+        "the playlist is <id>/index.m3u8: {names:?}"
+    );
+    for p in &names {
+        let name = p.strip_prefix(&hls_root).unwrap_or(p).to_string_lossy().to_string();
+        ensure!(
+            !name.contains(&key) && !name.contains(mac),
+            "an HLS path carries the key: {}",
+            name.replace(&key, "<key>")
+        );
+    }
+    let (status, err) = publisher.finish(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "publisher: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await?;
+
+    // nginx writes its access lines when sessions end; by now every log that could mention this publish has it.
+    let logs = app.all_logs();
+    ensure!(
+        logs.contains(&id),
+        "the logs did see this stream (else this check proves nothing)"
+    );
+    ensure!(
+        !logs.contains(&key) && !logs.contains(mac),
+        "the key is in the worker's or nginx's logs"
+    );
+    for p in walk(&app.origin_prefix) {
+        if p.is_file() && !p.starts_with(&hls_root) {
+            let text = read(&p);
+            ensure!(!text.contains(mac), "{} carries the key", p.display());
+        }
+    }
+    Ok(())
+}
+
+async fn bad_deleted_and_rotated_away_keys_are_refused(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "refuse").await?;
+    let (deleted_id, deleted_key) = api.create_stream(&s, "RTMP to be deleted").await?;
+    let del = api
+        .send(
+            api.request(Method::DELETE, &format!("/api/streams/{deleted_id}"))
+                .bearer_auth(&s.access),
+        )
+        .await?;
+    ensure!(del.status == 204, "delete: {} {}", del.status, del.text);
+    let rotated = api
+        .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+        .await?;
+    ensure!(
+        rotated.status == 200 && rotated.body["stream_key"] != key.as_str(),
+        "rotate: {}",
+        rotated.text
+    );
+
+    let forged = format!("sk_{id}_{}", "A".repeat(32));
+    let cases = [
+        ("a made-up key", "not-a-key-at-all".to_string()),
+        ("a well-formed key with a wrong MAC", forged),
+        ("a deleted stream's key", deleted_key),
+        ("a rotated-away key", key.clone()),
+    ];
+    for (what, bad) in cases {
+        let t = Instant::now();
+        let (status, err) = Publisher::start(app, &bad, 10, "320x180")?
+            .finish(Duration::from_secs(15))
+            .await?;
+        ensure!(!status.success(), "{what}: ffmpeg must fail, got {status}");
+        ensure!(
+            t.elapsed() < Duration::from_secs(8),
+            "{what}: refused at once, not after {:?} ({err})",
+            t.elapsed()
+        );
+    }
+    for stream in [&id, &deleted_id] {
+        ensure!(
+            !app.origin_prefix.join("hls").join(stream).exists(),
+            "no HLS written for refused publishes of {stream}"
+        );
+    }
+    ensure!(
+        api.stream(&id).await?["status"] == "offline",
+        "a refused publish leaves the stream offline"
+    );
+    Ok(())
+}
+
+/// Publishes with `key`, waits until the stream is live, runs `act`, and checks the publisher is cut off within
+/// one heartbeat and the stream is offline after.
+async fn cut_off_by<F, Fut>(app: &TestApp, id: &str, key: &str, act: F) -> TestResult
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = TestResult>,
+{
+    let mut publisher = Publisher::start(app, key, 60, "320x180")?;
+    wait_for_playlist(app, id, Duration::from_secs(15)).await?;
+    ensure!(publisher.still_running(), "the publisher is running");
+    act().await?;
+    let t = Instant::now();
+    let (status, err) = publisher.finish(one_heartbeat()).await?;
+    ensure!(
+        !status.success(),
+        "a cut-off publisher ends with an error: {status} {err}"
+    );
+    eprintln!(
+        "rtmp: publisher cut off {:.1} s after the change (heartbeat {TEST_HEARTBEAT_SECONDS} s)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn rotating_the_key_cuts_off_a_running_publisher_within_one_heartbeat(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "rotlive").await?;
+    cut_off_by(app, &id, &key, || async {
+        let r = api
+            .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+            .await?;
+        ensure!(r.status == 200, "rotate: {} {}", r.status, r.text);
+        Ok(())
+    })
+    .await?;
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await?;
+    // The new key works at once.
+    let new_key = api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?.body["stream_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let publisher = Publisher::start(app, &new_key, 4, "320x180")?;
+    wait_for_status(&api, &id, "live", Duration::from_secs(10)).await?;
+    let (status, err) = publisher.finish(Duration::from_secs(20)).await?;
+    ensure!(status.success(), "the rotated-in key publishes: {status} {err}");
+    Ok(())
+}
+
+async fn deleting_a_live_stream_cuts_off_its_publisher_within_one_heartbeat(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "dellive").await?;
+    cut_off_by(app, &id, &key, || async {
+        let r = api
+            .send(
+                api.request(Method::DELETE, &format!("/api/streams/{id}"))
+                    .bearer_auth(&s.access),
+            )
+            .await?;
+        ensure!(r.status == 204, "delete: {} {}", r.status, r.text);
+        Ok(())
+    })
+    .await
+}
+
+/// Lines of the origin's HTTP access log for on-publish callbacks that the worker answered with `status`.
+fn proxied_publishes_with(app: &TestApp, status: u16) -> usize {
+    let needle = format!("\"POST /_worker/on-publish HTTP/1.0\" {status} ");
+    read(&app.origin_prefix.join("logs/http-access.log"))
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .count()
+}
+
+async fn a_second_concurrent_publisher_is_refused_with_409(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "second").await?;
+    let mut first = Publisher::start(app, &key, 14, "320x180")?;
+    wait_for_playlist(app, &id, Duration::from_secs(15)).await?;
+    let since = api.stream(&id).await?["live_since"].clone();
+
+    let conflicts_before = proxied_publishes_with(app, 409);
+    let (status, err) = Publisher::start(app, &key, 10, "320x180")?
+        .finish(Duration::from_secs(15))
+        .await?;
+    ensure!(!status.success(), "the second publisher must fail: {status} {err}");
+    // nginx-rtmp only tells ffmpeg "publish failed"; the origin's access log shows what the worker answered.
+    eventually(
+        Duration::from_secs(3),
+        "the worker answered the second on-publish with 409",
+        || async { Ok(proxied_publishes_with(app, 409) > conflicts_before) },
+    )
+    .await?;
+
+    ensure!(first.still_running(), "the first publisher keeps going");
+    let stream = api.stream(&id).await?;
+    ensure!(
+        stream["status"] == "live" && stream["live_since"] == since,
+        "still live since the first publish: {stream}"
+    );
+    // Segments keep coming from the first publisher.
+    let before = wait_for_playlist(app, &id, Duration::from_secs(1)).await?;
+    let last = |p: &str| p.lines().rev().find(|l| l.ends_with(".ts")).map(str::to_string);
+    eventually(
+        Duration::from_secs(8),
+        "a new segment after the refused publisher",
+        || async { Ok(last(&wait_for_playlist(app, &id, Duration::from_secs(1)).await?) != last(&before)) },
+    )
+    .await?;
+    let (status, err) = first.finish(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "the first publisher ran to its end: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await
+}
+
+/// A callback form the way nginx-rtmp writes one.
+fn callback_form(key: &str, call: &str, clientid: u32) -> String {
+    format!(
+        "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2F127.0.0.1%2Flive&pageurl=&addr=127.0.0.1&clientid={clientid}&call={call}&name={key}&type=live"
+    )
+}
+
+async fn callbacks_reach_the_worker_only_with_the_origin_token(app: &TestApp) -> TestResult {
+    let (api, _s, _id, key) = new_stream(app, "token").await?;
+    let form = callback_form(&key, "publish", 4_000_001);
+    // Straight to the worker, around the proxy: without the token, or with a wrong one, 401 for every callback.
+    for route in ["on-publish", "on-update", "on-publish-done"] {
+        for token in [
+            None,
+            Some("wrong-origin-token-0123456789"),
+            Some(&ORIGIN_TOKEN[..ORIGIN_TOKEN.len() - 1]),
+        ] {
+            let mut rb = api
+                .request(Method::POST, &format!("/api/rtmp/{route}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.clone());
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            let a = api.send(rb).await?;
+            ensure!(a.status == 401, "{route} with token {token:?}: {} {}", a.status, a.text);
+        }
+    }
+    // Through the origin's proxy the token is added, and a caller's own Authorization header is replaced: a wrong
+    // one does not reach the worker. A made-up key then gets the key check's 403, not 401.
+    let bad = callback_form("not-a-key-at-all", "publish", 4_000_002);
+    let r = app
+        .http()
+        .post(format!("http://127.0.0.1:{}/_worker/on-publish", app.origin_http_port))
+        .header("authorization", "Bearer wrong-origin-token-0123456789")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(bad)
+        .send()
+        .await?;
+    ensure!(
+        r.status() == 403,
+        "through the proxy with a caller's wrong token: {}",
+        r.status()
+    );
+    Ok(())
+}
+
+async fn the_callback_proxy_serves_only_local_posts_to_the_three_callbacks(app: &TestApp) -> TestResult {
+    let origin = format!("http://127.0.0.1:{}", app.origin_http_port);
+    let http = app.http();
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let r = http
+            .request(method.clone(), format!("{origin}/_worker/on-publish"))
+            .send()
+            .await?;
+        ensure!(r.status() == 403, "{method} /_worker/on-publish: {}", r.status());
+    }
+    for path in [
+        "/_worker/",
+        "/_worker/streams",
+        "/_worker/../api/streams",
+        "/api/rtmp/on-publish",
+        "/hls/",
+    ] {
+        let r = http.post(format!("{origin}{path}")).body("name=x").send().await?;
+        ensure!(r.status() == 404, "POST {path} on the origin: {}", r.status());
+    }
+    let r = http.get(format!("{origin}/healthz")).send().await?;
+    ensure!(r.status() == 200, "readiness probe: {}", r.status());
+    Ok(())
+}
