@@ -38,6 +38,13 @@ export function durationSince(iso, now = Date.now()) {
   return `${days} ${days === 1 ? 'day' : 'days'}`;
 }
 
+/** "Live for 5 min", or "Just went live" in the first minute. */
+export function liveFor(iso, now = Date.now()) {
+  const since = durationSince(iso, now);
+  if (!since) return 'Live';
+  return since === 'just now' ? 'Just went live' : `Live for ${since}`;
+}
+
 /** "5 min ago", or a date for anything older than a week. */
 export function ago(iso, now = Date.now()) {
   const t = parse(iso);

@@ -2,7 +2,7 @@
 // and how long it has been live.
 
 import { h, warmHueFor } from './dom.js';
-import { durationSince, viewers } from './format.js';
+import { liveFor, viewers } from './format.js';
 import { initial } from './session.js';
 
 export function streamCard(stream) {
@@ -16,7 +16,7 @@ export function streamCard(stream) {
     live ? h('span', { class: 'stream-card__viewers', text: viewers(stream.viewers) }) : null,
   );
   tile.style.setProperty('--hue', String(warmHueFor(stream.id || stream.title || '')));
-  const meta = live && stream.live_since ? `Live for ${durationSince(stream.live_since)}` : 'Offline';
+  const meta = live ? liveFor(stream.live_since) : 'Offline';
   return h(
     'a',
     { class: `stream-card${live ? ' stream-card--live' : ''}`, attrs: { href: `/s/${encodeURIComponent(stream.id)}` }, data: { streamId: stream.id } },

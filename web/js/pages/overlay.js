@@ -60,6 +60,7 @@ function next() {
 
 function onFrame(frame) {
   if (frame.type === 'welcome') {
+    document.body.dataset.connected = 'true';
     const history = Array.isArray(frame.history) ? frame.history.filter(isDonation) : [];
     if (!welcomedOnce) {
       // Donations from before the overlay was opened were alerted back then.
@@ -78,6 +79,7 @@ const DEBUG = params.has('debug');
 
 function onState(state, detail) {
   // Nothing but alerts may ever appear on stream; `?debug=1` shows the connection state for setting it up.
+  if (state !== 'open') document.body.dataset.connected = 'false';
   status.hidden = !DEBUG || state === 'open';
   status.dataset.state = state;
   status.textContent = state === 'waiting' ? `reconnecting in ${Math.round(detail.delay / 1000)} s` : 'connecting';

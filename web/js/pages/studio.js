@@ -14,10 +14,15 @@ const cards = new Map();
 
 function statusBadge(stream) {
   const live = stream.status === 'live';
-  return h('span', {
-    class: `badge ${live ? 'badge--live' : 'badge--offline'}`,
-    text: live ? `Live · ${viewers(stream.viewers)}` : 'Offline',
-  });
+  return h('span', { class: `badge ${live ? 'badge--live' : 'badge--offline'}`, text: live ? 'Live' : 'Offline' });
+}
+
+/** Beside the badge: "for 12 min · 3 viewers" (the badge already says Live). */
+function liveDetail(stream) {
+  if (stream.status !== 'live') return '';
+  const since = durationSince(stream.live_since);
+  const when = !since || since === 'just now' ? 'started just now' : `for ${since}`;
+  return `${when} · ${viewers(stream.viewers)}`;
 }
 
 /** The key box: a masked value until shown; the secret is only fetched and kept in this closure. */
@@ -191,7 +196,7 @@ function streamCard(stream, initialKey) {
   const watchUrl = `/s/${encodeURIComponent(stream.id)}`;
   const overlayUrl = `${location.origin}/overlay/${encodeURIComponent(stream.id)}`;
   const status = h('span', { class: 'studio-card__status' }, statusBadge(stream));
-  const since = h('span', { class: 'studio-card__since', text: stream.status === 'live' && stream.live_since ? `for ${durationSince(stream.live_since)}` : '' });
+  const since = h('span', { class: 'studio-card__since', text: liveDetail(stream) });
   const money = donationsBox(stream);
   const deleteButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Delete stream', attrs: { type: 'button' } });
   const swatch = h('span', { class: 'studio-card__swatch', attrs: { 'aria-hidden': 'true' } });
@@ -250,7 +255,7 @@ function streamCard(stream, initialKey) {
       const wasLive = stream.status === 'live';
       Object.assign(stream, next);
       fill(status, statusBadge(stream));
-      since.textContent = stream.status === 'live' && stream.live_since ? `for ${durationSince(stream.live_since)}` : '';
+      since.textContent = liveDetail(stream);
       card.classList.toggle('studio-card--live', stream.status === 'live');
       if (wasLive !== (stream.status === 'live')) money.refresh();
     },

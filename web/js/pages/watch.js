@@ -3,7 +3,7 @@
 
 import { api, ApiError, describeError } from '../api.js';
 import { byId, fill, h, idFromPath } from '../dom.js';
-import { rupiah, viewers as viewersText, durationSince } from '../format.js';
+import { liveFor, rupiah, viewers as viewersText } from '../format.js';
 import { initHeader, initial } from '../session.js';
 import { createChat } from '../watch/chat.js';
 import { createDonate } from '../watch/donate.js';
@@ -20,7 +20,7 @@ function renderStatus(stream, status) {
   const live = status === 'live';
   badge.className = `badge ${live ? 'badge--live' : 'badge--offline'}`;
   badge.textContent = live ? 'Live' : 'Offline';
-  if (live && stream.live_since) badge.title = `Live for ${durationSince(stream.live_since)}`;
+  badge.title = live ? liveFor(stream.live_since) : '';
 }
 
 async function loadLeaderboard(streamId) {
@@ -72,8 +72,17 @@ async function main() {
   player.setLive(stream.status === 'live');
 
   const user = await userPromise;
-  createDonate({ streamId, user });
+  const isOwner = Boolean(user && stream.owner && user.id === stream.owner.id);
+  if (isOwner) {
+    // Donating to yourself makes no sense; the panel keeps the supporters list and points to the studio.
+    byId('donate-form').hidden = true;
+    byId('donate-lead').hidden = true;
+    byId('donate-own').hidden = false;
+  } else {
+    createDonate({ streamId, user });
+  }
   loadLeaderboard(streamId);
+  let leaderboardTimer = null;
 
   const chat = createChat({
     streamId,
@@ -83,6 +92,11 @@ async function main() {
       if (status === 'live' && !first) stream.live_since = new Date().toISOString();
       renderStatus(stream, status);
       player.setLive(status === 'live');
+    },
+    onDonation() {
+      // The board is computed from paid donations; give the write a moment, then refresh it once.
+      clearTimeout(leaderboardTimer);
+      leaderboardTimer = setTimeout(() => loadLeaderboard(streamId), 1500);
     },
     onPresence(n) {
       byId('stream-viewers').textContent = viewersText(n);

@@ -25,7 +25,8 @@ function isDonation(item) {
   return item && (item.type === 'donation' || (item.amount !== undefined && item.donor !== undefined));
 }
 
-export function createChat({ streamId, ownerId, user, onStatus, onPresence }) {
+export function createChat({ streamId, ownerId, user, onStatus, onPresence, onDonation = () => {} }) {
+  const root = byId('chat');
   const list = byId('chat-list');
   const scroller = byId('chat-scroll');
   const form = byId('chat-form');
@@ -224,6 +225,8 @@ export function createChat({ streamId, ownerId, user, onStatus, onPresence }) {
   // ---- frames ----------------------------------------------------------------------------------------------
 
   function onWelcome(frame) {
+    // Marks the panel as joined (also what the browser suite waits for before it chats).
+    root.dataset.connected = 'true';
     you = frame.you || null;
     setRole((you && you.role) || 'anonymous');
     // Signed in according to /api/me but anonymous to the room: the access cookie expired in between. Refresh it
@@ -278,8 +281,11 @@ export function createChat({ streamId, ownerId, user, onStatus, onPresence }) {
         onWelcome(frame);
         break;
       case 'chat':
+        appendLive(render(frame));
+        break;
       case 'donation':
         appendLive(render(frame));
+        onDonation(frame);
         break;
       case 'presence':
         onPresence(frame.viewers);
@@ -309,6 +315,7 @@ export function createChat({ streamId, ownerId, user, onStatus, onPresence }) {
   }
 
   function onState(state, detail) {
+    if (state !== 'open') root.dataset.connected = 'false';
     if (state === 'waiting') {
       const seconds = Math.max(1, Math.round(detail.delay / 1000));
       connection.replaceChildren(

@@ -1,0 +1,399 @@
+// The browser suite: real headless Chromium against the real stack (wrangler dev, the nginx RTMP origin, ffmpeg and
+// the Midtrans stand-in), one streamer's evening in order: register, create a stream, go live with ffmpeg, a
+// viewer watches and chats, a guest donates by card, the alert shows once in both chats and on the OBS overlay,
+// the result page says paid, an HTML chat message stays text, ffmpeg stops and the watch page goes offline.
+// Every page is screenshotted at desktop and phone width into e2e/artifacts/screenshots/ (overflow fails).
+//
+// Run by the Rust harness as `node --test e2e/browser/` with SUNNYLIVE_BASE_URL, SUNNYLIVE_RTMP_URL,
+// SUNNYLIVE_MIDTRANS_URL and SUNNYLIVE_HLS_BASE_URL set. Steps share state and run in order; a step whose
+// prerequisite failed says so instead of timing out.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import {
+  DESKTOP,
+  PHONE,
+  eventually,
+  launchBrowser,
+  screenshot,
+  sleep,
+  stackFromEnv,
+  startPublisher,
+  uniqueName,
+  watchPage,
+} from './support.mjs';
+
+const PASSWORD = 'sunny-pass-2024';
+const DONOR = 'Sunny Fan';
+const DONATION_MESSAGE = 'Semangat! <b>terus</b>';
+const XSS = `<img src=x onerror="window.__sunnyXss=1;alert('xss')">`;
+
+let stack;
+let browser;
+let publisher;
+const watchers = [];
+const state = {};
+
+/** The value an earlier step stored, or a clear failure naming the step that did not get that far. */
+function need(key) {
+  if (state[key] === undefined) throw new Error(`skipped: an earlier step did not produce "${key}"`);
+  return state[key];
+}
+
+async function newPage(context, label) {
+  const page = await context.newPage();
+  watchers.push(watchPage(page, label));
+  return page;
+}
+
+/** Text with the non-breaking spaces Intl puts in "Rp 25.000" made plain, for comparisons. */
+function plain(text) {
+  return String(text || '').replace(/\s+/g, ' ').trim();
+}
+
+async function chatTexts(page) {
+  return page.$$eval('#chat-list .msg__text', (els) => els.map((el) => el.textContent));
+}
+
+async function donationEntries(page, donor) {
+  return page.$$eval(
+    '#chat-list .msg--donation',
+    (els, who) => els.filter((el) => el.textContent.includes(who)).map((el) => el.textContent),
+    donor,
+  );
+}
+
+async function registerThroughForm(page, username) {
+  await page.goto(`${stack.base}/register`);
+  await page.fill('#username', username);
+  await page.fill('#password', PASSWORD);
+  await page.click('#auth-submit');
+}
+
+before(async () => {
+  stack = stackFromEnv();
+  browser = await launchBrowser();
+  state.streamerCtx = await browser.newContext({ viewport: DESKTOP });
+  state.viewerCtx = await browser.newContext({ viewport: DESKTOP });
+  state.guestCtx = await browser.newContext({ viewport: DESKTOP });
+  state.overlayCtx = await browser.newContext({ viewport: DESKTOP });
+  state.streamerPage = await newPage(state.streamerCtx, 'streamer');
+  state.viewerPage = await newPage(state.viewerCtx, 'viewer');
+  state.guestPage = await newPage(state.guestCtx, 'guest');
+  state.overlayPage = await newPage(state.overlayCtx, 'overlay');
+});
+
+after(async () => {
+  if (publisher) await publisher.stop();
+  if (browser) await browser.close();
+});
+
+test('a streamer registers and lands in the studio', { timeout: 60000 }, async () => {
+  const page = state.streamerPage;
+  const username = uniqueName('streamer');
+  await page.goto(`${stack.base}/register`);
+  await screenshot(page, 'register-desktop');
+  await page.fill('#username', username);
+  await page.fill('#password', PASSWORD);
+  await page.click('#auth-submit');
+  await page.waitForURL(`${stack.base}/studio`, { timeout: 20000 });
+  await page.locator('#create-form').waitFor();
+  await eventually(async () => plain(await page.textContent('[data-session-nav]')).includes(username), 'header shows the streamer');
+  state.streamerName = username;
+});
+
+test('a taken username is refused with the API error beside the field, then a viewer signs up', { timeout: 60000 }, async () => {
+  const taken = need('streamerName');
+  const page = state.viewerPage;
+  await registerThroughForm(page, taken);
+  const error = page.locator('#username-error');
+  await eventually(async () => plain(await error.textContent()).length > 0, 'username error shown');
+  assert.equal(await page.getAttribute('#username', 'aria-invalid'), 'true');
+  assert.ok(page.url().startsWith(`${stack.base}/register`), 'stays on the register page');
+  await screenshot(page, 'register-error-desktop');
+
+  state.viewerName = uniqueName('viewer');
+  await page.fill('#username', state.viewerName);
+  await page.click('#auth-submit');
+  await page.waitForURL(`${stack.base}/studio`, { timeout: 20000 });
+});
+
+test('the viewer signs out and back in with the keyboard alone', { timeout: 60000 }, async () => {
+  const name = need('viewerName');
+  const page = state.viewerPage;
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(`${stack.base}/`);
+  await page.goto(`${stack.base}/login`);
+  await screenshot(page, 'login-desktop');
+  for (let i = 0; i < 25; i += 1) {
+    if ((await page.evaluate(() => document.activeElement && document.activeElement.id)) === 'username') break;
+    await page.keyboard.press('Tab');
+  }
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'username', 'Tab reaches the username field');
+  await page.keyboard.type(name);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'password', 'Tab moves on to the password');
+  await page.keyboard.type('wrong-password-1');
+  await page.keyboard.press('Enter');
+  await eventually(async () => plain(await page.textContent('#form-error')).length > 0, 'a wrong password is refused politely');
+  await page.fill('#password', '');
+  await page.focus('#password');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`${stack.base}/studio`, { timeout: 20000 });
+});
+
+test('the streamer creates a stream and reads its key behind "Show key"', { timeout: 60000 }, async () => {
+  need('streamerName');
+  const page = state.streamerPage;
+  await page.fill('#create-title-input', 'Sunny morning <i>live</i> & coffee');
+  await page.fill('#create-description-input', 'Coding, coffee and good vibes.');
+  await page.click('#create-submit');
+  const card = page.locator('.studio-card').first();
+  await card.waitFor({ timeout: 15000 });
+  const id = await card.getAttribute('data-stream-id');
+  assert.match(id, /^[A-Za-z0-9_-]+$/);
+  assert.equal(plain(await card.locator('.studio-card__title').textContent()), 'Sunny morning <i>live</i> & coffee');
+
+  // A fresh visit shows the key masked until asked for.
+  await page.reload();
+  const fresh = page.locator(`.studio-card[data-stream-id="${id}"]`);
+  await fresh.waitFor();
+  const keyEl = fresh.locator('[data-role="stream-key"]');
+  assert.match(await keyEl.textContent(), /^•+$/, 'the key is hidden until shown');
+  await eventually(async () => plain(await fresh.locator('[data-role="rtmp-url"]').textContent()) === stack.rtmp, 'server URL shown');
+  await screenshot(page, 'studio-desktop');
+  await fresh.getByRole('button', { name: 'Show key' }).click();
+  const key = await eventually(async () => {
+    const text = plain(await keyEl.textContent());
+    return text && !text.includes('•') ? text : null;
+  }, 'the key appears after "Show key"');
+  state.streamId = id;
+  state.streamKey = key;
+});
+
+test('ffmpeg publishes and a second context sees the video play', { timeout: 120000 }, async () => {
+  const id = need('streamId');
+  const page = state.viewerPage;
+  await page.goto(`${stack.base}/s/${id}`);
+  await page.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
+  publisher = startPublisher(stack.rtmp, need('streamKey'));
+
+  await eventually(async () => plain(await page.textContent('#stream-status')) === 'Live', 'the watch page turns live', {
+    timeoutMs: 30000,
+  }).catch((err) => {
+    throw new Error(`${err.message}; ffmpeg: ${publisher.exited ? JSON.stringify(publisher.exited) : 'running'} ${publisher.log()}`);
+  });
+  const first = await eventually(
+    () => page.evaluate(() => {
+      const v = document.getElementById('video');
+      return v && v.currentTime > 0.5 ? v.currentTime : 0;
+    }),
+    'video starts playing',
+    { timeoutMs: 60000, intervalMs: 500 },
+  );
+  await sleep(2500);
+  const later = await page.evaluate(() => document.getElementById('video').currentTime);
+  assert.ok(later > first + 1, `video time advances (${first} -> ${later})`);
+  assert.equal(await page.getAttribute('#player', 'data-state'), 'playing');
+  assert.equal(publisher.exited, null, 'ffmpeg keeps publishing');
+  state.live = true;
+});
+
+test('chat goes both ways between the streamer and a viewer', { timeout: 60000 }, async () => {
+  const id = need('streamId');
+  const host = state.streamerPage;
+  const viewer = state.viewerPage;
+  await host.goto(`${stack.base}/s/${id}`);
+  await host.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
+  await viewer.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
+  assert.ok(await host.isVisible('#slow-control'), 'the host sees the moderation controls');
+  assert.ok(!(await viewer.isVisible('#slow-control')), 'a viewer does not');
+
+  const fromViewer = 'Halo dari penonton! Stream-nya keren';
+  await viewer.fill('#chat-input', fromViewer);
+  await viewer.press('#chat-input', 'Enter');
+  await eventually(async () => (await chatTexts(host)).includes(fromViewer), 'the host receives the viewer message');
+
+  const fromHost = 'Terima kasih sudah nonton!';
+  await host.fill('#chat-input', fromHost);
+  await host.click('#chat-send');
+  await eventually(async () => (await chatTexts(viewer)).includes(fromHost), 'the viewer receives the host message');
+  const badge = viewer.locator('#chat-list .msg--host', { hasText: fromHost }).locator('.badge--host');
+  assert.equal(await badge.count(), 1, 'the host message carries the Host badge');
+});
+
+test('an HTML chat message shows as text and runs nothing', { timeout: 60000 }, async () => {
+  need('streamId');
+  const host = state.streamerPage;
+  const viewer = state.viewerPage;
+  await viewer.fill('#chat-input', XSS);
+  await viewer.press('#chat-input', 'Enter');
+  for (const page of [host, viewer]) {
+    await eventually(async () => (await chatTexts(page)).includes(XSS), 'the markup arrives as literal text');
+    assert.equal(await page.locator('#chat-list img').count(), 0, 'no <img> element was created');
+    assert.equal(await page.evaluate(() => window.__sunnyXss), undefined, 'the onerror handler never ran');
+  }
+});
+
+test('a guest donates by card: one alert in each chat and on the overlay, and the result page says paid', { timeout: 120000 }, async () => {
+  const id = need('streamId');
+  const overlay = state.overlayPage;
+  // Alerts stay up for 30 s here (the overlay's `seconds` setting), long enough to photograph after payment.
+  await overlay.goto(`${stack.base}/overlay/${id}?seconds=30`);
+  await overlay.locator('body[data-connected="true"]').waitFor({ timeout: 20000 });
+  // Record every alert the overlay shows, so "exactly once" can be checked after the alert has gone again.
+  await overlay.evaluate(() => {
+    window.__alerts = [];
+    new MutationObserver((records) => {
+      for (const r of records) for (const n of r.addedNodes) if (n.classList && n.classList.contains('alert')) window.__alerts.push(n.textContent);
+    }).observe(document.getElementById('overlay'), { childList: true });
+  });
+  const bg = await overlay.evaluate(() => [getComputedStyle(document.documentElement).backgroundColor, getComputedStyle(document.body).backgroundColor]);
+  assert.deepEqual(bg, ['rgba(0, 0, 0, 0)', 'rgba(0, 0, 0, 0)'], 'the overlay is transparent for OBS');
+
+  const guest = state.guestPage;
+  await guest.goto(`${stack.base}/s/${id}`);
+  await guest.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
+  assert.ok(await guest.isVisible('#chat-signin'), 'a guest is invited to sign in to chat');
+  await guest.click('button.chip[data-amount="25000"]');
+  assert.equal(await guest.inputValue('#donate-amount'), '25.000');
+  await guest.fill('#donate-name', DONOR);
+  await guest.fill('#donate-message', DONATION_MESSAGE);
+  await guest.click('#donate-submit');
+  await guest.waitForURL((url) => url.href.startsWith(stack.midtrans), { timeout: 20000 });
+  await screenshot(guest, 'midtrans-payment-page-desktop');
+  await guest.getByRole('button', { name: 'Pay by card' }).click();
+  await guest.waitForURL((url) => url.href.startsWith(`${stack.base}/donations/`), { timeout: 30000 });
+  state.orderId = decodeURIComponent(new URL(guest.url()).pathname.split('/')[2]);
+
+  await guest.locator('#receipt-icon[data-state="paid"]').waitFor({ timeout: 30000 });
+  assert.match(plain(await guest.textContent('#receipt-title')), /went through/);
+  assert.equal(plain(await guest.textContent('#receipt-amount')), 'Rp 25.000');
+  assert.equal(await guest.textContent('#receipt-message'), DONATION_MESSAGE, 'the message is shown as text');
+  assert.equal(plain(await guest.textContent('#receipt-donor')), DONOR);
+
+  await eventually(
+    async () => (await overlay.evaluate(() => window.__alerts)).some((t) => t.includes(DONOR)),
+    'the overlay shows the donation alert',
+  ).catch(async (err) => {
+    const diag = await overlay.evaluate(() => ({ alerts: window.__alerts, connected: document.body.dataset.connected, stage: document.getElementById('overlay').textContent }));
+    const chats = await donationEntries(state.viewerPage, DONOR);
+    throw new Error(`${err.message}; overlay ${JSON.stringify(diag)}; viewer chat donations ${JSON.stringify(chats)}`);
+  });
+  const alert = overlay.locator('.alert', { hasText: DONOR });
+  await alert.waitFor({ timeout: 5000 });
+  assert.match(plain(await alert.textContent()), /Rp 25\.000/);
+  assert.ok(plain(await alert.textContent()).includes(DONATION_MESSAGE), 'the alert carries the message as text');
+  await screenshot(overlay, 'overlay-desktop', { omitBackground: true });
+
+  for (const [label, page] of [['host', state.streamerPage], ['viewer', state.viewerPage]]) {
+    await eventually(async () => (await donationEntries(page, DONOR)).length === 1, `the donation shows in the ${label} chat`);
+  }
+  // Exactly once: nothing repeats it a few seconds later (webhook retries, capture + settlement, reconnects).
+  await sleep(4000);
+  for (const [label, page] of [['host', state.streamerPage], ['viewer', state.viewerPage]]) {
+    const entries = await donationEntries(page, DONOR);
+    assert.equal(entries.length, 1, `one donation entry in the ${label} chat, got ${entries.length}`);
+    assert.ok(plain(entries[0]).includes('Rp 25.000') && entries[0].includes(DONATION_MESSAGE));
+  }
+  const alerts = await overlay.evaluate(() => window.__alerts.filter((t) => t.includes('Sunny Fan')));
+  assert.equal(alerts.length, 1, `one overlay alert, got ${alerts.length}`);
+});
+
+test('the studio shows the donation, its total and the leaderboard', { timeout: 60000 }, async () => {
+  const id = need('streamId');
+  need('orderId');
+  const page = state.streamerPage;
+  await page.goto(`${stack.base}/studio`);
+  const card = page.locator(`.studio-card[data-stream-id="${id}"]`);
+  await card.waitFor();
+  await eventually(async () => plain(await card.locator('[data-role="total-paid"]').textContent()) === 'Rp 25.000', 'total paid shows Rp 25.000');
+  await eventually(async () => plain(await card.locator('.leaderboard__list').textContent()).includes(DONOR), 'the donor leads the board');
+  assert.ok(plain(await card.locator('.badge--live').textContent()).toLowerCase().includes('live'), 'the stream shows as live');
+});
+
+test('every page looks right at desktop and phone width', { timeout: 180000 }, async () => {
+  const id = need('streamId');
+  const orderId = need('orderId');
+  // Desktop pages not yet captured, while the stream is live and the donation is in.
+  const host = state.streamerPage;
+  await host.goto(`${stack.base}/studio`);
+  await host.locator('.studio-card').first().waitFor();
+  await eventually(async () => plain(await host.locator('[data-role="total-paid"]').first().textContent()).startsWith('Rp'), 'studio loaded');
+  await screenshot(host, 'studio-with-donation-desktop');
+  await host.goto(`${stack.base}/s/${id}`);
+  await host.locator('#chat[data-connected="true"]').waitFor();
+  await screenshot(host, 'watch-host-desktop');
+  await screenshot(state.viewerPage, 'watch-live-desktop');
+  await screenshot(state.guestPage, 'donation-result-desktop');
+
+  const guestDesk = await newPage(state.guestCtx, 'guest-desktop-tour');
+  for (const [name, path] of [['home', '/'], ['search', '/?q=sunny'], ['not-found', '/no-such-page']]) {
+    await guestDesk.goto(`${stack.base}${path}`);
+    await sleep(800);
+    await screenshot(guestDesk, `${name}-desktop`);
+  }
+  const home = await guestDesk.goto(`${stack.base}/`);
+  assert.equal(home.status(), 200);
+  await eventually(async () => (await guestDesk.locator(`#live-grid a[data-stream-id="${id}"]`).count()) === 1, 'the live stream is listed under Live now');
+  const missing = await guestDesk.goto(`${stack.base}/no-such-page`);
+  assert.equal(missing.status(), 404, 'unknown paths answer 404 with the 404 page');
+  await guestDesk.close();
+
+  // Phone width: a signed-in streamer and a guest.
+  const phone = { viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+  const streamerPhone = await browser.newContext({ ...phone, storageState: await state.streamerCtx.storageState() });
+  const guestPhone = await browser.newContext(phone);
+  try {
+    const sp = await newPage(streamerPhone, 'streamer-phone');
+    await sp.goto(`${stack.base}/studio`);
+    await sp.locator('.studio-card').first().waitFor();
+    await sleep(800);
+    await screenshot(sp, 'studio-phone');
+    await sp.goto(`${stack.base}/s/${id}`);
+    await sp.locator('#chat[data-connected="true"]').waitFor();
+    await sleep(1500);
+    await screenshot(sp, 'watch-host-phone');
+
+    const gp = await newPage(guestPhone, 'guest-phone');
+    const tour = [
+      ['home', '/'],
+      ['search', '/?q=sunny'],
+      ['login', '/login'],
+      ['register', '/register'],
+      ['watch-live', `/s/${id}`],
+      ['donation-result', `/donations/${encodeURIComponent(orderId)}`],
+      ['not-found', '/no-such-page'],
+    ];
+    for (const [name, path] of tour) {
+      await gp.goto(`${stack.base}${path}`);
+      await sleep(name === 'watch-live' ? 3000 : 1000);
+      await screenshot(gp, `${name}-phone`);
+    }
+    await gp.goto(`${stack.base}/overlay/${id}`);
+    await gp.locator('body[data-connected="true"]').waitFor();
+    await screenshot(gp, 'overlay-phone', { omitBackground: true });
+  } finally {
+    await streamerPhone.close();
+    await guestPhone.close();
+  }
+});
+
+test('stopping ffmpeg turns the watch page offline', { timeout: 90000 }, async () => {
+  need('live');
+  const page = state.viewerPage;
+  const exit = await publisher.stop();
+  assert.ok(exit, 'ffmpeg stopped');
+  await page.locator('#player[data-state="offline"]').waitFor({ timeout: 45000 });
+  assert.equal(plain(await page.textContent('#stream-status')), 'Offline');
+  assert.match(plain(await page.textContent('#player-title')), /offline/i);
+  assert.equal(await page.evaluate(() => document.getElementById('video').paused), true, 'the player stopped');
+  await screenshot(page, 'watch-offline-desktop');
+});
+
+test('no page hit a script error, a CSP violation or a dialog', () => {
+  const problems = watchers.flatMap((w) => w.problems());
+  assert.deepEqual(problems, []);
+});
