@@ -344,6 +344,10 @@ fn classify_unchanged(current: DonationStatus, outcome: Outcome) -> Applied {
 
 /// Applies what Midtrans said to a donation through the state machine. The write is a compare-and-swap on the
 /// status we read; if another notification moved the donation in between, we re-read and decide again.
+///
+/// Whether the swap happened is read from `RETURNING`, not from D1's `meta.changes`: D1 counted the rows the status
+/// triggers touch as well (seen under wrangler dev: a successful move never reported 1), so a row count cannot tell
+/// "moved" from "lost the race".
 async fn apply_outcome(app: &App, mut row: DonationRow, n: &Notification) -> Result<(Applied, DonationRow), ApiError> {
     let outcome = n.outcome();
     for _ in 0..3 {
@@ -355,15 +359,18 @@ async fn apply_outcome(app: &App, mut row: DonationRow, n: &Notification) -> Res
         };
         let now = app.now_rfc3339();
         let failure_reason = (to == DonationStatus::Failed).then_some(n.transaction_status.as_str());
-        let changed = db::run(
+        let moved: Option<DonationRow> = db::one(
             &app.db,
             "move donation status",
-            "UPDATE donations SET status = ?1, updated_at = ?2,
-                    paid_at = CASE WHEN ?1 = 'paid' THEN ?2 ELSE paid_at END,
-                    failure_reason = COALESCE(?3, failure_reason),
-                    midtrans_transaction_id = COALESCE(?4, midtrans_transaction_id),
-                    payment_type = COALESCE(?5, payment_type)
-              WHERE order_id = ?6 AND status = ?7",
+            &format!(
+                "UPDATE donations SET status = ?1, updated_at = ?2,
+                        paid_at = CASE WHEN ?1 = 'paid' THEN ?2 ELSE paid_at END,
+                        failure_reason = COALESCE(?3, failure_reason),
+                        midtrans_transaction_id = COALESCE(?4, midtrans_transaction_id),
+                        payment_type = COALESCE(?5, payment_type)
+                  WHERE order_id = ?6 AND status = ?7
+                RETURNING {DONATION_COLUMNS}"
+            ),
             &[
                 to.as_str().into(),
                 (&now).into(),
@@ -375,13 +382,12 @@ async fn apply_outcome(app: &App, mut row: DonationRow, n: &Notification) -> Res
             ],
         )
         .await?;
-        let reread = load_donation(app, &row.order_id)
+        if let Some(moved) = moved {
+            return Ok((Applied::Moved(decision), moved));
+        }
+        row = load_donation(app, &row.order_id)
             .await?
             .ok_or_else(|| ApiError::internal(format!("donation {} vanished", row.order_id)))?;
-        if changed == 1 {
-            return Ok((Applied::Moved(decision), reread));
-        }
-        row = reread;
     }
     Err(ApiError::internal(format!(
         "donation {} kept changing under us",
@@ -660,7 +666,7 @@ async fn reconcile_one(app: &App, row: DonationRow, expired_before: &str) -> Res
                 &[(&app.now_rfc3339()).into(), (&row.order_id).into()],
             )
             .await?;
-            return Ok(changed == 1);
+            return Ok(changed > 0);
         }
         StatusAnswer::NotFound => return Ok(false),
     };

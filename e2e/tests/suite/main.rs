@@ -8,19 +8,24 @@ use libtest_mimic::{Arguments, Trial};
 use sunnylive_e2e::TestApp;
 
 mod auth;
+mod donations;
 mod streams;
 
 /// Tests that share the stack and may run concurrently.
 fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(auth::tests(app.clone()));
+    trials.extend(donations::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials
 }
 
-/// Tests that restart the worker: run after everything else, one at a time.
-fn serial_trials(_app: &Arc<TestApp>) -> Vec<Trial> {
-    Vec::new()
+/// Tests that restart the worker or flip the Midtrans stand-in's global switches: run after everything else, one
+/// at a time.
+fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    trials.extend(donations::serial_tests(app.clone()));
+    trials
 }
 
 fn main() {
