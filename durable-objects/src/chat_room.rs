@@ -93,6 +93,11 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 impl ChatRoom {
+    /// The room's name (the stream id) for log lines.
+    fn name(&self) -> String {
+        self.state.id().name().unwrap_or_else(|| self.state.id().to_string())
+    }
+
     fn storage(&self) -> worker::Result<&RoomStorage> {
         if let Some(storage) = self.storage.get() {
             return Ok(storage);
@@ -107,6 +112,12 @@ impl ChatRoom {
         if slot.is_none() {
             let connections = self.state.get_websockets().iter().filter_map(connection_of).collect();
             let snapshot = self.storage()?.snapshot(now_ms(), connections)?;
+            worker::console_log!(
+                "chat room {}: rebuilt from storage ({} open sockets, last message {})",
+                self.name(),
+                snapshot.connections.len(),
+                snapshot.last_seq
+            );
             *slot = Some(Room::restore(snapshot));
             // Keep-alive pings are answered by the runtime while the object hibernates.
             if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {

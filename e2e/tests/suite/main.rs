@@ -8,6 +8,7 @@ use libtest_mimic::{Arguments, Trial};
 use sunnylive_e2e::TestApp;
 
 mod auth;
+mod chat;
 mod donations;
 mod streams;
 
@@ -15,6 +16,7 @@ mod streams;
 fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(auth::tests(app.clone()));
+    trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials
@@ -24,6 +26,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
 /// at a time.
 fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
+    trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
     trials
 }

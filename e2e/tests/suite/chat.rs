@@ -1,0 +1,848 @@
+//! Chat end to end, through the real worker and the ChatRoom Durable Object under `wrangler dev`, with real
+//! WebSocket clients: message order between viewers, history for late joiners and through the paging route,
+//! anonymous read-only sockets, cookie sockets and their Origin check, rate limit and slow mode, moderation (delete,
+//! timeout, ban across reconnects), byte-for-byte text, 1009 for a 1 MB frame, presence throttling, status frames
+//! from the RTMP callbacks, a donation shown once however often Midtrans repeats itself, and what survives
+//! hibernation (idle past eviction) and a `wrangler dev` restart.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Failed, Trial};
+use serde_json::{json, Value};
+use sunnylive_e2e::ws::{ChatClient, Credentials};
+use sunnylive_e2e::{ensure, eventually, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::streams::callback;
+
+/// How long a frame that should come may take.
+const WAIT: Duration = Duration::from_secs(10);
+/// How long we listen to be sure a frame that should not come does not.
+const QUIET: Duration = Duration::from_millis(1500);
+/// Idle time after which local workerd has evicted a hibernatable object (measured ~20 s; TOOLCHAIN.md).
+const PAST_EVICTION: Duration = Duration::from_secs(28);
+
+pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
+    macro_rules! trial {
+        ($name:ident) => {{
+            let app = app.clone();
+            Trial::test(concat!("chat::", stringify!($name)), move || app.run($name(&app)))
+        }};
+    }
+    vec![
+        trial!(two_viewers_see_each_others_messages_in_the_same_order),
+        trial!(a_late_joiner_gets_the_history_in_its_welcome),
+        trial!(the_stream_owner_joins_as_host_and_others_as_viewers),
+        trial!(anonymous_sockets_read_but_cannot_send),
+        trial!(a_cookie_socket_chats_and_a_cookie_from_a_foreign_origin_is_refused),
+        trial!(the_chat_route_needs_an_upgrade_an_existing_stream_and_valid_credentials),
+        trial!(a_burst_of_five_then_rate_limited),
+        trial!(slow_mode_answers_rate_limited_and_everyone_is_told),
+        trial!(the_host_deletes_a_message_for_everyone),
+        trial!(a_timed_out_user_cannot_send_until_the_timeout_ends),
+        trial!(a_banned_user_is_disconnected_and_cannot_send_after_reconnecting),
+        trial!(viewers_cannot_moderate),
+        trial!(html_and_script_payloads_come_back_byte_for_byte),
+        trial!(a_one_megabyte_frame_closes_the_socket_with_1009),
+        trial!(bad_frames_get_error_frames_and_the_socket_stays_open),
+        trial!(presence_counts_sockets_at_most_once_every_two_seconds),
+        trial!(the_messages_route_pages_backwards_through_history),
+        trial!(status_frames_follow_the_stream_going_live_and_offline),
+        trial!(a_paid_donation_appears_in_chat_exactly_once),
+        trial!(a_ping_frame_is_answered_with_pong),
+        trial!(after_hibernation_sockets_still_work_and_bans_and_history_are_kept),
+    ]
+}
+
+/// Tests that restart `wrangler dev`: the suite runs them alone, after the rest.
+pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
+    vec![Trial::test(
+        "chat::after_a_worker_restart_history_bans_and_settings_are_still_there",
+        move || after_a_worker_restart_history_bans_and_settings_are_still_there(&app),
+    )]
+}
+
+/// A stream with its owner.
+struct Room {
+    api: Api,
+    host: Session,
+    id: String,
+    key: String,
+}
+
+async fn new_room(app: &TestApp) -> Result<Room, BoxError> {
+    let api = app.api();
+    let host = api.register("chathost").await?;
+    let (id, key) = api.create_stream(&host, "chat room").await?;
+    Ok(Room { api, host, id, key })
+}
+
+async fn join(app: &TestApp, room: &Room, creds: Credentials<'_>) -> Result<ChatClient, BoxError> {
+    ChatClient::connect(&app.base, &room.id, creds).await
+}
+
+async fn say(c: &mut ChatClient, text: &str) -> TestResult {
+    c.send_json(&json!({"type": "chat", "text": text})).await
+}
+
+async fn next_chat(c: &mut ChatClient) -> Result<Value, BoxError> {
+    c.next_of_type("chat", WAIT).await
+}
+
+async fn next_error(c: &mut ChatClient) -> Result<Value, BoxError> {
+    c.next_of_type("error", WAIT).await
+}
+
+fn texts(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn two_viewers_see_each_others_messages_in_the_same_order(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let (a, b) = (room.api.register("alice").await?, room.api.register("bob").await?);
+    let mut ca = join(app, &room, Credentials::Bearer(&a.access)).await?;
+    let mut cb = join(app, &room, Credentials::Bearer(&b.access)).await?;
+    for i in 0..3 {
+        say(&mut ca, &format!("a{i}")).await?;
+        say(&mut cb, &format!("b{i}")).await?;
+    }
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..6 {
+        seen_a.push(next_chat(&mut ca).await?);
+        seen_b.push(next_chat(&mut cb).await?);
+    }
+    ensure!(
+        seen_a == seen_b,
+        "both sockets see the same frames in the same order:\n{seen_a:?}\n{seen_b:?}"
+    );
+    let ids: Vec<u64> = seen_a.iter().filter_map(|f| f["id"].as_str()?.parse().ok()).collect();
+    ensure!(
+        ids.windows(2).all(|w| w[0] < w[1]) && ids.len() == 6,
+        "ids increase: {ids:?}"
+    );
+    let from_a: Vec<String> = seen_a
+        .iter()
+        .filter(|f| f["user"]["id"] == a.user_id.as_str())
+        .map(|f| f["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    ensure!(
+        from_a == ["a0", "a1", "a2"],
+        "each sender's messages keep their order: {from_a:?}"
+    );
+    let f = &seen_a[0];
+    ensure!(
+        f["user"]["username"].is_string() && f["ts"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "chat frame shape: {f}"
+    );
+    Ok(())
+}
+
+async fn a_late_joiner_gets_the_history_in_its_welcome(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    for i in 0..55 {
+        say(&mut host, &format!("m{i}")).await?;
+    }
+    for _ in 0..55 {
+        next_chat(&mut host).await?;
+    }
+    let late = join(app, &room, Credentials::Anonymous).await?;
+    let history = late.welcome["history"].as_array().ok_or("no history")?;
+    ensure!(
+        history.len() == 50,
+        "the welcome carries the last 50: {}",
+        history.len()
+    );
+    let want: Vec<String> = (5..55).map(|i| format!("m{i}")).collect();
+    ensure!(
+        texts(history) == want,
+        "oldest first, newest last: {:?}",
+        texts(history)
+    );
+    ensure!(
+        late.welcome["viewers"] == 2 && late.welcome["status"] == "offline",
+        "welcome: {}",
+        late.welcome
+    );
+    ensure!(late.welcome["slow_mode_seconds"] == 0, "welcome: {}", late.welcome);
+    Ok(())
+}
+
+async fn the_stream_owner_joins_as_host_and_others_as_viewers(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("viewer").await?;
+    let host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let viewer = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let anon = join(app, &room, Credentials::Anonymous).await?;
+    let you = |c: &ChatClient| c.welcome["you"].clone();
+    ensure!(
+        you(&host) == json!({"id": room.host.user_id, "username": room.host.username, "role": "host"}),
+        "{}",
+        you(&host)
+    );
+    ensure!(
+        you(&viewer) == json!({"id": v.user_id, "username": v.username, "role": "viewer"}),
+        "{}",
+        you(&viewer)
+    );
+    ensure!(
+        you(&anon) == json!({"id": null, "username": null, "role": "anonymous"}),
+        "{}",
+        you(&anon)
+    );
+    Ok(())
+}
+
+async fn anonymous_sockets_read_but_cannot_send(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut anon = join(app, &room, Credentials::Anonymous).await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    say(&mut anon, "let me in").await?;
+    let e = next_error(&mut anon).await?;
+    ensure!(e["code"] == "not_authenticated", "{e}");
+    say(&mut host, "welcome, reader").await?;
+    ensure!(
+        next_chat(&mut anon).await?["text"] == "welcome, reader",
+        "anonymous sockets read"
+    );
+    let stray = host.collect_of_type("chat", QUIET).await;
+    ensure!(
+        texts(&stray).is_empty() || texts(&stray) == ["welcome, reader"],
+        "nothing from the anonymous socket: {stray:?}"
+    );
+    Ok(())
+}
+
+async fn a_cookie_socket_chats_and_a_cookie_from_a_foreign_origin_is_refused(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("cookie").await?;
+    let mut c = join(app, &room, Credentials::Cookie(&v.access)).await?;
+    ensure!(
+        c.welcome["you"]["role"] == "viewer",
+        "the cookie identifies the user: {}",
+        c.welcome
+    );
+    say(&mut c, "by cookie").await?;
+    ensure!(
+        next_chat(&mut c).await?["user"]["id"] == v.user_id.as_str(),
+        "sent as the cookie's user"
+    );
+
+    let url = format!("{}/api/streams/{}/chat", app.base.replacen("http", "ws", 1), room.id);
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("cookie", format!("sl_access={}", v.access).parse()?);
+    req.headers_mut().insert("origin", "https://evil.example".parse()?);
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            ensure!(r.status() == 403, "foreign origin: {}", r.status())
+        }
+        Err(e) => return Err(format!("expected a 403 handshake answer, got {e}").into()),
+        Ok(_) => return Err("a cookie from a foreign origin opened a chat socket".into()),
+    }
+    Ok(())
+}
+
+async fn the_chat_route_needs_an_upgrade_an_existing_stream_and_valid_credentials(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let plain = room.api.get(&format!("/api/streams/{}/chat", room.id), None).await?;
+    ensure!(
+        plain.status == 426 && plain.code() == "upgrade_required",
+        "plain GET: {} {}",
+        plain.status,
+        plain.text
+    );
+    for (id, token, want) in [
+        ("aaaaaaaaaaaaaaaa", None, 404),
+        ("not-an-id", None, 404),
+        (room.id.as_str(), Some("garbage.token.here"), 401),
+    ] {
+        let url = format!("{}/api/streams/{id}/chat", app.base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request()?;
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse()?);
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                ensure!(r.status() == want, "{id} {token:?}: {}", r.status())
+            }
+            Err(e) => return Err(format!("{id}: expected {want}, got {e}").into()),
+            Ok(_) => return Err(format!("{id} {token:?}: the socket opened").into()),
+        }
+    }
+    Ok(())
+}
+
+async fn a_burst_of_five_then_rate_limited(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("chatty").await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    for i in 0..6 {
+        say(&mut c, &format!("burst {i}")).await?;
+    }
+    let mut chats = Vec::new();
+    let mut errors = Vec::new();
+    while chats.len() + errors.len() < 6 {
+        let f = c.next_frame(WAIT).await?;
+        match f["type"].as_str() {
+            Some("chat") => chats.push(f),
+            Some("error") => errors.push(f),
+            _ => {}
+        }
+    }
+    ensure!(
+        texts(&chats) == ["burst 0", "burst 1", "burst 2", "burst 3", "burst 4"],
+        "five pass: {chats:?}"
+    );
+    ensure!(
+        errors.len() == 1 && errors[0]["code"] == "rate_limited",
+        "the sixth is refused: {errors:?}"
+    );
+    let wait = errors[0]["retry_after_ms"].as_u64().ok_or("retry_after_ms")?;
+    ensure!((1..=1000).contains(&wait), "retry after at most a second: {wait}");
+    tokio::time::sleep(Duration::from_millis(wait + 100)).await;
+    say(&mut c, "after the pause").await?;
+    ensure!(
+        next_chat(&mut c).await?["text"] == "after the pause",
+        "one per second after the burst"
+    );
+    // The host is exempt.
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    for i in 0..10 {
+        say(&mut host, &format!("host {i}")).await?;
+    }
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let f = host.next_frame(WAIT).await?;
+        ensure!(f["type"] != "error", "the host was limited: {f}");
+        if f["type"] == "chat" && f["user"]["id"] == room.host.user_id.as_str() {
+            got.push(f);
+        }
+    }
+    Ok(())
+}
+
+async fn slow_mode_answers_rate_limited_and_everyone_is_told(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("slowpoke").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    host.send_json(&json!({"type": "slow_mode", "seconds": 3})).await?;
+    ensure!(
+        c.next_of_type("slow_mode", WAIT).await?["seconds"] == 3,
+        "viewers are told"
+    );
+    ensure!(
+        host.next_of_type("slow_mode", WAIT).await?["seconds"] == 3,
+        "the host sees it too"
+    );
+    say(&mut c, "one").await?;
+    ensure!(next_chat(&mut c).await?["text"] == "one", "the first message passes");
+    say(&mut c, "two").await?;
+    let e = next_error(&mut c).await?;
+    ensure!(
+        e["code"] == "rate_limited" && e["retry_after_ms"].as_u64().is_some_and(|ms| ms > 1000),
+        "{e}"
+    );
+    let late = join(app, &room, Credentials::Anonymous).await?;
+    ensure!(
+        late.welcome["slow_mode_seconds"] == 3,
+        "the welcome shows slow mode: {}",
+        late.welcome
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    say(&mut c, "three").await?;
+    ensure!(next_chat(&mut c).await?["text"] == "three", "after the interval");
+    host.send_json(&json!({"type": "slow_mode", "seconds": 0})).await?;
+    ensure!(
+        c.next_of_type("slow_mode", WAIT).await?["seconds"] == 0,
+        "slow mode off"
+    );
+    Ok(())
+}
+
+async fn the_host_deletes_a_message_for_everyone(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("spammer").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    say(&mut c, "keep me").await?;
+    say(&mut c, "delete me").await?;
+    next_chat(&mut host).await?;
+    let doomed = next_chat(&mut host).await?;
+    let id = doomed["id"].as_str().ok_or("id")?.to_string();
+    host.send_json(&json!({"type": "delete", "id": id})).await?;
+    for client in [&mut host, &mut c] {
+        let d = client.next_of_type("deleted", WAIT).await?;
+        ensure!(d == json!({"type": "deleted", "id": id}), "{d}");
+    }
+    let late = join(app, &room, Credentials::Anonymous).await?;
+    ensure!(
+        texts(late.welcome["history"].as_array().ok_or("history")?) == ["keep me"],
+        "gone from the welcome: {}",
+        late.welcome
+    );
+    let page = room
+        .api
+        .get(&format!("/api/streams/{}/messages", room.id), None)
+        .await?;
+    ensure!(
+        texts(page.body["messages"].as_array().ok_or("messages")?) == ["keep me"],
+        "gone from history: {}",
+        page.text
+    );
+    host.send_json(&json!({"type": "delete", "id": "999999"})).await?;
+    ensure!(
+        next_error(&mut host).await?["code"] == "bad_frame",
+        "an unknown id is a bad frame"
+    );
+    Ok(())
+}
+
+async fn a_timed_out_user_cannot_send_until_the_timeout_ends(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("timeout").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    host.send_json(&json!({"type": "timeout", "user_id": v.user_id, "seconds": 3}))
+        .await?;
+    // The timeout is applied in order with the host's frames: a chat from the host after it proves it was read.
+    say(&mut host, "sync").await?;
+    next_chat(&mut c).await?;
+    say(&mut c, "am I muted?").await?;
+    let e = next_error(&mut c).await?;
+    ensure!(
+        e["code"] == "rate_limited" && e["retry_after_ms"].as_u64().is_some_and(|ms| ms <= 3000),
+        "{e}"
+    );
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    say(&mut c, "free again").await?;
+    ensure!(next_chat(&mut c).await?["text"] == "free again", "the timeout ended");
+    host.send_json(&json!({"type": "timeout", "user_id": v.user_id, "seconds": 600}))
+        .await?;
+    host.send_json(&json!({"type": "timeout", "user_id": v.user_id, "seconds": 0}))
+        .await?;
+    say(&mut host, "sync2").await?;
+    c.next_of_type("chat", WAIT).await?;
+    say(&mut c, "lifted").await?;
+    ensure!(
+        next_chat(&mut c).await?["text"] == "lifted",
+        "seconds 0 lifts a timeout"
+    );
+    Ok(())
+}
+
+async fn a_banned_user_is_disconnected_and_cannot_send_after_reconnecting(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("troll").await?;
+    let w = room.api.register("bystander").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut troll = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let mut other = join(app, &room, Credentials::Bearer(&w.access)).await?;
+    host.send_json(&json!({"type": "ban", "user_id": v.user_id})).await?;
+    let code = troll.close_code(WAIT).await?;
+    ensure!(code == 1008, "the banned socket closes with 1008, got {code}");
+    let mut again = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    say(&mut again, "I'm back").await?;
+    ensure!(
+        next_error(&mut again).await?["code"] == "banned",
+        "banned after reconnecting"
+    );
+    say(&mut other, "still here").await?;
+    ensure!(
+        next_chat(&mut other).await?["text"] == "still here",
+        "others are unaffected"
+    );
+    host.send_json(&json!({"type": "unban", "user_id": v.user_id})).await?;
+    say(&mut host, "sync").await?;
+    next_chat(&mut again).await?;
+    say(&mut again, "sorry").await?;
+    ensure!(next_chat(&mut again).await?["text"] == "sorry", "unban lets them chat");
+    Ok(())
+}
+
+async fn viewers_cannot_moderate(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("wannabe").await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let mut anon = join(app, &room, Credentials::Anonymous).await?;
+    for frame in [
+        json!({"type": "delete", "id": "1"}),
+        json!({"type": "timeout", "user_id": room.host.user_id, "seconds": 60}),
+        json!({"type": "ban", "user_id": room.host.user_id}),
+        json!({"type": "slow_mode", "seconds": 30}),
+    ] {
+        c.send_json(&frame).await?;
+        ensure!(next_error(&mut c).await?["code"] == "forbidden", "viewer {frame}");
+        anon.send_json(&frame).await?;
+        ensure!(
+            next_error(&mut anon).await?["code"] == "not_authenticated",
+            "anonymous {frame}"
+        );
+    }
+    say(&mut c, "nothing happened").await?;
+    ensure!(
+        next_chat(&mut c).await?["text"] == "nothing happened",
+        "the socket stays usable"
+    );
+    Ok(())
+}
+
+async fn html_and_script_payloads_come_back_byte_for_byte(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("xss").await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let payloads = [
+        r#"<script>alert("x")</script>"#,
+        r#"<img src=x onerror=alert(1)> &amp; &lt;b&gt; 'single' "double""#,
+        "\u{202e}rtl \u{1F600} 日本語 </textarea><!--",
+    ];
+    for p in payloads {
+        say(&mut c, p).await?;
+        let f = next_chat(&mut c).await?;
+        ensure!(f["text"] == p, "live frame: {} != {p}", f["text"]);
+    }
+    let page = room
+        .api
+        .get(&format!("/api/streams/{}/messages", room.id), None)
+        .await?;
+    let stored = texts(page.body["messages"].as_array().ok_or("messages")?);
+    ensure!(stored == payloads, "history keeps the text as sent: {stored:?}");
+    Ok(())
+}
+
+async fn a_one_megabyte_frame_closes_the_socket_with_1009(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("bigmouth").await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let mut watcher = join(app, &room, Credentials::Anonymous).await?;
+    let big = json!({"type": "chat", "text": "a".repeat(1_000_000)}).to_string();
+    c.send_raw(Message::text(big)).await?;
+    let code = c.close_code(WAIT).await?;
+    ensure!(code == 1009, "closed with {code}");
+    let leaked = watcher.collect_of_type("chat", QUIET).await;
+    ensure!(leaked.is_empty(), "nothing was broadcast: {leaked:?}");
+    Ok(())
+}
+
+async fn bad_frames_get_error_frames_and_the_socket_stays_open(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let v = room.api.register("clumsy").await?;
+    let mut c = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::text("not json"), "bad_frame"),
+        (Message::text(r#"{"type":"shout","text":"x"}"#), "bad_frame"),
+        (Message::text(r#"{"type":"chat"}"#), "bad_frame"),
+        (Message::text(r#"{"type":"chat","text":"   "}"#), "empty"),
+        (
+            Message::text(json!({"type": "chat", "text": "x".repeat(501)}).to_string()),
+            "too_long",
+        ),
+        (Message::text(r#"{"type":"chat","text":"two\nlines"}"#), "bad_frame"),
+        (Message::binary(vec![1u8, 2, 3]), "bad_frame"),
+    ];
+    for (msg, code) in cases {
+        let shown = format!("{msg:?}").chars().take(60).collect::<String>();
+        c.send_raw(msg).await?;
+        let e = next_error(&mut c).await?;
+        ensure!(
+            e["code"] == code && e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{shown}: {e}"
+        );
+    }
+    say(&mut c, &"x".repeat(500)).await?;
+    ensure!(
+        next_chat(&mut c).await?["text"].as_str().map(str::len) == Some(500),
+        "500 characters pass, socket open"
+    );
+    Ok(())
+}
+
+async fn presence_counts_sockets_at_most_once_every_two_seconds(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut observer = join(app, &room, Credentials::Anonymous).await?;
+    // Timestamp presence frames as they arrive, while the others join.
+    let reader = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut seen: Vec<(Duration, u64)> = Vec::new();
+        let window = Duration::from_secs(7);
+        while let Some(left) = window.checked_sub(start.elapsed()) {
+            match observer.next_of_type("presence", left).await {
+                Ok(f) => seen.push((start.elapsed(), f["viewers"].as_u64().unwrap_or(0))),
+                Err(_) => break,
+            }
+        }
+        (observer, seen)
+    });
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        others.push(join(app, &room, Credentials::Anonymous).await?);
+    }
+    let (mut observer, seen) = reader.await?;
+    ensure!(
+        seen.last().map(|s| s.1) == Some(11),
+        "the trailing update counts everyone: {seen:?}"
+    );
+    for w in seen.windows(2) {
+        // The room sends them 2 s apart; allow a little delivery jitter on the observer's side.
+        ensure!(
+            w[1].0 - w[0].0 >= Duration::from_millis(1800),
+            "presence frames too close: {seen:?}"
+        );
+    }
+    ensure!(seen.len() <= 4, "ten joins are folded into a few frames: {seen:?}");
+    for c in others.drain(..5) {
+        c.close().await;
+    }
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = observer.next_of_type("presence", Duration::from_secs(5)).await?;
+        if last["viewers"] == 6 {
+            return Ok(());
+        }
+    }
+    Err(format!("leaving sockets are counted out: last presence {last}").into())
+}
+
+async fn the_messages_route_pages_backwards_through_history(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    for i in 0..25 {
+        say(&mut host, &format!("h{i}")).await?;
+    }
+    for _ in 0..25 {
+        next_chat(&mut host).await?;
+    }
+    let path = format!("/api/streams/{}/messages", room.id);
+    let mut all = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..5 {
+        let q = match &before {
+            Some(b) => format!("{path}?limit=10&before={b}"),
+            None => format!("{path}?limit=10"),
+        };
+        let page = room.api.get(&q, None).await?;
+        ensure!(page.status == 200, "{q}: {} {}", page.status, page.text);
+        let mut texts_page = texts(page.body["messages"].as_array().ok_or("messages")?);
+        texts_page.extend(all);
+        all = texts_page;
+        match page.body["next_before"].as_str() {
+            Some(b) => before = Some(b.to_string()),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("h{i}")).collect();
+    ensure!(all == want, "every message once, in order: {all:?}");
+    let default = room.api.get(&path, None).await?;
+    ensure!(
+        default.body["messages"].as_array().map(Vec::len) == Some(20),
+        "default limit 20: {}",
+        default.text
+    );
+    for bad in ["limit=0", "limit=101", "before=abc", "before=-1"] {
+        let a = room.api.get(&format!("{path}?{bad}"), None).await?;
+        ensure!(a.status == 422, "{bad}: {} {}", a.status, a.text);
+    }
+    let missing = room.api.get("/api/streams/aaaaaaaaaaaaaaaa/messages", None).await?;
+    ensure!(missing.status == 404, "unknown stream: {}", missing.status);
+    Ok(())
+}
+
+async fn status_frames_follow_the_stream_going_live_and_offline(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut c = join(app, &room, Credentials::Anonymous).await?;
+    ensure!(c.welcome["status"] == "offline", "{}", c.welcome);
+    let a = callback(&room.api, "on-publish", &room.key, 7001, Some(ORIGIN_TOKEN)).await?;
+    ensure!(a.status == 302, "publish: {} {}", a.status, a.text);
+    ensure!(
+        c.next_of_type("status", WAIT).await? == json!({"type": "status", "status": "live"}),
+        "live"
+    );
+    let late = join(app, &room, Credentials::Anonymous).await?;
+    ensure!(
+        late.welcome["status"] == "live",
+        "the welcome shows live: {}",
+        late.welcome
+    );
+    callback(&room.api, "on-publish-done", &room.key, 7001, Some(ORIGIN_TOKEN)).await?;
+    ensure!(
+        c.next_of_type("status", WAIT).await? == json!({"type": "status", "status": "offline"}),
+        "offline"
+    );
+    Ok(())
+}
+
+async fn a_paid_donation_appears_in_chat_exactly_once(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut c = join(app, &room, Credentials::Anonymous).await?;
+    let a = room
+        .api
+        .post(
+            &format!("/api/streams/{}/donations", room.id),
+            None,
+            &json!({"amount": 25_000, "donor_name": "Budi", "message": "semangat <b>!</b>"}),
+        )
+        .await?;
+    ensure!(a.status == 201, "checkout: {} {}", a.status, a.text);
+    let order = a.body["order_id"].as_str().ok_or("order_id")?.to_string();
+    let redirect = a.body["redirect_url"].as_str().ok_or("redirect_url")?.to_string();
+    let paid = room
+        .api
+        .client
+        .post(format!("{redirect}/pay"))
+        .form(&[("method", "card")])
+        .send()
+        .await?;
+    ensure!(
+        paid.status().is_redirection() || paid.status().is_success(),
+        "pay: {}",
+        paid.status()
+    );
+    let d = c.next_of_type("donation", Duration::from_secs(20)).await?;
+    ensure!(
+        d["donor"] == "Budi" && d["amount"] == 25_000 && d["currency"] == "IDR",
+        "{d}"
+    );
+    ensure!(d["message"] == "semangat <b>!</b>", "the message as sent: {d}");
+    // Midtrans repeats itself: the same notification three more times changes nothing in the room.
+    let replay = room
+        .api
+        .client
+        .post(format!("{}/_control/replay/{order}", app.midtrans))
+        .json(&json!({"times": 3}))
+        .send()
+        .await?;
+    ensure!(replay.status().is_success(), "replay: {}", replay.status());
+    app.run_cron().await?;
+    let again = c.collect_of_type("donation", Duration::from_secs(3)).await;
+    ensure!(again.is_empty(), "the donation was shown again: {again:?}");
+    let late = join(app, &room, Credentials::Anonymous).await?;
+    let in_history: Vec<&Value> = late.welcome["history"]
+        .as_array()
+        .ok_or("history")?
+        .iter()
+        .filter(|f| f["type"] == "donation")
+        .collect();
+    ensure!(
+        in_history.len() == 1 && in_history[0]["id"] == d["id"],
+        "history has it once: {}",
+        late.welcome
+    );
+    Ok(())
+}
+
+async fn a_ping_frame_is_answered_with_pong(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut c = join(app, &room, Credentials::Anonymous).await?;
+    c.send_raw(Message::text(r#"{"type":"ping"}"#)).await?;
+    ensure!(c.next_of_type("pong", WAIT).await? == json!({"type": "pong"}), "pong");
+    Ok(())
+}
+
+/// Sets up a room with history, a ban, a timeout and slow mode; returns (room, banned user, timed-out user).
+async fn moderated_room(app: &TestApp) -> Result<(Room, Session, Session, ChatClient), BoxError> {
+    let room = new_room(app).await?;
+    let banned = room.api.register("banned").await?;
+    let muted = room.api.register("muted").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    say(&mut host, "remember me").await?;
+    host.send_json(&json!({"type": "ban", "user_id": banned.user_id}))
+        .await?;
+    host.send_json(&json!({"type": "timeout", "user_id": muted.user_id, "seconds": 3600}))
+        .await?;
+    host.send_json(&json!({"type": "slow_mode", "seconds": 7})).await?;
+    host.next_of_type("slow_mode", WAIT).await?;
+    Ok((room, banned, muted, host))
+}
+
+async fn check_room_remembers(app: &TestApp, room: &Room, banned: &Session, muted: &Session) -> TestResult {
+    let late = join(app, room, Credentials::Anonymous).await?;
+    let history = texts(late.welcome["history"].as_array().ok_or("history")?);
+    ensure!(
+        history.first().map(String::as_str) == Some("remember me"),
+        "history kept: {history:?}"
+    );
+    ensure!(
+        late.welcome["slow_mode_seconds"] == 7,
+        "slow mode kept: {}",
+        late.welcome
+    );
+    let mut b = join(app, room, Credentials::Bearer(&banned.access)).await?;
+    say(&mut b, "did they forget?").await?;
+    ensure!(next_error(&mut b).await?["code"] == "banned", "the ban is kept");
+    let mut m = join(app, room, Credentials::Bearer(&muted.access)).await?;
+    say(&mut m, "and me?").await?;
+    ensure!(
+        next_error(&mut m).await?["code"] == "rate_limited",
+        "the timeout is kept"
+    );
+    Ok(())
+}
+
+async fn after_hibernation_sockets_still_work_and_bans_and_history_are_kept(app: &TestApp) -> TestResult {
+    let (room, banned, muted, mut host) = moderated_room(app).await?;
+    let v = room.api.register("sleeper").await?;
+    let mut viewer = join(app, &room, Credentials::Bearer(&v.access)).await?;
+    let rebuilt_before = rebuild_count(app, &room.id);
+    // Nothing happens in this room for longer than local workerd keeps an idle hibernatable object.
+    tokio::time::sleep(PAST_EVICTION).await;
+    say(&mut viewer, "good morning").await?;
+    ensure!(
+        next_chat(&mut host).await?["text"] == "good morning",
+        "the open sockets still work after the nap"
+    );
+    ensure!(
+        next_chat(&mut viewer).await?["text"] == "good morning",
+        "the sender sees it too"
+    );
+    // The log line may reach the file a moment after the frames reach us.
+    eventually(
+        Duration::from_secs(10),
+        "the worker log to show the room rebuilt from storage",
+        || async { Ok(rebuild_count(app, &room.id) > rebuilt_before) },
+    )
+    .await?;
+    check_room_remembers(app, &room, &banned, &muted).await?;
+    say(&mut viewer, "too fast?").await?;
+    ensure!(
+        next_error(&mut viewer).await?["code"] == "rate_limited",
+        "slow mode still counts the message before the nap"
+    );
+    Ok(())
+}
+
+/// Arrange and assert run on the harness's runtime; the restart in between blocks, so it runs outside it.
+fn after_a_worker_restart_history_bans_and_settings_are_still_there(app: &TestApp) -> Result<(), Failed> {
+    let arranged: Mutex<Option<(Room, Session, Session)>> = Mutex::new(None);
+    app.run(async {
+        let (room, banned, muted, host) = moderated_room(app).await?;
+        host.close().await;
+        *arranged.lock().map_err(|_| "poisoned")? = Some((room, banned, muted));
+        Ok(())
+    })?;
+    let (room, banned, muted) = arranged.into_inner().ok().flatten().ok_or("arrange did not finish")?;
+    app.restart_worker().map_err(|e| Failed::from(e.to_string()))?;
+    app.run(async {
+        check_room_remembers(app, &room, &banned, &muted).await?;
+        let page = room
+            .api
+            .get(&format!("/api/streams/{}/messages", room.id), None)
+            .await?;
+        let history = texts(page.body["messages"].as_array().ok_or("messages")?);
+        ensure!(history == ["remember me"], "history route: {}", page.text);
+        Ok(())
+    })
+}
+
+/// How many times the worker log says this stream's room was rebuilt from storage.
+fn rebuild_count(app: &TestApp, stream_id: &str) -> usize {
+    let needle = format!("chat room {stream_id}: rebuilt from storage");
+    app.all_logs().matches(&needle).count()
+}
