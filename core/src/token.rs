@@ -11,7 +11,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -100,10 +100,13 @@ pub struct AccessClaims {
 }
 
 /// Signs and verifies access tokens with one secret.
+///
+/// Signing and verification go through `jsonwebtoken::crypto` (and so through the HS256 provider above). The
+/// header is ours and fixed, `{"alg":"HS256","typ":"JWT"}`, and is parsed strictly on the way in: jsonwebtoken's
+/// general `Header` type deserializes every JWK field a header may carry, which is ~40 KB of wasm we never need.
 pub struct AccessTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
 }
 
 /// Why a presented access token was refused (all of them answer the same 401; this is for the log).
@@ -115,18 +118,23 @@ pub enum TokenRejection {
     Malformed,
 }
 
+/// The only header we issue or accept. Unknown members (`crit`, `jku`, `kid`, ...) are refused, not ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+}
+
+const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
 impl AccessTokens {
     pub fn new(secret: &[u8]) -> Self {
         ensure_provider();
-        // The algorithm is pinned: a token whose header says anything but HS256 (including `none`) is refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
         }
     }
 
@@ -139,31 +147,53 @@ impl AccessTokens {
             exp: now + ACCESS_TTL_SECONDS,
             jti: B64URL.encode(jti_random),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let payload = serde_json::to_vec(&claims).expect("BUG: claims are plain data");
+        let message = format!("{}.{}", B64URL.encode(HEADER_JSON), B64URL.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::HS256)
             .expect("BUG: HS256 signing with an HMAC key cannot fail");
-        (token, claims)
+        (format!("{message}.{signature}"), claims)
     }
 
-    /// Verifies signature, algorithm and expiry against `now` (unix seconds; passed in, never read here).
+    /// Verifies the header (HS256 only: `none` and every other algorithm are refused before any crypto), the
+    /// signature (constant time), and expiry against `now` (unix seconds, passed in; no leeway).
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenRejection> {
-        // jsonwebtoken checks `exp` against the system clock; we check it against `now` ourselves instead, so
-        // the core stays deterministic. Its own check is off and ours is strict (no leeway).
-        let mut validation = self.validation.clone();
-        validation.validate_exp = false;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation).map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => TokenRejection::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenRejection::WrongAlgorithm,
-                ErrorKind::ExpiredSignature => TokenRejection::Expired,
-                _ => TokenRejection::Malformed,
-            })?;
-        if data.claims.exp <= now {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenRejection::Malformed);
+        };
+        let header: StrictHeader = B64URL
+            .decode(header)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(TokenRejection::Malformed)?;
+        if header.alg != "HS256" || header.typ.as_deref().is_some_and(|t| t != "JWT") {
+            return Err(TokenRejection::WrongAlgorithm);
+        }
+        let message_len = token.len() - signature.len() - 1;
+        let valid = jsonwebtoken::crypto::verify(
+            signature,
+            &token.as_bytes()[..message_len],
+            &self.decoding,
+            Algorithm::HS256,
+        )
+        .map_err(|_| TokenRejection::Malformed)?;
+        if !valid {
+            return Err(TokenRejection::BadSignature);
+        }
+        let claims: AccessClaims = B64URL
+            .decode(payload)
+            .ok()
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or(TokenRejection::Malformed)?;
+        if claims.exp <= now {
             return Err(TokenRejection::Expired);
         }
-        if crate::ids::UserId::parse(&data.claims.sub).is_none() {
+        if crate::ids::UserId::parse(&claims.sub).is_none() {
             return Err(TokenRejection::Malformed);
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 }
 
@@ -259,6 +289,26 @@ mod tests {
         assert!(r.token.starts_with("rt_"));
         assert_eq!(r.hash, hash_refresh_token(&r.token));
         assert_eq!(r.hash.len(), 64);
+    }
+
+    #[test]
+    fn headers_with_members_we_do_not_understand_are_refused() {
+        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let parts: Vec<&str> = t.split('.').collect();
+        let header = B64URL.encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
+        assert!(tokens()
+            .verify(&format!("{header}.{}.{}", parts[1], parts[2]), NOW)
+            .is_err());
+    }
+
+    #[test]
+    fn tokens_with_extra_or_missing_parts_are_malformed() {
+        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        assert_eq!(tokens().verify(&format!("{t}.x"), NOW), Err(TokenRejection::Malformed));
+        assert_eq!(
+            tokens().verify(t.rsplit_once('.').unwrap().0, NOW),
+            Err(TokenRejection::Malformed)
+        );
     }
 
     #[test]

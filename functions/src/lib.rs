@@ -11,6 +11,7 @@ mod db;
 mod donations;
 mod http;
 mod openapi;
+mod pages;
 mod routes;
 mod rtmp;
 mod streams;

@@ -7,7 +7,7 @@ use worker::{Env, Method, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, donations, openapi, rtmp, streams};
+use crate::{auth, donations, openapi, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -126,7 +126,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
     let result = async {
         let app = App::new(env)?;
         if !is_api(&path) {
-            return Err(ApiError::not_found("Page"));
+            return pages::serve(&app, req).await;
         }
         match find(&method, &path)? {
             Some((route, params)) => dispatch(route, &app, req, params).await,
@@ -143,7 +143,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
 async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Result<Response, ApiError> {
     match route {
         Route::Health => openapi::health(),
-        Route::OpenApi => openapi::document(),
+        Route::OpenApi => openapi::document(app, req).await,
         Route::Register => auth::register(app, req).await,
         Route::Login => auth::login(app, req).await,
         Route::Refresh => auth::refresh(app, req).await,
