@@ -37,15 +37,14 @@ e2e: build
 	cargo build -q -p midtrans-sandbox
 	cargo test -p sunnylive-e2e --test suite
 
-## make bench: rerunnable benchmarks against a fresh local stack; each prints a table (medians, p99, ratios).
+## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
+## (medians, p99, ratios). scripts/size leaves a release (wasm-opt) build in functions/build for them.
 bench: setup
-	OPTIMIZE=1 scripts/build-worker
 	cargo build -q --release -p midtrans-sandbox -p sunnylive-e2e --bins
 	scripts/bench
 
 ## make size: the upload size wrangler would deploy (raw and gzip), from a release build with wasm-opt.
 size: setup
-	OPTIMIZE=1 scripts/build-worker
 	scripts/size
 
 clean:
