@@ -173,6 +173,24 @@ test('the streamer creates a stream and reads its key behind "Show key"', { time
   state.streamKey = key;
 });
 
+test('an expired access cookie is refreshed once and the page carries on signed in', { timeout: 60000 }, async () => {
+  const id = need('streamId');
+  const ctx = state.streamerCtx;
+  // No URL filter: sl_refresh is scoped to Path=/api/auth, so a cookie query for "/" would not list it.
+  const before = Object.fromEntries((await ctx.cookies()).map((c) => [c.name, c]));
+  assert.ok(before.sl_access && before.sl_refresh, 'both session cookies were set at registration');
+  assert.ok(before.sl_access.httpOnly && before.sl_refresh.httpOnly, 'session cookies are HttpOnly');
+  // What the browser holds 15 minutes later: the access cookie gone, the refresh cookie still there.
+  await ctx.clearCookies({ name: 'sl_access' });
+  const page = state.streamerPage;
+  await page.goto(`${stack.base}/studio`);
+  await page.locator(`.studio-card[data-stream-id="${id}"]`).waitFor({ timeout: 15000 });
+  assert.ok(page.url().endsWith('/studio'), 'still in the studio, not sent to sign in');
+  const after = Object.fromEntries((await ctx.cookies()).map((c) => [c.name, c]));
+  assert.ok(after.sl_access, 'a new access cookie was issued');
+  assert.notEqual(after.sl_refresh.value, before.sl_refresh.value, 'the refresh token was rotated');
+});
+
 test('ffmpeg publishes and a second context sees the video play', { timeout: 120000 }, async () => {
   const id = need('streamId');
   const page = state.viewerPage;

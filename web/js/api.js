@@ -15,21 +15,39 @@ export class ApiError extends Error {
 
 let refreshing = null;
 
-/** One refresh at a time: parallel 401s share it, because refresh tokens are single use (rotation). */
+function postRefresh() {
+  return fetch('/api/auth/refresh', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json' },
+  })
+    .then((res) => res.ok)
+    .catch(() => false);
+}
+
+/**
+ * Refresh tokens are single use and a reused one revokes the whole login, so two tabs refreshing at once would
+ * sign the person out. One refresh at a time per page (parallel 401s share it) and, where the browser has Web
+ * Locks, one at a time across tabs: whoever gets the lock second first checks whether the other tab already
+ * refreshed the shared cookie.
+ */
 export function refreshSession() {
   if (!refreshing) {
-    refreshing = fetch('/api/auth/refresh', {
-      method: 'POST',
-      credentials: 'same-origin',
-      headers: { Accept: 'application/json' },
-    })
-      .then((res) => res.ok)
-      .catch(() => false)
-      .finally(() => {
-        setTimeout(() => {
-          refreshing = null;
-        }, 0);
-      });
+    const run = async () => {
+      if (navigator.locks && navigator.locks.request) {
+        return navigator.locks.request('sunnylive-refresh', async () => {
+          const probe = await fetch('/api/me', { credentials: 'same-origin' }).catch(() => null);
+          if (probe && probe.ok) return true;
+          return postRefresh();
+        });
+      }
+      return postRefresh();
+    };
+    refreshing = run().finally(() => {
+      setTimeout(() => {
+        refreshing = null;
+      }, 0);
+    });
   }
   return refreshing;
 }
