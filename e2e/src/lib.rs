@@ -38,11 +38,17 @@ macro_rules! ensure {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("BUG: e2e/ sits in the repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("BUG: e2e/ sits in the repo")
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free local port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free local port")
 }
 
 /// A child process in its own process group, so stopping it also stops what it spawned (wrangler -> workerd).
@@ -57,7 +63,10 @@ impl Service {
     fn spawn(name: &'static str, mut cmd: Command, log: &Path, group: bool) -> Result<Service, BoxError> {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log)?;
-        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null()).process_group(0);
+        cmd.stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .process_group(0);
         let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
         Ok(Service { name, child, group })
     }
@@ -117,14 +126,22 @@ impl TestApp {
     /// (`make e2e` does both).
     pub fn start() -> Result<TestApp, BoxError> {
         let root = repo_root();
-        ensure!(root.join("functions/build/index.js").exists(), "functions/build is missing: run `make build` first");
+        ensure!(
+            root.join("functions/build/index.js").exists(),
+            "functions/build is missing: run `make build` first"
+        );
         let run_dir = root.join(".run").join(format!("e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir)?;
         let (worker_port, rtmp_port, origin_http_port, midtrans_port, inspector_port) =
             (free_port(), free_port(), free_port(), free_port(), free_port());
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let app = TestApp {
             base: format!("http://127.0.0.1:{worker_port}"),
             rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
@@ -154,16 +171,24 @@ impl TestApp {
     fn apply_migrations(&self) -> Result<(), BoxError> {
         let root = repo_root();
         let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
-        cmd.current_dir(&root).args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"]).arg(&self.state_dir);
+        cmd.current_dir(&root)
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(&self.state_dir);
         wrangler_env(&mut cmd);
         let out = cmd.output()?;
-        ensure!(out.status.success(), "migrations failed: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "migrations failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     }
 
     fn start_midtrans(&self) -> Result<(), BoxError> {
         let root = repo_root();
-        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
         let bin = ["debug", "release"]
             .iter()
             .map(|p| target.join(p).join("midtrans-sandbox"))
@@ -200,7 +225,12 @@ impl TestApp {
             .args(["--inspector-port", &self.inspector_port.to_string()])
             .arg("--persist-to")
             .arg(&self.state_dir)
-            .args(["--test-scheduled", "--log-level", "log", "--show-interactive-dev-session=false"])
+            .args([
+                "--test-scheduled",
+                "--log-level",
+                "log",
+                "--show-interactive-dev-session=false",
+            ])
             .args(["--var", &format!("HLS_BASE_URL:{}", self.hls_base)])
             .args(["--var", &format!("RTMP_INGEST_URL:{}", self.rtmp_url)])
             .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
@@ -212,17 +242,29 @@ impl TestApp {
         *self.worker.lock().expect("BUG: poisoned") = Some(svc);
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            if self.rt.block_on(async { self.http.get(format!("{}/healthz", self.base)).send().await }).is_ok_and(|r| r.status() == 200) {
+            if self
+                .rt
+                .block_on(async { self.http.get(format!("{}/healthz", self.base)).send().await })
+                .is_ok_and(|r| r.status() == 200)
+            {
                 return Ok(());
             }
             let mut guard = self.worker.lock().expect("BUG: poisoned");
             if let Some(w) = guard.as_mut() {
-                ensure!(w.alive(), "wrangler dev exited at start; see {}", self.run_dir.display());
+                ensure!(
+                    w.alive(),
+                    "wrangler dev exited at start; see {}",
+                    self.run_dir.display()
+                );
             }
             drop(guard);
             std::thread::sleep(Duration::from_millis(250));
         }
-        Err(format!("wrangler dev did not answer /healthz within 120 s; see {}", self.run_dir.display()).into())
+        Err(format!(
+            "wrangler dev did not answer /healthz within 120 s; see {}",
+            self.run_dir.display()
+        )
+        .into())
     }
 
     fn wait_for_port(&self, port: u16, what: &str) -> Result<(), BoxError> {
@@ -233,7 +275,11 @@ impl TestApp {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("{what} did not listen on {port} within 30 s; see {}", self.run_dir.display()).into())
+        Err(format!(
+            "{what} did not listen on {port} within 30 s; see {}",
+            self.run_dir.display()
+        )
+        .into())
     }
 
     /// Stops and restarts `wrangler dev` on the same port with the same persistence directory.
@@ -260,7 +306,9 @@ impl TestApp {
 
     /// Runs async test code on the shared runtime.
     pub fn run<F: std::future::Future<Output = TestResult>>(&self, f: F) -> Result<(), libtest_mimic::Failed> {
-        self.rt.block_on(f).map_err(|e| libtest_mimic::Failed::from(e.to_string()))
+        self.rt
+            .block_on(f)
+            .map_err(|e| libtest_mimic::Failed::from(e.to_string()))
     }
 
     /// Everything the worker and the origin have logged so far (for "no secret in logs" checks).
@@ -283,7 +331,11 @@ impl TestApp {
 
     /// Runs the worker's cron once (wrangler dev's `--test-scheduled` endpoint).
     pub async fn run_cron(&self) -> TestResult {
-        let r = self.http.get(format!("{}/__scheduled?cron=*+*+*+*+*", self.base)).send().await?;
+        let r = self
+            .http
+            .get(format!("{}/__scheduled?cron=*+*+*+*+*", self.base))
+            .send()
+            .await?;
         ensure!(r.status().is_success(), "cron trigger answered {}", r.status());
         Ok(())
     }
@@ -309,13 +361,19 @@ static COUNTER: AtomicU64 = AtomicU64::new(1);
 
 /// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
 pub fn next_ip() -> String {
-    format!("2001:db8::{:x}", COUNTER.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id()) * 1000)
+    format!(
+        "2001:db8::{:x}",
+        COUNTER.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id()) * 1000
+    )
 }
 
 /// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{prefix}{n}x{:05}", nanos % 100_000)
 }
 
@@ -361,11 +419,17 @@ impl Api {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("BUG: a plain reqwest client always builds");
-        Api { base: base.to_string(), ip, client }
+        Api {
+            base: base.to_string(),
+            ip,
+            client,
+        }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).header("cf-connecting-ip", &self.ip)
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("cf-connecting-ip", &self.ip)
     }
 
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Answer, BoxError> {
@@ -374,7 +438,12 @@ impl Api {
         let headers = r.headers().clone();
         let text = r.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Answer { status, headers, body, text })
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            text,
+        })
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Answer, BoxError> {
@@ -385,7 +454,13 @@ impl Api {
         self.send(rb).await
     }
 
-    pub async fn json(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: &Value) -> Result<Answer, BoxError> {
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Answer, BoxError> {
         let mut rb = self.request(method, path).json(body);
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
@@ -400,20 +475,36 @@ impl Api {
     pub async fn register(&self, prefix: &str) -> Result<Session, BoxError> {
         let username = unique_name(prefix);
         let password = format!("pw-{username}-long");
-        let a = self.post("/api/auth/register", None, &json!({ "username": username, "password": password })).await?;
+        let a = self
+            .post(
+                "/api/auth/register",
+                None,
+                &json!({ "username": username, "password": password }),
+            )
+            .await?;
         ensure!(a.status == 201, "register {username}: {} {}", a.status, a.text);
         Ok(session(&a, &password))
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Result<Answer, BoxError> {
-        self.post("/api/auth/login", None, &json!({ "username": username, "password": password })).await
+        self.post(
+            "/api/auth/login",
+            None,
+            &json!({ "username": username, "password": password }),
+        )
+        .await
     }
 
     /// Creates a stream; returns (stream id, stream key).
     pub async fn create_stream(&self, who: &Session, title: &str) -> Result<(String, String), BoxError> {
-        let a = self.post("/api/streams", Some(&who.access), &json!({ "title": title })).await?;
+        let a = self
+            .post("/api/streams", Some(&who.access), &json!({ "title": title }))
+            .await?;
         ensure!(a.status == 201, "create stream: {} {}", a.status, a.text);
-        Ok((a.body["stream"]["id"].as_str().unwrap_or_default().to_string(), a.body["stream_key"].as_str().unwrap_or_default().to_string()))
+        Ok((
+            a.body["stream"]["id"].as_str().unwrap_or_default().to_string(),
+            a.body["stream_key"].as_str().unwrap_or_default().to_string(),
+        ))
     }
 
     pub async fn stream(&self, id: &str) -> Result<Value, BoxError> {

@@ -33,15 +33,20 @@ impl ChatClient {
         match creds {
             Credentials::Anonymous => {}
             Credentials::Bearer(t) => {
-                req.headers_mut().insert("authorization", format!("Bearer {t}").parse()?);
+                req.headers_mut()
+                    .insert("authorization", format!("Bearer {t}").parse()?);
             }
             Credentials::Cookie(t) => {
                 req.headers_mut().insert("cookie", format!("sl_access={t}").parse()?);
                 req.headers_mut().insert("origin", base.parse()?);
             }
         }
-        let (socket, _) = tokio::time::timeout(Duration::from_secs(15), tokio_tungstenite::connect_async(req)).await??;
-        let mut client = ChatClient { socket, welcome: Value::Null };
+        let (socket, _) =
+            tokio::time::timeout(Duration::from_secs(15), tokio_tungstenite::connect_async(req)).await??;
+        let mut client = ChatClient {
+            socket,
+            welcome: Value::Null,
+        };
         let welcome = client.next_frame(Duration::from_secs(10)).await?;
         if welcome["type"] != "welcome" {
             return Err(format!("first frame was not welcome: {welcome}").into());
@@ -84,7 +89,10 @@ impl ChatClient {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let f = self.next_frame(left).await.map_err(|e| format!("waiting for a {ty} frame: {e}"))?;
+            let f = self
+                .next_frame(left)
+                .await
+                .map_err(|e| format!("waiting for a {ty} frame: {e}"))?;
             if f["type"] == ty {
                 return Ok(f);
             }
@@ -112,7 +120,9 @@ impl ChatClient {
     pub async fn close_code(&mut self, timeout: Duration) -> Result<u16, BoxError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.socket.next()).await.map_err(|_| "no close within timeout")?;
+            let msg = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .map_err(|_| "no close within timeout")?;
             match msg {
                 Some(Ok(Message::Close(c))) => return Ok(c.map(|c| u16::from(c.code)).unwrap_or(1005)),
                 Some(Ok(_)) => continue,

@@ -8,7 +8,6 @@ use worker::{D1Database, Env};
 
 /// Configuration read from wrangler vars and secrets (README, "Configuration", lists every one).
 pub struct Config {
-    pub development: bool,
     pub jwt_secret: String,
     pub stream_key_secret: String,
     pub origin_token: String,
@@ -67,7 +66,6 @@ impl Config {
         let mut values = values.into_iter().map(|v| v.expect("BUG: checked above"));
         let trim = |s: String| s.trim_end_matches('/').to_string();
         Ok(Config {
-            development,
             jwt_secret: values.next().expect("BUG: four secrets"),
             stream_key_secret: values.next().expect("BUG: four secrets"),
             origin_token: values.next().expect("BUG: four secrets"),

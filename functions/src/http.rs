@@ -101,18 +101,6 @@ impl JsonBody {
             Some(_) => Err(ApiError::invalid(name, "must be a string")),
         }
     }
-
-    /// An integer field: `Ok(None)` when absent or null, 422 when present with another type or a fraction.
-    pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ApiError::invalid(name, "must be a whole number")),
-            Some(_) => Err(ApiError::invalid(name, "must be a whole number")),
-        }
-    }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body (nginx-rtmp's callbacks).

@@ -32,7 +32,11 @@ fn main() -> Result<(), BoxError> {
             api.get("/api/me", Some(&s.access)).await?;
         }
         let mut rows = Vec::new();
-        for (name, kind) in [("GET /healthz (floor)", 0), ("GET /api/me", 1), ("POST /api/auth/login", 2)] {
+        for (name, kind) in [
+            ("GET /healthz (floor)", 0),
+            ("GET /api/me", 1),
+            ("POST /api/auth/login", 2),
+        ] {
             let mut times = Vec::with_capacity(N);
             for user in &users {
                 // A fresh client address each time, so the per-IP limit never trips either.
@@ -41,7 +45,15 @@ fn main() -> Result<(), BoxError> {
                 let a = match kind {
                     0 => client.get("/healthz", None).await?,
                     1 => client.get("/api/me", Some(&s.access)).await?,
-                    _ => client.post("/api/auth/login", None, &json!({"username": user.username, "password": user.password})).await?,
+                    _ => {
+                        client
+                            .post(
+                                "/api/auth/login",
+                                None,
+                                &json!({"username": user.username, "password": user.password}),
+                            )
+                            .await?
+                    }
                 };
                 times.push(t.elapsed());
                 if a.status != 200 {

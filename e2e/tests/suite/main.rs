@@ -54,12 +54,21 @@ fn main() {
     args.test_threads = Some(1);
     let serial_list = serial_trials(&app);
     let serial = if serial_list.is_empty() {
-        libtest_mimic::Conclusion { num_filtered_out: 0, num_passed: 0, num_failed: 0, num_ignored: 0, num_measured: 0 }
+        libtest_mimic::Conclusion {
+            num_filtered_out: 0,
+            num_passed: 0,
+            num_failed: 0,
+            num_ignored: 0,
+            num_measured: 0,
+        }
     } else {
         libtest_mimic::run(&args, serial_list)
     };
     app.stop();
-    let (passed, failed) = (parallel.num_passed + serial.num_passed, parallel.num_failed + serial.num_failed);
+    let (passed, failed) = (
+        parallel.num_passed + serial.num_passed,
+        parallel.num_failed + serial.num_failed,
+    );
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
         eprintln!("logs of this run: {}", app.run_dir.display());

@@ -9,7 +9,10 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::json;
-use sunnylive_e2e::{ensure, eventually, unique_name, Api, Answer, BoxError, TestApp, TestResult, ORIGIN_TOKEN, TEST_STALE_STREAM_SECONDS};
+use sunnylive_e2e::{
+    ensure, eventually, unique_name, Answer, Api, BoxError, TestApp, TestResult, ORIGIN_TOKEN,
+    TEST_STALE_STREAM_SECONDS,
+};
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
     macro_rules! trial {
@@ -34,7 +37,13 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
 }
 
 /// Calls an RTMP callback as nginx-origin's proxy does (form body, origin bearer token).
-pub async fn callback(api: &Api, route: &str, key: &str, clientid: u32, token: Option<&str>) -> Result<Answer, BoxError> {
+pub async fn callback(
+    api: &Api,
+    route: &str,
+    key: &str,
+    clientid: u32,
+    token: Option<&str>,
+) -> Result<Answer, BoxError> {
     let mut rb = api
         .request(Method::POST, &format!("/api/rtmp/{route}"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -48,31 +57,88 @@ pub async fn callback(api: &Api, route: &str, key: &str, clientid: u32, token: O
 async fn an_owner_creates_reads_edits_and_deletes_a_stream(app: &TestApp) -> TestResult {
     let api = app.api();
     let s = api.register("owner").await?;
-    let a = api.post("/api/streams", Some(&s.access), &json!({"title": "  Morning coffee  ", "description": "chill"})).await?;
+    let a = api
+        .post(
+            "/api/streams",
+            Some(&s.access),
+            &json!({"title": "  Morning coffee  ", "description": "chill"}),
+        )
+        .await?;
     ensure!(a.status == 201, "create: {} {}", a.status, a.text);
     let id = a.body["stream"]["id"].as_str().ok_or("no id")?.to_string();
-    ensure!(a.body["stream"]["title"] == "Morning coffee", "title trimmed: {}", a.text);
-    ensure!(a.body["stream"]["owner"]["username"] == s.username.as_str(), "owner: {}", a.text);
-    ensure!(a.body["stream"]["status"] == "offline" && a.body["stream"]["live_since"].is_null(), "new streams are offline");
-    ensure!(a.body["stream"]["hls_url"] == format!("{}/{id}/index.m3u8", app.hls_base).as_str(), "hls_url: {}", a.text);
+    ensure!(
+        a.body["stream"]["title"] == "Morning coffee",
+        "title trimmed: {}",
+        a.text
+    );
+    ensure!(
+        a.body["stream"]["owner"]["username"] == s.username.as_str(),
+        "owner: {}",
+        a.text
+    );
+    ensure!(
+        a.body["stream"]["status"] == "offline" && a.body["stream"]["live_since"].is_null(),
+        "new streams are offline"
+    );
+    ensure!(
+        a.body["stream"]["hls_url"] == format!("{}/{id}/index.m3u8", app.hls_base).as_str(),
+        "hls_url: {}",
+        a.text
+    );
     ensure!(a.body["rtmp_url"] == app.rtmp_url.as_str(), "rtmp_url: {}", a.text);
     let key = a.body["stream_key"].as_str().ok_or("no key")?;
-    ensure!(!a.body["stream"].to_string().contains(key), "the stream object never carries the key");
+    ensure!(
+        !a.body["stream"].to_string().contains(key),
+        "the stream object never carries the key"
+    );
 
     let got = api.get(&format!("/api/streams/{id}"), None).await?;
-    ensure!(got.status == 200 && got.body["stream"]["id"] == id.as_str(), "get: {}", got.text);
+    ensure!(
+        got.status == 200 && got.body["stream"]["id"] == id.as_str(),
+        "get: {}",
+        got.text
+    );
     ensure!(!got.text.contains(key), "GET never shows the key");
 
-    let patched = api.json(Method::PATCH, &format!("/api/streams/{id}"), Some(&s.access), &json!({"title": "Evening tea"})).await?;
-    ensure!(patched.status == 200 && patched.body["stream"]["title"] == "Evening tea" && patched.body["stream"]["description"] == "chill", "patch: {}", patched.text);
+    let patched = api
+        .json(
+            Method::PATCH,
+            &format!("/api/streams/{id}"),
+            Some(&s.access),
+            &json!({"title": "Evening tea"}),
+        )
+        .await?;
+    ensure!(
+        patched.status == 200
+            && patched.body["stream"]["title"] == "Evening tea"
+            && patched.body["stream"]["description"] == "chill",
+        "patch: {}",
+        patched.text
+    );
 
     let mine = api.get("/api/me/streams", Some(&s.access)).await?;
-    ensure!(mine.body["streams"].as_array().is_some_and(|l| l.iter().any(|x| x["id"] == id.as_str())), "my streams: {}", mine.text);
+    ensure!(
+        mine.body["streams"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["id"] == id.as_str())),
+        "my streams: {}",
+        mine.text
+    );
 
-    let del = api.send(api.request(Method::DELETE, &format!("/api/streams/{id}")).bearer_auth(&s.access)).await?;
+    let del = api
+        .send(
+            api.request(Method::DELETE, &format!("/api/streams/{id}"))
+                .bearer_auth(&s.access),
+        )
+        .await?;
     ensure!(del.status == 204, "delete: {} {}", del.status, del.text);
     let gone = api.get(&format!("/api/streams/{id}"), None).await?;
-    ensure!(gone.status == 404 && gone.code() == "stream_not_found", "deleted: {} {}", gone.status, gone.text);
+    ensure!(
+        gone.status == 404 && gone.code() == "stream_not_found",
+        "deleted: {} {}",
+        gone.status,
+        gone.text
+    );
     Ok(())
 }
 
@@ -88,15 +154,40 @@ async fn owner_only_routes_refuse_anonymous_and_other_users(app: &TestApp) -> Te
         (Method::POST, format!("/api/streams/{id}/key")),
     ];
     for (m, path) in &routes {
-        let anon = api.send(api.request(m.clone(), path).json(&json!({"title": "x"}))).await?;
-        ensure!(anon.status == 401, "{m} {path} anonymous: {} {}", anon.status, anon.text);
-        let not_owner = api.send(api.request(m.clone(), path).bearer_auth(&other.access).json(&json!({"title": "x"}))).await?;
-        ensure!(not_owner.status == 403 && not_owner.code() == "not_owner", "{m} {path} by another user: {} {}", not_owner.status, not_owner.text);
+        let anon = api
+            .send(api.request(m.clone(), path).json(&json!({"title": "x"})))
+            .await?;
+        ensure!(
+            anon.status == 401,
+            "{m} {path} anonymous: {} {}",
+            anon.status,
+            anon.text
+        );
+        let not_owner = api
+            .send(
+                api.request(m.clone(), path)
+                    .bearer_auth(&other.access)
+                    .json(&json!({"title": "x"})),
+            )
+            .await?;
+        ensure!(
+            not_owner.status == 403 && not_owner.code() == "not_owner",
+            "{m} {path} by another user: {} {}",
+            not_owner.status,
+            not_owner.text
+        );
     }
-    let missing = api.get("/api/streams/aaaaaaaaaaaaaaaa/key", Some(&owner.access)).await?;
+    let missing = api
+        .get("/api/streams/aaaaaaaaaaaaaaaa/key", Some(&owner.access))
+        .await?;
     ensure!(missing.status == 404, "unknown stream: {}", missing.status);
     let weird = api.get("/api/streams/..%2F..%2Fetc/key", Some(&owner.access)).await?;
-    ensure!(weird.status == 404, "a path that is not an id: {} {}", weird.status, weird.text);
+    ensure!(
+        weird.status == 404,
+        "a path that is not an id: {} {}",
+        weird.status,
+        weird.text
+    );
     ensure!(api.stream(&id).await?["title"] == "Mine", "nothing changed");
     Ok(())
 }
@@ -117,15 +208,39 @@ async fn every_field_is_validated_with_422(app: &TestApp) -> TestResult {
     ];
     for (body, field) in &bodies {
         let a = api.post("/api/streams", Some(&s.access), body).await?;
-        ensure!(a.status == 422 && !a.body["error"]["fields"][field].is_null(), "create {body}: {} {}", a.status, a.text);
+        ensure!(
+            a.status == 422 && !a.body["error"]["fields"][field].is_null(),
+            "create {body}: {} {}",
+            a.status,
+            a.text
+        );
     }
     for (body, field) in &bodies[1..] {
-        let a = api.json(Method::PATCH, &format!("/api/streams/{id}"), Some(&s.access), body).await?;
-        ensure!(a.status == 422 && !a.body["error"]["fields"][field].is_null(), "patch {body}: {} {}", a.status, a.text);
+        let a = api
+            .json(Method::PATCH, &format!("/api/streams/{id}"), Some(&s.access), body)
+            .await?;
+        ensure!(
+            a.status == 422 && !a.body["error"]["fields"][field].is_null(),
+            "patch {body}: {} {}",
+            a.status,
+            a.text
+        );
     }
-    for (query, field) in [("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"), ("cursor=nonsense", "cursor"), ("live=maybe", "live"), (&format!("q={}", "q".repeat(101)), "q")] {
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=nonsense", "cursor"),
+        ("live=maybe", "live"),
+        (&format!("q={}", "q".repeat(101)), "q"),
+    ] {
         let a = api.get(&format!("/api/streams?{query}"), None).await?;
-        ensure!(a.status == 422 && !a.body["error"]["fields"][field].is_null(), "list ?{query}: {} {}", a.status, a.text);
+        ensure!(
+            a.status == 422 && !a.body["error"]["fields"][field].is_null(),
+            "list ?{query}: {} {}",
+            a.status,
+            a.text
+        );
     }
     Ok(())
 }
@@ -133,7 +248,12 @@ async fn every_field_is_validated_with_422(app: &TestApp) -> TestResult {
 async fn list_ids(api: &Api, query: &str) -> Result<Vec<String>, BoxError> {
     let a = api.get(&format!("/api/streams?{query}"), None).await?;
     ensure!(a.status == 200, "list ?{query}: {} {}", a.status, a.text);
-    Ok(a.body["streams"].as_array().ok_or("no streams array")?.iter().filter_map(|s| s["id"].as_str().map(String::from)).collect())
+    Ok(a.body["streams"]
+        .as_array()
+        .ok_or("no streams array")?
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(String::from))
+        .collect())
 }
 
 async fn search_finds_streams_by_title_words_and_by_username(app: &TestApp) -> TestResult {
@@ -144,12 +264,24 @@ async fn search_finds_streams_by_title_words_and_by_username(app: &TestApp) -> T
     let found = list_ids(&api, &format!("q={word}")).await?;
     ensure!(found == vec![by_title.clone()], "title word: {found:?}");
     let prefix = &word[..word.len() - 2];
-    ensure!(list_ids(&api, &format!("q={prefix}")).await?.contains(&by_title), "a word prefix finds it too");
-    ensure!(list_ids(&api, &format!("q=SPEEDRUN+{word}")).await?.contains(&by_title), "several words, any case");
+    ensure!(
+        list_ids(&api, &format!("q={prefix}")).await?.contains(&by_title),
+        "a word prefix finds it too"
+    );
+    ensure!(
+        list_ids(&api, &format!("q=SPEEDRUN+{word}")).await?.contains(&by_title),
+        "several words, any case"
+    );
     let by_user = list_ids(&api, &format!("q={}", s.username)).await?;
     ensure!(by_user.contains(&by_title), "username: {by_user:?}");
-    ensure!(list_ids(&api, "q=%22%29%28*%20OR%20NEAR").await?.len() <= 100, "FTS operators in q are plain text, not a 500");
-    ensure!(list_ids(&api, &format!("q={word}+nomatchxyz")).await?.is_empty(), "all words must match");
+    ensure!(
+        list_ids(&api, "q=%22%29%28*%20OR%20NEAR").await?.len() <= 100,
+        "FTS operators in q are plain text, not a 500"
+    );
+    ensure!(
+        list_ids(&api, &format!("q={word}+nomatchxyz")).await?.is_empty(),
+        "all words must match"
+    );
     Ok(())
 }
 
@@ -170,7 +302,12 @@ async fn pagination_returns_every_stream_exactly_once(app: &TestApp) -> TestResu
         };
         let a = api.get(&format!("/api/streams?{q}"), None).await?;
         ensure!(a.status == 200, "page: {}", a.text);
-        let page: Vec<String> = a.body["streams"].as_array().ok_or("no array")?.iter().filter_map(|x| x["id"].as_str().map(String::from)).collect();
+        let page: Vec<String> = a.body["streams"]
+            .as_array()
+            .ok_or("no array")?
+            .iter()
+            .filter_map(|x| x["id"].as_str().map(String::from))
+            .collect();
         ensure!(page.len() <= 3, "limit respected");
         seen.extend(page);
         cursor = a.body["next_cursor"].as_str().map(String::from);
@@ -178,10 +315,20 @@ async fn pagination_returns_every_stream_exactly_once(app: &TestApp) -> TestResu
             break;
         }
     }
-    ensure!(seen.len() == 7, "7 streams over the pages, got {}: {seen:?}", seen.len());
-    ensure!(seen.iter().cloned().collect::<HashSet<_>>() == created, "each stream exactly once");
+    ensure!(
+        seen.len() == 7,
+        "7 streams over the pages, got {}: {seen:?}",
+        seen.len()
+    );
+    ensure!(
+        seen.iter().cloned().collect::<HashSet<_>>() == created,
+        "each stream exactly once"
+    );
     let all = api.get("/api/streams", None).await?;
-    ensure!(all.body["streams"].as_array().is_some_and(|l| l.len() <= 20), "default limit is 20");
+    ensure!(
+        all.body["streams"].as_array().is_some_and(|l| l.len() <= 20),
+        "default limit is 20"
+    );
     Ok(())
 }
 
@@ -195,7 +342,10 @@ async fn live_streams_come_first(app: &TestApp) -> TestResult {
     ensure!(a.status == 302, "publish: {} {}", a.status, a.text);
     let ids = list_ids(&api, &format!("q={word}")).await?;
     ensure!(ids.first() == Some(&live) && ids.len() == 2, "live first: {ids:?}");
-    ensure!(list_ids(&api, &format!("q={word}&live=true")).await? == vec![live.clone()], "live=true filters");
+    ensure!(
+        list_ids(&api, &format!("q={word}&live=true")).await? == vec![live.clone()],
+        "live=true filters"
+    );
     callback(&api, "on-publish-done", &key, 9001, Some(ORIGIN_TOKEN)).await?;
     Ok(())
 }
@@ -205,18 +355,45 @@ async fn keys_can_be_viewed_and_rotated_and_die_with_the_stream(app: &TestApp) -
     let s = api.register("keys").await?;
     let (id, key) = api.create_stream(&s, "Keys").await?;
     let shown = api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?;
-    ensure!(shown.status == 200 && shown.body["stream_key"] == key.as_str(), "view: {}", shown.text);
-    ensure!(shown.body["rtmp_url"] == app.rtmp_url.as_str(), "rtmp_url: {}", shown.text);
+    ensure!(
+        shown.status == 200 && shown.body["stream_key"] == key.as_str(),
+        "view: {}",
+        shown.text
+    );
+    ensure!(
+        shown.body["rtmp_url"] == app.rtmp_url.as_str(),
+        "rtmp_url: {}",
+        shown.text
+    );
     ensure!(key.len() >= 40 && !key.contains('/'), "a long URL-safe key: {key}");
-    let rotated = api.post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({})).await?;
+    let rotated = api
+        .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+        .await?;
     let new_key = rotated.body["stream_key"].as_str().ok_or("no key")?.to_string();
     ensure!(rotated.status == 200 && new_key != key, "rotate: {}", rotated.text);
     let refused = callback(&api, "on-publish", &key, 1, Some(ORIGIN_TOKEN)).await?;
-    ensure!(refused.status == 403, "the rotated-away key: {} {}", refused.status, refused.text);
-    ensure!(api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?.body["stream_key"] == new_key.as_str(), "the view follows the rotation");
-    api.send(api.request(Method::DELETE, &format!("/api/streams/{id}")).bearer_auth(&s.access)).await?;
+    ensure!(
+        refused.status == 403,
+        "the rotated-away key: {} {}",
+        refused.status,
+        refused.text
+    );
+    ensure!(
+        api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?.body["stream_key"] == new_key.as_str(),
+        "the view follows the rotation"
+    );
+    api.send(
+        api.request(Method::DELETE, &format!("/api/streams/{id}"))
+            .bearer_auth(&s.access),
+    )
+    .await?;
     let dead = callback(&api, "on-publish", &new_key, 2, Some(ORIGIN_TOKEN)).await?;
-    ensure!(dead.status == 403, "a deleted stream's key: {} {}", dead.status, dead.text);
+    ensure!(
+        dead.status == 403,
+        "a deleted stream's key: {} {}",
+        dead.status,
+        dead.text
+    );
     Ok(())
 }
 
@@ -237,20 +414,52 @@ async fn publish_callbacks_accept_good_keys_and_refuse_bad_ones(app: &TestApp) -
     let api = app.api();
     let s = api.register("pub").await?;
     let (id, key) = api.create_stream(&s, "Publish").await?;
-    for bad in ["", "nonsense", "sk_aaaaaaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &key[..key.len() - 1], &format!("{key}x")] {
+    for bad in [
+        "",
+        "nonsense",
+        "sk_aaaaaaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &key[..key.len() - 1],
+        &format!("{key}x"),
+    ] {
         let a = callback(&api, "on-publish", bad, 4, Some(ORIGIN_TOKEN)).await?;
         ensure!(a.status == 403, "key {bad:?}: {} {}", a.status, a.text);
     }
     let a = callback(&api, "on-publish", &key, 4, Some(ORIGIN_TOKEN)).await?;
-    ensure!(a.status == 302 && a.header("location") == Some(id.as_str()), "good key: {} {:?}", a.status, a.header("location"));
+    ensure!(
+        a.status == 302 && a.header("location") == Some(id.as_str()),
+        "good key: {} {:?}",
+        a.status,
+        a.header("location")
+    );
     let live = api.stream(&id).await?;
-    ensure!(live["status"] == "live" && live["live_since"].as_str().is_some(), "live: {live}");
-    ensure!(callback(&api, "on-update", &key, 4, Some(ORIGIN_TOKEN)).await?.status == 200, "heartbeat");
-    api.post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({})).await?;
+    ensure!(
+        live["status"] == "live" && live["live_since"].as_str().is_some(),
+        "live: {live}"
+    );
+    ensure!(
+        callback(&api, "on-update", &key, 4, Some(ORIGIN_TOKEN)).await?.status == 200,
+        "heartbeat"
+    );
+    api.post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+        .await?;
     let cut = callback(&api, "on-update", &key, 4, Some(ORIGIN_TOKEN)).await?;
-    ensure!(cut.status == 403, "heartbeat with a rotated key: {} {}", cut.status, cut.text);
-    ensure!(callback(&api, "on-publish-done", &key, 4, Some(ORIGIN_TOKEN)).await?.status == 200, "done");
-    ensure!(api.stream(&id).await?["status"] == "offline", "offline after publish-done");
+    ensure!(
+        cut.status == 403,
+        "heartbeat with a rotated key: {} {}",
+        cut.status,
+        cut.text
+    );
+    ensure!(
+        callback(&api, "on-publish-done", &key, 4, Some(ORIGIN_TOKEN))
+            .await?
+            .status
+            == 200,
+        "done"
+    );
+    ensure!(
+        api.stream(&id).await?["status"] == "offline",
+        "offline after publish-done"
+    );
     Ok(())
 }
 
@@ -258,13 +467,27 @@ async fn a_second_publisher_is_refused_and_cannot_end_the_stream(app: &TestApp) 
     let api = app.api();
     let s = api.register("dup").await?;
     let (id, key) = api.create_stream(&s, "Duplicate").await?;
-    ensure!(callback(&api, "on-publish", &key, 10, Some(ORIGIN_TOKEN)).await?.status == 302, "first publisher");
+    ensure!(
+        callback(&api, "on-publish", &key, 10, Some(ORIGIN_TOKEN)).await?.status == 302,
+        "first publisher"
+    );
     let second = callback(&api, "on-publish", &key, 11, Some(ORIGIN_TOKEN)).await?;
-    ensure!(second.status == 409 && second.code() == "already_live", "second: {} {}", second.status, second.text);
+    ensure!(
+        second.status == 409 && second.code() == "already_live",
+        "second: {} {}",
+        second.status,
+        second.text
+    );
     callback(&api, "on-publish-done", &key, 11, Some(ORIGIN_TOKEN)).await?;
-    ensure!(api.stream(&id).await?["status"] == "live", "the refused publisher's done must not end the stream");
+    ensure!(
+        api.stream(&id).await?["status"] == "live",
+        "the refused publisher's done must not end the stream"
+    );
     callback(&api, "on-publish-done", &key, 10, Some(ORIGIN_TOKEN)).await?;
-    ensure!(api.stream(&id).await?["status"] == "offline", "the holder's done ends it");
+    ensure!(
+        api.stream(&id).await?["status"] == "offline",
+        "the holder's done ends it"
+    );
     Ok(())
 }
 
@@ -272,9 +495,15 @@ async fn a_stream_whose_heartbeats_stop_is_ended_by_the_cron(app: &TestApp) -> T
     let api = app.api();
     let s = api.register("stale").await?;
     let (id, key) = api.create_stream(&s, "Crashed publisher").await?;
-    ensure!(callback(&api, "on-publish", &key, 77, Some(ORIGIN_TOKEN)).await?.status == 302, "publish");
+    ensure!(
+        callback(&api, "on-publish", &key, 77, Some(ORIGIN_TOKEN)).await?.status == 302,
+        "publish"
+    );
     app.run_cron().await?;
-    ensure!(api.stream(&id).await?["status"] == "live", "a fresh stream survives the sweep");
+    ensure!(
+        api.stream(&id).await?["status"] == "live",
+        "a fresh stream survives the sweep"
+    );
     // No heartbeats from here on, as when a publisher dies without on_publish_done.
     tokio::time::sleep(Duration::from_secs(TEST_STALE_STREAM_SECONDS + 1)).await;
     eventually(Duration::from_secs(20), "the cron ends the stale stream", || async {
