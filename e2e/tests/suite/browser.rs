@@ -1,0 +1,41 @@
+//! The browser suite as one trial: `node --test e2e/browser/` drives Debian's Chromium (playwright-core) against
+//! this stack, told where it is by environment variables. Node's output is shown only when it fails; its
+//! screenshots land in e2e/artifacts/screenshots/ either way.
+
+use std::sync::Arc;
+
+use libtest_mimic::Trial;
+use sunnylive_e2e::{repo_root, BoxError, TestApp, TestResult};
+use tokio::process::Command;
+
+pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
+    vec![Trial::test(
+        "browser::a_streamer_goes_live_is_watched_chatted_with_and_paid_in_chromium",
+        move || app.run(run_browser_suite(&app)),
+    )]
+}
+
+async fn run_browser_suite(app: &TestApp) -> TestResult {
+    let root = repo_root();
+    let output = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "e2e/browser/"])
+        .current_dir(&root)
+        .env("SUNNYLIVE_BASE_URL", &app.base)
+        .env("SUNNYLIVE_RTMP_URL", &app.rtmp_url)
+        .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
+        .env("SUNNYLIVE_HLS_BASE_URL", &app.hls_base)
+        .output()
+        .await
+        .map_err(|e| -> BoxError { format!("could not run node (is Node 20 installed?): {e}").into() })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "the browser suite failed ({}); screenshots in {}\n{}{}",
+        output.status,
+        root.join("e2e/artifacts/screenshots").display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+    .into())
+}
