@@ -255,6 +255,31 @@ test('an HTML chat message shows as text and runs nothing', { timeout: 60000 }, 
   }
 });
 
+test('the host moderates from the keyboard: deletes a message, turns slow mode on and off', { timeout: 60000 }, async () => {
+  need('streamId');
+  const host = state.streamerPage;
+  const viewer = state.viewerPage;
+  assert.equal(await viewer.locator('#chat-list .msg__more').count(), 0, 'viewers get no moderation buttons');
+
+  const target = host.locator('#chat-list li.msg', { hasText: 'window.__sunnyXss' });
+  const more = target.locator('.msg__more');
+  await more.focus();
+  await host.keyboard.press('Enter');
+  assert.equal(await more.getAttribute('aria-expanded'), 'true', 'Enter opens the message actions');
+  await host.keyboard.press('Tab');
+  assert.equal(await host.evaluate(() => document.activeElement.textContent), 'Delete', 'Tab reaches Delete');
+  await host.keyboard.press('Enter');
+  for (const page of [host, viewer]) {
+    await eventually(async () => !(await chatTexts(page)).includes(XSS), 'the deleted message disappears');
+    await eventually(async () => (await chatTexts(page)).includes('Message removed by the host'), 'a removal note takes its place');
+  }
+
+  await host.selectOption('#slow-select', '5');
+  await eventually(async () => plain(await viewer.textContent('#chat-slow')) === 'Slow mode · 5 s', 'viewers see slow mode');
+  await host.selectOption('#slow-select', '0');
+  await eventually(async () => viewer.isHidden('#chat-slow'), 'slow mode turns off for viewers');
+});
+
 test('a guest donates by card: one alert in each chat and on the overlay, and the result page says paid', { timeout: 120000 }, async () => {
   const id = need('streamId');
   const overlay = state.overlayPage;
