@@ -8,6 +8,7 @@ use libtest_mimic::{Arguments, Trial};
 use sunnylive_e2e::TestApp;
 
 mod auth;
+mod browser;
 mod chat;
 mod donations;
 mod streams;
@@ -16,6 +17,7 @@ mod streams;
 fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(auth::tests(app.clone()));
+    trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
