@@ -86,8 +86,13 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("harness: {} ignored SIGTERM for 10 s; killing it", self.name);
-        let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
+        eprintln!(
+            "harness: {} ignored SIGTERM for 10 s; killing its process group",
+            self.name
+        );
+        // The whole group: for nginx, a killed master alone would leave its workers holding the ports.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -141,6 +146,7 @@ impl TestApp {
             .build()?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()?;
         let app = TestApp {
             base: format!("http://127.0.0.1:{worker_port}"),
@@ -417,6 +423,8 @@ impl Api {
     pub fn new(base: &str, ip: String) -> Api {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // wrangler dev closes idle keep-alive sockets after 5 s; reusing one just then fails the request.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .build()
             .expect("BUG: a plain reqwest client always builds");
         Api {

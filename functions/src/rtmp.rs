@@ -46,6 +46,7 @@ fn refused(why: &str) -> ApiError {
 struct Callback {
     key: Option<PresentedKey>,
     publisher: String,
+    call: String,
 }
 
 async fn read_callback(app: &App, req: &mut Request) -> Result<Callback, ApiError> {
@@ -60,6 +61,7 @@ async fn read_callback(app: &App, req: &mut Request) -> Result<Callback, ApiErro
     Ok(Callback {
         key: PresentedKey::parse(name),
         publisher,
+        call: form.get("call").cloned().unwrap_or_default(),
     })
 }
 
@@ -130,6 +132,12 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
 /// another publisher holds the stream: nginx then drops this publisher.
 pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let cb = read_callback(app, &mut req).await?;
+    // The origin's own `push` into its hls application is a play session inside `live` (the only one: `live`
+    // denies play to everyone else), so nginx sends it heartbeats too, named by the stream id, not the key.
+    // Refusing them would make nginx cut the relay every heartbeat and leave a gap in the HLS output.
+    if cb.call == "update_play" {
+        return http::json(200, &serde_json::json!({ "ok": true }));
+    }
     let id = check_key(app, cb.key.as_ref()).await?;
     let now = app.now();
     // A publisher that the sweep ended (heartbeats late) but is in fact alive takes its stream back.

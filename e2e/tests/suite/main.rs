@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod chat;
 mod donations;
+mod rtmp;
 mod streams;
 
 /// Tests that share the stack and may run concurrently.
@@ -20,6 +21,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
+    trials.extend(rtmp::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials
 }
