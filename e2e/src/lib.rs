@@ -37,6 +37,19 @@ macro_rules! ensure {
     };
 }
 
+/// Trials named `<area>::<test>` from async tests `async fn(&TestApp) -> TestResult`, all sharing one stack:
+/// `trials!(app, first_test, second_test)` inside `e2e/tests/suite/<area>.rs`.
+#[macro_export]
+macro_rules! trials {
+    ($app:expr, $($name:ident),+ $(,)?) => {
+        vec![$({
+            let app = ::std::sync::Arc::clone(&$app);
+            let area = module_path!().rsplit("::").next().unwrap_or("suite");
+            ::libtest_mimic::Trial::test(format!("{area}::{}", stringify!($name)), move || app.run($name(&app)))
+        }),+]
+    };
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -222,11 +235,44 @@ impl TestApp {
         self.wait_for_port(self.origin_http_port, "nginx-origin (HTTP)")
     }
 
+    /// A private copy of the built worker and a wrangler config pointing at it, so that a `make build` elsewhere
+    /// (which wrangler dev would hot-reload, resetting every socket) cannot disturb a running suite.
+    fn prepare_worker_copy(&self) -> Result<PathBuf, BoxError> {
+        let root = repo_root();
+        let dir = self.run_dir.join("worker");
+        std::fs::create_dir_all(dir.join("build/worker"))?;
+        for f in ["index.js", "index_bg.wasm", "package.json", "worker/shim.mjs"] {
+            let from = root.join("functions/build").join(f);
+            if from.exists() {
+                std::fs::copy(&from, dir.join("build").join(f))?;
+            }
+        }
+        let config = std::fs::read_to_string(root.join("wrangler.toml"))?
+            .replace(
+                "main = \"functions/build/index.js\"",
+                &format!("main = {:?}", dir.join("build/index.js")),
+            )
+            .replace("directory = \"web\"", &format!("directory = {:?}", root.join("web")))
+            .replace(
+                "migrations_dir = \"d1-migrations\"",
+                &format!("migrations_dir = {:?}", root.join("d1-migrations")),
+            );
+        std::fs::write(dir.join("wrangler.toml"), config)?;
+        // wrangler dev reads .dev.vars beside the config.
+        std::fs::copy(root.join(".dev.vars"), dir.join(".dev.vars"))?;
+        Ok(dir)
+    }
+
     fn start_worker(&self) -> Result<(), BoxError> {
         let root = repo_root();
         let n = self.restarts.load(Ordering::SeqCst);
+        let dir = if n == 0 {
+            self.prepare_worker_copy()?
+        } else {
+            self.run_dir.join("worker")
+        };
         let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
-        cmd.current_dir(&root)
+        cmd.current_dir(&dir)
             .args(["dev", "--ip", "127.0.0.1", "--port", &self.worker_port.to_string()])
             .args(["--inspector-port", &self.inspector_port.to_string()])
             .arg("--persist-to")
@@ -244,7 +290,8 @@ impl TestApp {
             .args(["--var", &format!("STALE_STREAM_SECONDS:{TEST_STALE_STREAM_SECONDS}")])
             .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"]);
         wrangler_env(&mut cmd);
-        let svc = Service::spawn("wrangler dev", cmd, &self.run_dir.join(format!("worker-{n}.log")), true)?;
+        let log = self.run_dir.join(format!("worker-{n}.log"));
+        let svc = Service::spawn("wrangler dev", cmd, &log, true)?;
         *self.worker.lock().expect("BUG: poisoned") = Some(svc);
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
@@ -264,6 +311,13 @@ impl TestApp {
                 );
             }
             drop(guard);
+            // wrangler keeps running after a configuration error (a missing Durable Object export, a bad
+            // binding); fail at once with its message instead of waiting out the deadline.
+            let text = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+            if let Some(at) = text.find("[ERROR]") {
+                let message: String = text[at..].chars().take(600).collect();
+                return Err(format!("wrangler dev failed to start: {message}").into());
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
         Err(format!(
@@ -361,6 +415,24 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Removes terminal colour codes (wrangler colours its errors even when writing to a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(1);

@@ -17,21 +17,16 @@ use sunnylive_e2e::{ensure, session, unique_name, TestApp, TestResult};
 const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me-0123456789";
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
-    macro_rules! trial {
-        ($name:ident) => {{
-            let app = app.clone();
-            Trial::test(concat!("auth::", stringify!($name)), move || app.run($name(&app)))
-        }};
-    }
-    vec![
-        trial!(register_login_and_me_work_with_bearer_and_cookies),
-        trial!(bad_inputs_get_the_right_status_and_code_and_never_500),
-        trial!(forged_access_tokens_are_refused),
-        trial!(refresh_rotates_and_reuse_revokes_the_whole_login),
-        trial!(logout_revokes_the_login_and_clears_cookies),
-        trial!(cookie_requests_that_change_state_need_our_origin),
-        trial!(login_is_rate_limited_per_username_and_per_ip),
-    ]
+    sunnylive_e2e::trials!(
+        app,
+        register_login_and_me_work_with_bearer_and_cookies,
+        bad_inputs_get_the_right_status_and_code_and_never_500,
+        forged_access_tokens_are_refused,
+        refresh_rotates_and_reuse_revokes_the_whole_login,
+        logout_revokes_the_login_and_clears_cookies,
+        cookie_requests_that_change_state_need_our_origin,
+        login_is_rate_limited_per_username_and_per_ip,
+    )
 }
 
 fn sign_hs(alg: &str, secret: &str, claims: &Value) -> String {

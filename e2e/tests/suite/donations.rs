@@ -15,41 +15,31 @@ use sunnylive_e2e::ws::{ChatClient, Credentials};
 use sunnylive_e2e::{ensure, eventually, Answer, Api, BoxError, Session, TestApp, TestResult, MIDTRANS_SERVER_KEY};
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
-    macro_rules! trial {
-        ($name:ident) => {{
-            let app = app.clone();
-            Trial::test(concat!("donations::", stringify!($name)), move || app.run($name(&app)))
-        }};
-    }
-    vec![
-        trial!(a_card_donation_shows_up_once_in_chat_in_the_total_and_on_the_leaderboard),
-        trial!(snap_is_asked_with_our_finish_page_and_our_webhook),
-        trial!(a_bank_transfer_goes_pending_then_paid),
-        trial!(the_same_notification_replayed_5_times_changes_nothing),
-        trial!(a_forged_signature_gets_401_and_changes_nothing),
-        trial!(an_amount_that_differs_from_the_charge_gets_422),
-        trial!(an_unknown_order_gets_404_and_a_malformed_body_400),
-        trial!(a_notification_for_a_failed_donation_never_credits),
-        trial!(a_paid_donation_never_returns_to_pending),
-        trial!(a_refund_takes_the_donation_off_the_total),
-        trial!(donation_requests_are_validated),
-        trial!(the_owner_list_is_for_the_owner_only),
-        trial!(signed_in_donors_are_one_leaderboard_entry_under_their_username),
-    ]
+    sunnylive_e2e::trials!(
+        app,
+        a_card_donation_shows_up_once_in_chat_in_the_total_and_on_the_leaderboard,
+        snap_is_asked_with_our_finish_page_and_our_webhook,
+        a_bank_transfer_goes_pending_then_paid,
+        the_same_notification_replayed_5_times_changes_nothing,
+        a_forged_signature_gets_401_and_changes_nothing,
+        an_amount_that_differs_from_the_charge_gets_422,
+        an_unknown_order_gets_404_and_a_malformed_body_400,
+        a_notification_for_a_failed_donation_never_credits,
+        a_paid_donation_never_returns_to_pending,
+        a_refund_takes_the_donation_off_the_total,
+        donation_requests_are_validated,
+        the_owner_list_is_for_the_owner_only,
+        signed_in_donors_are_one_leaderboard_entry_under_their_username,
+    )
 }
 
 /// Tests that flip the stand-in's global switches: run one at a time, after the parallel ones.
 pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
-    macro_rules! trial {
-        ($name:ident) => {{
-            let app = app.clone();
-            Trial::test(concat!("donations::", stringify!($name)), move || app.run($name(&app)))
-        }};
-    }
-    vec![
-        trial!(midtrans_unreachable_at_checkout_gives_502_and_a_failed_donation_row),
-        trial!(a_lost_notification_is_recovered_by_the_scheduled_status_check),
-    ]
+    sunnylive_e2e::trials!(
+        app,
+        midtrans_unreachable_at_checkout_gives_502_and_a_failed_donation_row,
+        a_lost_notification_is_recovered_by_the_scheduled_status_check,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -19,22 +19,17 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
-    macro_rules! trial {
-        ($name:ident) => {{
-            let app = app.clone();
-            Trial::test(concat!("rtmp::", stringify!($name)), move || app.run($name(&app)))
-        }};
-    }
-    vec![
-        trial!(a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publisher_stops),
-        trial!(the_key_appears_in_no_hls_name_and_no_log),
-        trial!(bad_deleted_and_rotated_away_keys_are_refused),
-        trial!(rotating_the_key_cuts_off_a_running_publisher_within_one_heartbeat),
-        trial!(deleting_a_live_stream_cuts_off_its_publisher_within_one_heartbeat),
-        trial!(a_second_concurrent_publisher_is_refused_with_409),
-        trial!(callbacks_reach_the_worker_only_with_the_origin_token),
-        trial!(the_callback_proxy_serves_only_local_posts_to_the_three_callbacks),
-    ]
+    sunnylive_e2e::trials!(
+        app,
+        a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publisher_stops,
+        the_key_appears_in_no_hls_name_and_no_log,
+        bad_deleted_and_rotated_away_keys_are_refused,
+        rotating_the_key_cuts_off_a_running_publisher_within_one_heartbeat,
+        deleting_a_live_stream_cuts_off_its_publisher_within_one_heartbeat,
+        a_second_concurrent_publisher_is_refused_with_409,
+        callbacks_reach_the_worker_only_with_the_origin_token,
+        the_callback_proxy_serves_only_local_posts_to_the_three_callbacks,
+    )
 }
 
 /// Generous bound for "within one heartbeat": the heartbeat interval, plus the callback, plus ffmpeg noticing the

@@ -15,25 +15,20 @@ use sunnylive_e2e::{
 };
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
-    macro_rules! trial {
-        ($name:ident) => {{
-            let app = app.clone();
-            Trial::test(concat!("streams::", stringify!($name)), move || app.run($name(&app)))
-        }};
-    }
-    vec![
-        trial!(an_owner_creates_reads_edits_and_deletes_a_stream),
-        trial!(owner_only_routes_refuse_anonymous_and_other_users),
-        trial!(every_field_is_validated_with_422),
-        trial!(search_finds_streams_by_title_words_and_by_username),
-        trial!(pagination_returns_every_stream_exactly_once),
-        trial!(live_streams_come_first),
-        trial!(keys_can_be_viewed_and_rotated_and_die_with_the_stream),
-        trial!(callbacks_without_the_origin_token_get_401),
-        trial!(publish_callbacks_accept_good_keys_and_refuse_bad_ones),
-        trial!(a_second_publisher_is_refused_and_cannot_end_the_stream),
-        trial!(a_stream_whose_heartbeats_stop_is_ended_by_the_cron),
-    ]
+    sunnylive_e2e::trials!(
+        app,
+        an_owner_creates_reads_edits_and_deletes_a_stream,
+        owner_only_routes_refuse_anonymous_and_other_users,
+        every_field_is_validated_with_422,
+        search_finds_streams_by_title_words_and_by_username,
+        pagination_returns_every_stream_exactly_once,
+        live_streams_come_first,
+        keys_can_be_viewed_and_rotated_and_die_with_the_stream,
+        callbacks_without_the_origin_token_get_401,
+        publish_callbacks_accept_good_keys_and_refuse_bad_ones,
+        a_second_publisher_is_refused_and_cannot_end_the_stream,
+        a_stream_whose_heartbeats_stop_is_ended_by_the_cron,
+    )
 }
 
 /// Calls an RTMP callback as nginx-origin's proxy does (form body, origin bearer token).
