@@ -7,7 +7,7 @@ use std::cell::{OnceCell, RefCell};
 use serde::Serialize;
 use sunnylive_core::chat::{
     ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
-    CLOSE_NORMAL, CLOSE_POLICY, HEADER_ROLE, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    CLOSE_NORMAL, CLOSE_POLICY, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -41,6 +41,10 @@ extern "C" {
 #[durable_object]
 pub struct ChatRoom {
     state: State,
+    /// Holds the D1 binding `DB` the viewer count is written to.
+    env: Env,
+    /// The stream id, once learnt from a request header or storage (the object is not told the name it has).
+    stream_id: RefCell<Option<String>>,
     storage: OnceCell<RoomStorage>,
     /// `None` until the first event after construction (the object may have been evicted and rebuilt), then the room
     /// restored from storage and the open sockets.
@@ -136,6 +140,7 @@ impl ChatRoom {
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
         let now = now_ms();
         let mut alarm_at = None;
+        let mut viewers = None;
         for effect in effects {
             match effect {
                 Effect::Send { to, frame } => {
@@ -157,6 +162,7 @@ impl ChatRoom {
                     }
                 }
                 Effect::ScheduleAlarm { at_ms } => alarm_at = Some(at_ms),
+                Effect::PublishViewers { viewers: n } => viewers = Some(n),
                 storage_effect => {
                     if let Err(e) = self.storage()?.apply(&storage_effect, now) {
                         // The room already changed in memory: forget it, so the next event rebuilds it from what
@@ -171,6 +177,10 @@ impl ChatRoom {
             let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
             self.state.storage().set_alarm(at).await?;
         }
+        // Last: the D1 round trip must not delay the frames and writes above.
+        if let Some(n) = viewers {
+            self.publish_viewers(n).await;
+        }
         Ok(())
     }
 
@@ -181,12 +191,63 @@ impl ChatRoom {
         }
     }
 
+    /// Remembers the stream id the worker names on every request; written to storage only when it is new to this
+    /// instance, so that an alarm or a socket event after eviction still knows its D1 row.
+    fn learn_stream_id(&self, req: &Request) {
+        let Some(id) = req.headers().get(HEADER_STREAM_ID).ok().flatten() else {
+            return;
+        };
+        if self.stream_id.borrow().as_deref() == Some(id.as_str()) {
+            return;
+        }
+        match self.storage().and_then(|s| s.save_stream_id(&id)) {
+            Ok(()) => *self.stream_id.borrow_mut() = Some(id),
+            Err(e) => worker::console_error!("chat room: could not save the stream id: {e}"),
+        }
+    }
+
+    /// Writes the socket count to the stream's D1 row (`GET /api/streams` reads it there). A failure is logged:
+    /// the count is advisory and chat must go on.
+    async fn publish_viewers(&self, viewers: u32) {
+        if self.stream_id.borrow().is_none() {
+            match self.storage().and_then(RoomStorage::stream_id) {
+                Ok(id) => *self.stream_id.borrow_mut() = id,
+                Err(e) => worker::console_error!("chat room: could not read the stream id: {e}"),
+            }
+        }
+        let Some(id) = self.stream_id.borrow().clone() else {
+            worker::console_error!("chat room: viewer count not published: the stream id is not known yet");
+            return;
+        };
+        let result = async {
+            self.env
+                .d1("DB")?
+                .prepare("UPDATE streams SET viewers = ?1 WHERE id = ?2")
+                .bind(&[JsValue::from(viewers), JsValue::from(id.as_str())])?
+                .run()
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            worker::console_error!("chat room: could not write the viewer count of {id} to D1: {e}");
+        }
+    }
+
     async fn route(&self, mut req: Request) -> Result<Response, ApiError> {
+        self.learn_stream_id(&req);
         match (req.method(), req.path().as_str()) {
             (Method::Get, "/internal/websocket") => self.upgrade(&req).await,
             (Method::Post, "/internal/donation") => {
                 let post: DonationPost = read_json(&mut req).await?;
                 let donation = RoomDonation::parse(post)?;
+                // No await between this lookup and the insert in `run`: no other event can slip in between.
+                let storage = self.storage().map_err(internal("storage"))?;
+                if storage
+                    .order_delivered(&donation.order_id)
+                    .map_err(internal("order lookup"))?
+                {
+                    return json_response(200, &serde_json::json!({ "delivered": false }));
+                }
                 let effects = self.handle(Event::Donation(donation)).map_err(internal("donation"))?;
                 let delivered = effects.iter().any(|e| matches!(e, Effect::StoreMessage(_)));
                 self.run(effects, None).await.map_err(internal("donation effects"))?;
@@ -304,9 +365,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<
 }
 
 impl DurableObject for ChatRoom {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             state,
+            env,
+            stream_id: RefCell::new(None),
             storage: OnceCell::new(),
             room: RefCell::new(None),
         }

@@ -14,6 +14,10 @@
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
 //! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
 //!
+//! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
+//! settings table and writes its socket count to D1 (`streams.viewers` of that row) with each presence update, at
+//! most once per 2 s. A D1 failure is logged and changes nothing else.
+//!
 //! Errors use the API's error body (`{"error": {"code", "message"}}`).
 //!
 //! # Sockets

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS delivered_orders (order_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS bans (user_id TEXT PRIMARY KEY, banned_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS timeouts (user_id TEXT PRIMARY KEY, until_ms INTEGER NOT NULL);
--- 'slow_mode_seconds' and 'status'.
+-- 'slow_mode_seconds', 'status' and 'stream_id' (the D1 row the viewer count is written to).
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
@@ -120,10 +120,41 @@ impl RoomStorage {
                     vec![text(key), text(&value)],
                 )
             }
-            Effect::Send { .. } | Effect::Broadcast { .. } | Effect::Close { .. } | Effect::ScheduleAlarm { .. } => {
-                Ok(())
-            }
+            Effect::Send { .. }
+            | Effect::Broadcast { .. }
+            | Effect::Close { .. }
+            | Effect::ScheduleAlarm { .. }
+            | Effect::PublishViewers { .. } => Ok(()),
         }
+    }
+
+    /// Whether a donation with this order id was ever shown here: one primary-key lookup, so the cost of a post does
+    /// not grow with the stream's donation count (the row is written with the donation's history row).
+    pub fn order_delivered(&self, order_id: &str) -> worker::Result<bool> {
+        let cursor = self.sql.exec(
+            "SELECT 1 FROM delivered_orders WHERE order_id = ? LIMIT 1",
+            vec![text(order_id)],
+        )?;
+        Ok(cursor.raw().next().is_some())
+    }
+
+    /// The stream this room belongs to, as the worker last named it.
+    pub fn stream_id(&self) -> worker::Result<Option<String>> {
+        let cursor = self
+            .sql
+            .exec("SELECT value FROM settings WHERE key = 'stream_id'", vec![])?;
+        let row = cursor.raw().next().transpose()?;
+        Ok(row.and_then(|r| match r.into_iter().next() {
+            Some(SqlStorageValue::String(s)) => Some(s),
+            _ => None,
+        }))
+    }
+
+    pub fn save_stream_id(&self, stream_id: &str) -> worker::Result<()> {
+        self.exec(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES ('stream_id', ?)",
+            vec![text(stream_id)],
+        )
     }
 
     /// Reads back everything the room remembers, for `now_ms`, with the sockets that are still open.
@@ -140,10 +171,6 @@ impl RoomStorage {
         #[derive(Deserialize)]
         struct Last {
             last_seq: i64,
-        }
-        #[derive(Deserialize)]
-        struct Order {
-            order_id: String,
         }
         #[derive(Deserialize)]
         struct Ban {
@@ -182,11 +209,6 @@ impl RoomStorage {
             .rows::<Last>("SELECT COALESCE(MAX(seq), 0) AS last_seq FROM messages", vec![])?
             .first()
             .map_or(0, |l| l.last_seq);
-        let donation_orders = self
-            .rows::<Order>("SELECT order_id FROM delivered_orders", vec![])?
-            .into_iter()
-            .map(|o| o.order_id)
-            .collect();
         let bans = self
             .rows::<Ban>("SELECT user_id FROM bans", vec![])?
             .into_iter()
@@ -215,7 +237,6 @@ impl RoomStorage {
             timeouts,
             recent,
             last_seq,
-            donation_orders,
             recent_sends,
             connections,
         })

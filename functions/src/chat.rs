@@ -7,7 +7,7 @@
 //! from scratch and carries no header the client sent. The room's internal contract is documented in
 //! durable-objects/src/lib.rs.
 
-use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_STREAM_STATUS};
+use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_STREAM_ID, HEADER_STREAM_STATUS};
 use sunnylive_core::error::ApiError;
 use worker::{Headers, Method, Request, RequestInit, Response, Stub};
 
@@ -25,13 +25,16 @@ fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
 }
 
 /// A request to the room. The host part of the URL is ignored by the stub; it must still be a full URL because
-/// `Request::new` rejects relative ones.
+/// `Request::new` rejects relative ones. Every request names the stream, so the room learns which D1 row its viewer
+/// count belongs to (a Durable Object is not told the name it was created from).
 fn room_request(
+    stream_id: &str,
     method: Method,
     path_and_query: &str,
     headers: Headers,
     body: Option<String>,
 ) -> worker::Result<Request> {
+    headers.set(HEADER_STREAM_ID, stream_id)?;
     let mut init = RequestInit::new();
     init.with_method(method).with_headers(headers);
     if let Some(body) = body {
@@ -68,7 +71,8 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     headers
         .set(HEADER_STREAM_STATUS, &stream.status)
         .or_internal("headers")?;
-    let forwarded = room_request(Method::Get, "/internal/websocket", headers, None).or_internal("room request")?;
+    let forwarded =
+        room_request(&stream.id, Method::Get, "/internal/websocket", headers, None).or_internal("room request")?;
     let answer = room(app, &stream.id)
         .or_internal("CHAT_ROOMS stub")?
         .fetch_with_request(forwarded)
@@ -121,7 +125,7 @@ pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, Api
     let query = HistoryQuery::parse(q.get("before").map(String::as_str), q.get("limit").map(String::as_str))?;
     let stream = streams::load(app, id).await?;
     let path = format!("/internal/messages?{}", query.to_query_string());
-    let forwarded = room_request(Method::Get, &path, Headers::new(), None).or_internal("room request")?;
+    let forwarded = room_request(&stream.id, Method::Get, &path, Headers::new(), None).or_internal("room request")?;
     let mut answer = room(app, &stream.id)
         .or_internal("CHAT_ROOMS stub")?
         .fetch_with_request(forwarded)
@@ -146,7 +150,7 @@ pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, Api
 pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let req = room_request(Method::Post, path, headers, Some(body.to_string()))?;
+    let req = room_request(stream_id, Method::Post, path, headers, Some(body.to_string()))?;
     Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
 }
 

@@ -15,6 +15,9 @@ pub const HEADER_ROLE: &str = "X-Sunnylive-Role";
 /// Header carrying the stream's status as D1 knew it at upgrade time (`live` or `offline`); used only until the
 /// room has been told a status through its internal route.
 pub const HEADER_STREAM_STATUS: &str = "X-Sunnylive-Stream-Status";
+/// Header carrying the stream id on every request the worker makes to a room, so the room can write its viewer
+/// count to that stream's D1 row. Set only by the worker.
+pub const HEADER_STREAM_ID: &str = "X-Sunnylive-Stream-Id";
 
 /// What a socket may do in the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,9 @@ pub use frame::{
     ChatMessage, ChatUser, ClientFrame, DonationMessage, ErrorCode, HistoryItem, ServerFrame, StreamStatus, You,
 };
 pub use history::{HistoryQuery, MessageId};
-pub use identity::{ConnId, Identity, Role, HEADER_ROLE, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID};
+pub use identity::{
+    ConnId, Identity, Role, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+};
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use text::{ChatText, ChatTextError};
 

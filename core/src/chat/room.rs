@@ -44,7 +44,9 @@ pub enum Event {
     Text { from: Connection, text: String },
     /// A binary frame of `len` bytes arrived (the contract has none).
     Binary { from: Connection, len: usize },
-    /// The worker posted a paid donation.
+    /// The worker posted a paid donation whose order id the shell found in no stored row: exactly-once delivery is
+    /// a primary-key lookup in storage (the orders outlive the history window), so the room keeps no set of orders
+    /// and waking up does not cost more as a stream collects donations.
     Donation(RoomDonation),
     /// The worker posted the stream's status.
     Status(StreamStatus),
@@ -128,6 +130,11 @@ pub enum Effect {
         user_id: UserId,
     },
     SaveSetting(Setting),
+    /// Publish the room's socket count outside the room (the shell writes it to D1's `streams.viewers`). Comes with
+    /// every presence frame, so it is throttled the same way: at most once per `PRESENCE_INTERVAL_MS`.
+    PublishViewers {
+        viewers: u32,
+    },
     /// Make the platform call back with `Event::Alarm` at this time (unix ms).
     ScheduleAlarm {
         at_ms: i64,
@@ -146,8 +153,6 @@ pub struct Snapshot {
     pub recent: Vec<HistoryItem>,
     /// The highest sequence number ever stored (0 for a new room).
     pub last_seq: i64,
-    /// Every donation order id ever delivered.
-    pub donation_orders: Vec<String>,
     /// Chat messages sent within `Snapshot::sends_window_ms` before now, oldest first: replayed into the rate
     /// limiter and slow mode, so a wake-up does not hand out a fresh burst.
     pub recent_sends: Vec<(UserId, i64)>,
@@ -191,7 +196,6 @@ pub struct Room {
     timeouts: HashMap<UserId, i64>,
     recent: VecDeque<HistoryItem>,
     last_seq: i64,
-    donation_orders: HashSet<String>,
     senders: HashMap<UserId, Sender>,
     connections: HashMap<ConnId, Identity>,
     /// Sockets the room closed whose close has not been reported yet: frames still in flight from them are dropped.
@@ -217,7 +221,6 @@ impl Room {
             timeouts: snapshot.timeouts.into_iter().collect(),
             recent: snapshot.recent.into_iter().skip(skip).collect(),
             last_seq: snapshot.last_seq.max(0),
-            donation_orders: snapshot.donation_orders.into_iter().collect(),
             senders: HashMap::new(),
             connections: snapshot.connections.into_iter().map(|c| (c.conn, c.identity)).collect(),
             closing: HashSet::new(),
@@ -471,9 +474,6 @@ impl Room {
     }
 
     fn on_donation(&mut self, donation: RoomDonation, now_ms: i64, out: &mut Vec<Effect>) {
-        if !self.donation_orders.insert(donation.order_id.clone()) {
-            return; // Already delivered: a retried post changes nothing.
-        }
         let id = MessageId::after(self.last_seq);
         let item = HistoryItem::Donation(DonationMessage {
             id: id.to_string(),
@@ -663,6 +663,7 @@ impl Room {
         out.push(Effect::Broadcast {
             frame: ServerFrame::Presence { viewers }.to_json(),
         });
+        out.push(Effect::PublishViewers { viewers });
     }
 }
 

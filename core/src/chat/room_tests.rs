@@ -81,6 +81,12 @@ impl Harness {
     }
 
     fn handle(&mut self, event: Event) -> Vec<Effect> {
+        // As the shell does: a donation whose order is already stored never reaches the room.
+        if let Event::Donation(d) = &event {
+            if self.store.orders.contains(&d.order_id) {
+                return vec![];
+            }
+        }
         let effects = self.room.handle(event, self.now);
         self.store.apply(&effects);
         effects
@@ -126,6 +132,7 @@ struct FakeStore {
     slow_mode_seconds: u32,
     status: Option<StreamStatus>,
     orders: BTreeSet<String>,
+    published_viewers: Option<u32>,
     alarm_at: Option<i64>,
 }
 
@@ -165,6 +172,7 @@ impl FakeStore {
                 Effect::SaveSetting(Setting::Status(s)) => self.status = Some(*s),
                 Effect::ScheduleAlarm { at_ms } => self.alarm_at = Some(*at_ms),
                 Effect::Send { .. } | Effect::Broadcast { .. } | Effect::Close { .. } => {}
+                Effect::PublishViewers { viewers } => self.published_viewers = Some(*viewers),
             }
         }
     }
@@ -182,7 +190,6 @@ impl FakeStore {
                 .map(|m| serde_json::from_str::<HistoryItem>(&m.body).unwrap())
                 .collect(),
             last_seq: self.rows.keys().last().copied().unwrap_or(0),
-            donation_orders: self.orders.iter().cloned().collect(),
             recent_sends: self
                 .rows
                 .values()
@@ -901,6 +908,32 @@ fn a_join_and_a_leave_that_cancel_out_send_nothing_at_the_alarm() {
     h.leave(&viewer(3));
     h.now = T0 + 2000;
     assert!(broadcasts(&h.handle(Event::Alarm)).is_empty());
+}
+
+#[test]
+fn every_presence_frame_publishes_the_same_count_for_d1() {
+    let mut h = Harness::new();
+    let effects = h.join(&viewer(2));
+    assert!(effects.contains(&Effect::PublishViewers { viewers: 1 }));
+    h.join(&viewer(3));
+    assert_eq!(
+        h.store.published_viewers,
+        Some(1),
+        "inside the window nothing is published"
+    );
+    h.tick(2000);
+    h.handle(Event::Alarm);
+    assert_eq!(h.store.published_viewers, Some(2));
+    h.tick(2000);
+    let effects = h.leave(&viewer(2));
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::PublishViewers { .. }))
+            .count(),
+        broadcasts_of(&effects, "presence").len()
+    );
+    assert_eq!(h.store.published_viewers, Some(1));
 }
 
 #[test]

@@ -48,6 +48,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         trial!(a_one_megabyte_frame_closes_the_socket_with_1009),
         trial!(bad_frames_get_error_frames_and_the_socket_stays_open),
         trial!(presence_counts_sockets_at_most_once_every_two_seconds),
+        trial!(the_stream_api_shows_the_rooms_socket_count),
         trial!(the_messages_route_pages_backwards_through_history),
         trial!(status_frames_follow_the_stream_going_live_and_offline),
         trial!(a_paid_donation_appears_in_chat_exactly_once),
@@ -609,6 +610,34 @@ async fn presence_counts_sockets_at_most_once_every_two_seconds(app: &TestApp) -
         }
     }
     Err(format!("leaving sockets are counted out: last presence {last}").into())
+}
+
+/// The room writes its socket count to D1 (throttled like presence), where `GET /api/streams/{id}` reads it.
+async fn the_stream_api_shows_the_rooms_socket_count(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let viewers = |n: u64| {
+        let (api, id) = (&room.api, &room.id);
+        move || async move { Ok(api.stream(id).await?["viewers"] == n) }
+    };
+    ensure!(
+        room.api.stream(&room.id).await?["viewers"] == 0,
+        "no sockets, no viewers"
+    );
+    let first = join(app, &room, Credentials::Anonymous).await?;
+    let _second = join(app, &room, Credentials::Anonymous).await?;
+    eventually(
+        Duration::from_secs(6),
+        "GET /api/streams/{id} to show 2 viewers",
+        viewers(2),
+    )
+    .await?;
+    first.close().await;
+    eventually(
+        Duration::from_secs(6),
+        "GET /api/streams/{id} to show 1 viewer after a close",
+        viewers(1),
+    )
+    .await
 }
 
 async fn the_messages_route_pages_backwards_through_history(app: &TestApp) -> TestResult {
