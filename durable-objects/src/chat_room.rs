@@ -13,6 +13,7 @@ use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::js_sys::JsString;
+use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::web_sys;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
@@ -65,10 +66,16 @@ fn internal(context: &str) -> impl Fn(worker::Error) -> ApiError + '_ {
     move |e| ApiError::internal(format!("chat room: {context}: {e}"))
 }
 
-/// The `Connection` a socket was accepted with, from its attachment.
+/// The platform socket under workers-rs's wrapper.
+fn raw_socket(ws: &WebSocket) -> &web_sys::WebSocket {
+    ws.as_ref()
+}
+
+/// The `Connection` a socket was accepted with, from its attachment (a plain JS string: read without
+/// serde_wasm_bindgen, which the typed `WebSocket::deserialize_attachment` goes through).
 fn connection_of(ws: &WebSocket) -> Option<Connection> {
-    let json = ws.deserialize_attachment::<String>().ok()??;
-    serde_json::from_str(&json).ok()
+    let text = raw_socket(ws).deserialize_attachment().ok()?.as_string()?;
+    Connection::from_attachment(&text)
 }
 
 fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
@@ -152,7 +159,7 @@ impl ChatRoom {
                 Effect::Broadcast { frame } => {
                     let frame = JsString::from(frame.as_str());
                     for ws in self.state.get_websockets() {
-                        let raw: &RawSocket = AsRef::<web_sys::WebSocket>::as_ref(&ws).unchecked_ref();
+                        let raw: &RawSocket = raw_socket(&ws).unchecked_ref();
                         let _ = raw.send_js_string(&frame);
                     }
                 }
@@ -313,10 +320,9 @@ impl ChatRoom {
             conn: random_conn_id(),
             identity,
         };
-        let attachment = serde_json::to_string(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
-        pair.server
-            .serialize_attachment(attachment)
-            .map_err(internal("attachment"))?;
+        raw_socket(&pair.server)
+            .serialize_attachment(JsValue::from_str(&connection.to_attachment()))
+            .map_err(|e| internal("attachment")(e.into()))?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[connection.conn.as_str()]);
         let conn = connection.conn.clone();

@@ -3,7 +3,6 @@
 //! synchronous and every statement of one event runs without an `await` in between, so the runtime commits them
 //! together (implicit transaction) and holds outgoing frames until they are durable (output gate).
 
-use serde::Deserialize;
 use sunnylive_core::chat::{
     Connection, Effect, HistoryItem, HistoryQuery, MessageId, Setting, Snapshot, StoredMessage, StreamStatus,
 };
@@ -34,6 +33,25 @@ pub struct RoomStorage {
     sql: SqlStorage,
 }
 
+type Row = Vec<SqlStorageValue>;
+
+/// Column `i` as text; "" for NULL or another type (every caller then skips the row as unparsable).
+fn str_at(row: &Row, i: usize) -> &str {
+    match row.get(i) {
+        Some(SqlStorageValue::String(s)) => s,
+        _ => "",
+    }
+}
+
+/// Column `i` as an integer; 0 for NULL or another type.
+fn int_at(row: &Row, i: usize) -> i64 {
+    match row.get(i) {
+        Some(SqlStorageValue::Integer(n)) => *n,
+        Some(SqlStorageValue::Float(f)) => *f as i64,
+        _ => 0,
+    }
+}
+
 fn int(n: i64) -> SqlStorageValue {
     SqlStorageValue::Integer(n)
 }
@@ -56,8 +74,9 @@ impl RoomStorage {
         self.sql.exec(query, args).map(|_| ())
     }
 
-    fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str, args: Vec<SqlStorageValue>) -> worker::Result<Vec<T>> {
-        self.sql.exec(query, args)?.to_array()
+    /// The rows as positional values (`raw()`): no serde_wasm_bindgen `Deserialize` instance per row shape.
+    fn rows(&self, query: &str, args: Vec<SqlStorageValue>) -> worker::Result<Vec<Row>> {
+        self.sql.exec(query, args)?.raw().collect()
     }
 
     /// Carries out one storage effect; the other effects are the shell's (sockets, alarm) and are ignored here.
@@ -140,14 +159,12 @@ impl RoomStorage {
 
     /// The stream this room belongs to, as the worker last named it.
     pub fn stream_id(&self) -> worker::Result<Option<String>> {
-        let cursor = self
-            .sql
-            .exec("SELECT value FROM settings WHERE key = 'stream_id'", vec![])?;
-        let row = cursor.raw().next().transpose()?;
-        Ok(row.and_then(|r| match r.into_iter().next() {
-            Some(SqlStorageValue::String(s)) => Some(s),
-            _ => None,
-        }))
+        let rows = self.rows("SELECT value FROM settings WHERE key = 'stream_id'", vec![])?;
+        Ok(rows
+            .first()
+            .map(|row| str_at(row, 0))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string))
     }
 
     pub fn save_stream_id(&self, stream_id: &str) -> worker::Result<()> {
@@ -159,76 +176,48 @@ impl RoomStorage {
 
     /// Reads back everything the room remembers, for `now_ms`, with the sockets that are still open.
     pub fn snapshot(&self, now_ms: i64, connections: Vec<Connection>) -> worker::Result<Snapshot> {
-        #[derive(Deserialize)]
-        struct KeyValue {
-            key: String,
-            value: String,
-        }
-        #[derive(Deserialize)]
-        struct Body {
-            body: String,
-        }
-        #[derive(Deserialize)]
-        struct Last {
-            last_seq: i64,
-        }
-        #[derive(Deserialize)]
-        struct Ban {
-            user_id: String,
-        }
-        #[derive(Deserialize)]
-        struct Timeout {
-            user_id: String,
-            until_ms: i64,
-        }
-        #[derive(Deserialize)]
-        struct Send {
-            user_id: String,
-            ts_ms: i64,
-        }
-
         let mut status = None;
         let mut slow_mode_seconds = 0;
-        for kv in self.rows::<KeyValue>("SELECT key, value FROM settings", vec![])? {
-            match kv.key.as_str() {
-                "status" => status = StreamStatus::parse(&kv.value),
-                "slow_mode_seconds" => slow_mode_seconds = kv.value.parse().unwrap_or(0),
+        for row in self.rows("SELECT key, value FROM settings", vec![])? {
+            match (str_at(&row, 0), str_at(&row, 1)) {
+                ("status", value) => status = StreamStatus::parse(value),
+                ("slow_mode_seconds", value) => slow_mode_seconds = value.parse().unwrap_or(0),
                 _ => {}
             }
         }
         let mut recent: Vec<HistoryItem> = self
-            .rows::<Body>(
+            .rows(
                 "SELECT body FROM messages WHERE body IS NOT NULL ORDER BY seq DESC LIMIT ?",
                 vec![int(Snapshot::RECENT as i64)],
             )?
-            .into_iter()
-            .filter_map(|row| serde_json::from_str(&row.body).ok())
+            .iter()
+            .filter_map(|row| serde_json::from_str(str_at(row, 0)).ok())
             .collect();
         recent.reverse();
         let last_seq = self
-            .rows::<Last>("SELECT COALESCE(MAX(seq), 0) AS last_seq FROM messages", vec![])?
+            .rows("SELECT COALESCE(MAX(seq), 0) FROM messages", vec![])?
             .first()
-            .map_or(0, |l| l.last_seq);
+            .map_or(0, |row| int_at(row, 0));
         let bans = self
-            .rows::<Ban>("SELECT user_id FROM bans", vec![])?
-            .into_iter()
-            .filter_map(|b| UserId::parse(&b.user_id))
+            .rows("SELECT user_id FROM bans", vec![])?
+            .iter()
+            .filter_map(|row| UserId::parse(str_at(row, 0)))
             .collect();
         let timeouts = self
-            .rows::<Timeout>(
+            .rows(
                 "SELECT user_id, until_ms FROM timeouts WHERE until_ms > ?",
                 vec![int(now_ms)],
             )?
-            .into_iter()
-            .filter_map(|t| UserId::parse(&t.user_id).map(|u| (u, t.until_ms)))
+            .iter()
+            .filter_map(|row| UserId::parse(str_at(row, 0)).map(|u| (u, int_at(row, 1))))
             .collect();
         let recent_sends = self
-            .rows::<Send>(
+            .rows(
                 "SELECT user_id, ts_ms FROM messages WHERE kind = 'chat' AND ts_ms > ? ORDER BY seq",
                 vec![int(now_ms - Snapshot::sends_window_ms(slow_mode_seconds))],
             )?
-            .into_iter()
-            .filter_map(|s| UserId::parse(&s.user_id).map(|u| (u, s.ts_ms)))
+            .iter()
+            .filter_map(|row| UserId::parse(str_at(row, 0)).map(|u| (u, int_at(row, 1))))
             .collect();
         Ok(Snapshot {
             status,
@@ -245,21 +234,16 @@ impl RoomStorage {
     /// One page of history for `GET /internal/messages`: the bodies (JSON, oldest first) and the id to pass as
     /// `before` for the next older page (None when this page reached the beginning).
     pub fn history_page(&self, query: &HistoryQuery) -> worker::Result<(Vec<String>, Option<MessageId>)> {
-        #[derive(Deserialize)]
-        struct Row {
-            seq: i64,
-            body: String,
-        }
         // Ids stay below 2^53 (JavaScript numbers carry the bindings), so this bound is above every id.
         let before = query.before.map_or(1_i64 << 53, |id| id.seq());
-        let mut rows = self.rows::<Row>(
+        let mut rows = self.rows(
             "SELECT seq, body FROM messages WHERE body IS NOT NULL AND seq < ? ORDER BY seq DESC LIMIT ?",
             vec![int(before), int(i64::from(query.limit))],
         )?;
         rows.reverse();
         let next = (rows.len() == query.limit as usize)
-            .then(|| rows.first().map(|r| MessageId::from_seq(r.seq)))
+            .then(|| rows.first().map(|row| MessageId::from_seq(int_at(row, 0))))
             .flatten();
-        Ok((rows.into_iter().map(|r| r.body).collect(), next))
+        Ok((rows.iter().map(|row| str_at(row, 1).to_string()).collect(), next))
     }
 }

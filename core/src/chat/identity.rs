@@ -41,9 +41,10 @@ impl Role {
     }
 }
 
-/// A socket's identity. Anonymous sockets have no user; the others always have one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
+/// A socket's identity. Anonymous sockets have no user; the others always have one. Not a serde type: it travels
+/// as headers (`headers`/`from_headers`) and in the socket attachment (`Connection::to_attachment`), both plain text
+/// (an internally tagged serde enum would buffer through serde's `Content`, ~9 KB of wasm for this one type).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
     Viewer { id: UserId, username: String },
@@ -182,15 +183,52 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_serializes_with_its_role_for_the_socket_attachment() {
-        let v = serde_json::to_value(Identity::Host {
-            id: UserId::parse(ID).unwrap(),
-            username: "sari".into(),
-        })
-        .unwrap();
-        assert_eq!(v, serde_json::json!({"role": "host", "id": ID, "username": "sari"}));
-        let anon: Identity = serde_json::from_str(r#"{"role":"anonymous"}"#).unwrap();
-        assert_eq!(anon, Identity::Anonymous);
+    fn a_connection_round_trips_through_its_attachment_text() {
+        let conn = ConnId::generate([3; 10]);
+        for identity in [
+            Identity::Anonymous,
+            Identity::Viewer {
+                id: UserId::parse(ID).unwrap(),
+                username: "budi".into(),
+            },
+            Identity::Host {
+                id: UserId::parse(ID).unwrap(),
+                username: "sari.live-1".into(),
+            },
+        ] {
+            let c = crate::chat::Connection {
+                conn: conn.clone(),
+                identity,
+            };
+            let text = c.to_attachment();
+            assert!(text.len() < 100, "well under the 2 KiB attachment limit: {text}");
+            assert_eq!(crate::chat::Connection::from_attachment(&text), Some(c));
+        }
+        assert_eq!(
+            crate::chat::Connection::from_attachment(&format!("{} host {ID} sari", conn.as_str())).map(|c| c.identity),
+            Some(Identity::Host {
+                id: UserId::parse(ID).unwrap(),
+                username: "sari".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_attachments_are_refused() {
+        let conn = ConnId::generate([3; 10]);
+        for bad in [
+            String::new(),
+            "nope anonymous".to_string(),
+            conn.as_str().to_string(),
+            format!("{} admin", conn.as_str()),
+            format!("{} anonymous {ID} budi", conn.as_str()),
+            format!("{} viewer {ID}", conn.as_str()),
+            format!("{} viewer not-an-id budi", conn.as_str()),
+            format!("{} viewer {ID} budi extra", conn.as_str()),
+            format!(r#"{{"conn":"{}","identity":{{"role":"anonymous"}}}}"#, conn.as_str()),
+        ] {
+            assert_eq!(crate::chat::Connection::from_attachment(&bad), None, "accepted {bad:?}");
+        }
     }
 
     #[test]

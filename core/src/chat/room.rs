@@ -24,10 +24,42 @@ const RECENT_KEEP: usize = 2 * WELCOME_HISTORY;
 const SENDERS_SOFT_CAP: usize = 1024;
 
 /// One socket: its id and who the worker said it is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub conn: ConnId,
     pub identity: Identity,
+}
+
+impl Connection {
+    /// The socket attachment: `<conn> <role>` or `<conn> <role> <user id> <username>`. Plain text because it is
+    /// read on every socket event after a wake-up; spaces cannot occur in any part (ids are base32, usernames are
+    /// `[A-Za-z0-9_.-]`).
+    pub fn to_attachment(&self) -> String {
+        let mut out = String::with_capacity(80);
+        out.push_str(self.conn.as_str());
+        out.push(' ');
+        out.push_str(self.identity.role().as_str());
+        if let Some((id, username)) = self.identity.user() {
+            out.push(' ');
+            out.push_str(id.as_str());
+            out.push(' ');
+            out.push_str(username);
+        }
+        out
+    }
+
+    /// Reads an attachment written by `to_attachment`, with the same checks as the upgrade's headers.
+    pub fn from_attachment(text: &str) -> Option<Self> {
+        let mut parts = text.split(' ');
+        let conn = ConnId::parse(parts.next()?)?;
+        let role = parts.next();
+        let (user_id, username) = (parts.next(), parts.next());
+        if parts.next().is_some() {
+            return None;
+        }
+        let identity = Identity::from_headers(user_id, username, role).ok()?;
+        Some(Self { conn, identity })
+    }
 }
 
 /// Something that happened to the room.
