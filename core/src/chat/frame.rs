@@ -59,12 +59,28 @@ pub struct DonationMessage {
     pub ts: String,
 }
 
-/// An entry of the room's history: what the welcome frame and `GET .../messages` return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An entry of the room's history: what the welcome frame and `GET .../messages` return. Deserialize is written
+/// by hand (see below): the derived one for an internally tagged enum buffers through serde's `Content`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HistoryItem {
     Chat(ChatMessage),
     Donation(DonationMessage),
+}
+
+/// Reads the stored bodies back on a wake-up: through a `serde_json::Value` (whose code the worker has anyway),
+/// dispatching on `type`; the variant structs ignore the extra `type` field.
+impl<'de> Deserialize<'de> for HistoryItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match value.get("type").and_then(serde_json::Value::as_str) {
+            Some("chat") => serde_json::from_value(value).map(HistoryItem::Chat),
+            Some("donation") => serde_json::from_value(value).map(HistoryItem::Donation),
+            _ => return Err(D::Error::custom("a history item's type must be chat or donation")),
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 impl HistoryItem {
@@ -355,6 +371,22 @@ mod tests {
         ];
         for (code, text) in codes {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(text));
+        }
+    }
+
+    #[test]
+    fn history_items_read_back_from_their_stored_json_and_unknown_types_are_refused() {
+        for item in [HistoryItem::Chat(chat()), HistoryItem::Donation(donation())] {
+            let text = serde_json::to_string(&item).unwrap();
+            assert_eq!(serde_json::from_str::<HistoryItem>(&text).unwrap(), item);
+        }
+        for bad in [
+            r#"{"type":"shout","id":"1"}"#,
+            r#"{"id":"1"}"#,
+            r#"{"type":"chat","id":"1"}"#,
+            "[]",
+        ] {
+            assert!(serde_json::from_str::<HistoryItem>(bad).is_err(), "{bad}");
         }
     }
 
