@@ -4,8 +4,9 @@
 //! The `ChatRoom` Durable Object (crate `durable-objects`) is a thin shell around `Room`: it owns the sockets, the
 //! SQLite storage and the alarm, feeds every socket message, join, leave, internal post and alarm to
 //! `Room::handle(event, now_ms)` and carries out the returned `Effect`s in order. Nothing here reads a clock or
-//! touches I/O, so every rule (rate limits, slow mode, moderation, presence throttling, history bounds, donation
-//! de-duplication) is unit-tested on the host.
+//! touches I/O, so every rule (rate limits, slow mode, moderation, presence throttling, history bounds) is
+//! unit-tested on the host. Donation de-duplication is the one rule the shell applies: a primary-key lookup of the
+//! order id in storage before the donation reaches the room (see `Event::Donation`).
 
 mod donation;
 mod frame;
