@@ -104,9 +104,16 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 impl ChatRoom {
-    /// The room's name (the stream id) for log lines.
-    fn name(&self) -> String {
-        self.state.id().name().unwrap_or_else(|| self.state.id().to_string())
+    /// The stream id: learnt from the worker's header, else read back from storage (after an eviction). Names the
+    /// room in log lines and picks the D1 row the viewer count goes to.
+    fn stream_id(&self) -> Option<String> {
+        if self.stream_id.borrow().is_none() {
+            match self.storage().and_then(RoomStorage::stream_id) {
+                Ok(id) => *self.stream_id.borrow_mut() = id,
+                Err(e) => worker::console_error!("chat room: could not read the stream id: {e}"),
+            }
+        }
+        self.stream_id.borrow().clone()
     }
 
     fn storage(&self) -> worker::Result<&RoomStorage> {
@@ -125,7 +132,7 @@ impl ChatRoom {
             let snapshot = self.storage()?.snapshot(now_ms(), connections)?;
             worker::console_log!(
                 "chat room {}: rebuilt from storage ({} open sockets, last message {})",
-                self.name(),
+                self.stream_id().as_deref().unwrap_or("?"),
                 snapshot.connections.len(),
                 snapshot.last_seq
             );
@@ -216,13 +223,7 @@ impl ChatRoom {
     /// Writes the socket count to the stream's D1 row (`GET /api/streams` reads it there). A failure is logged:
     /// the count is advisory and chat must go on.
     async fn publish_viewers(&self, viewers: u32) {
-        if self.stream_id.borrow().is_none() {
-            match self.storage().and_then(RoomStorage::stream_id) {
-                Ok(id) => *self.stream_id.borrow_mut() = id,
-                Err(e) => worker::console_error!("chat room: could not read the stream id: {e}"),
-            }
-        }
-        let Some(id) = self.stream_id.borrow().clone() else {
+        let Some(id) = self.stream_id() else {
             worker::console_error!("chat room: viewer count not published: the stream id is not known yet");
             return;
         };
