@@ -65,6 +65,12 @@ async fn read_callback(app: &App, req: &mut Request) -> Result<Callback, ApiErro
     })
 }
 
+/// The id a conditional `UPDATE ... RETURNING id` answers when it changed the row.
+#[derive(Deserialize)]
+struct IdRow {
+    id: String,
+}
+
 #[derive(Deserialize)]
 struct KeyRow {
     key_generation: i64,
@@ -95,13 +101,13 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
     let cb = read_callback(app, &mut req).await?;
     let id = check_key(app, cb.key.as_ref()).await?;
     let now = app.now();
-    let taken = db::run(
+    let taken: Option<IdRow> = db::one(
         &app.db,
         "mark stream live",
         "UPDATE streams SET status = 'live', publisher = ?2, last_heartbeat_at = ?3,
              live_since = CASE WHEN status = 'live' AND publisher = ?2 THEN live_since ELSE ?4 END
          WHERE id = ?1 AND deleted_at IS NULL
-           AND (status = 'offline' OR publisher = ?2 OR last_heartbeat_at < ?5)",
+           AND (status = 'offline' OR publisher = ?2 OR last_heartbeat_at < ?5) RETURNING id",
         &[
             id.as_str().into(),
             cb.publisher.as_str().into(),
@@ -111,7 +117,7 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
         ],
     )
     .await?;
-    if taken == 0 {
+    if taken.is_none() {
         worker::console_log!("rtmp: stream {id} is already live from another publisher");
         return Err(ApiError::Conflict {
             code: "already_live",
@@ -140,22 +146,19 @@ pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError
     }
     let id = check_key(app, cb.key.as_ref()).await?;
     let now = app.now();
-    // A publisher that the sweep ended (heartbeats late) but is in fact alive takes its stream back.
-    let beat = db::run(
+    // Only the publisher holding a live stream refreshes it. A heartbeat still in flight when the publisher stopped
+    // arrives after on_publish_done and must not bring the stream back; likewise a publisher the sweep already
+    // ended is refused and dropped by nginx (OBS then reconnects and publishes afresh).
+    // RETURNING, not D1's `changes`: that count includes rows written by triggers.
+    let beat: Option<IdRow> = db::one(
         &app.db,
         "record heartbeat",
-        "UPDATE streams SET last_heartbeat_at = ?3, status = 'live', publisher = ?2,
-             live_since = COALESCE(live_since, ?4)
-         WHERE id = ?1 AND deleted_at IS NULL AND (publisher = ?2 OR status = 'offline')",
-        &[
-            id.as_str().into(),
-            cb.publisher.as_str().into(),
-            now.into(),
-            app.now_rfc3339().as_str().into(),
-        ],
+        "UPDATE streams SET last_heartbeat_at = ?3
+         WHERE id = ?1 AND deleted_at IS NULL AND status = 'live' AND publisher = ?2 RETURNING id",
+        &[id.as_str().into(), cb.publisher.as_str().into(), now.into()],
     )
     .await?;
-    if beat == 0 {
+    if beat.is_none() {
         return Err(refused(&format!(
             "stream {id}: heartbeat from a publisher that does not hold the stream"
         )));
@@ -169,15 +172,15 @@ pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, Ap
     let cb = read_callback(app, &mut req).await?;
     if let Some(key) = &cb.key {
         let id = key.stream_id.as_str();
-        let ended = db::run(
+        let ended: Option<IdRow> = db::one(
             &app.db,
             "mark stream offline",
             "UPDATE streams SET status = 'offline', live_since = NULL, publisher = NULL
-             WHERE id = ?1 AND status = 'live' AND publisher = ?2",
+             WHERE id = ?1 AND status = 'live' AND publisher = ?2 RETURNING id",
             &[id.into(), cb.publisher.as_str().into()],
         )
         .await?;
-        if ended > 0 {
+        if ended.is_some() {
             worker::console_log!("rtmp: stream {id} went offline");
             crate::chat::announce_status(app, id, false).await;
         }
@@ -187,11 +190,7 @@ pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, Ap
 
 /// Ends streams whose publisher stopped sending heartbeats (died without `on_publish_done`). Run by the cron.
 pub async fn sweep_stale_streams(app: &App) -> Result<usize, ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-    }
-    let ended: Vec<Row> = db::all(
+    let ended: Vec<IdRow> = db::all(
         &app.db,
         "sweep stale live streams",
         "UPDATE streams SET status = 'offline', live_since = NULL, publisher = NULL

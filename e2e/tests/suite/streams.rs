@@ -455,6 +455,35 @@ async fn publish_callbacks_accept_good_keys_and_refuse_bad_ones(app: &TestApp) -
         api.stream(&id).await?["status"] == "offline",
         "offline after publish-done"
     );
+    // A heartbeat still in flight when the publisher stopped arrives after publish-done: it must not bring the
+    // stream back to life (it did once; the RTMP suite caught it as a stream that never went offline).
+    let current = api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?;
+    let new_key = current.body["stream_key"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        callback(&api, "on-publish", &new_key, 5, Some(ORIGIN_TOKEN))
+            .await?
+            .status
+            == 302,
+        "publish again"
+    );
+    ensure!(
+        callback(&api, "on-publish-done", &new_key, 5, Some(ORIGIN_TOKEN))
+            .await?
+            .status
+            == 200,
+        "done again"
+    );
+    let late = callback(&api, "on-update", &new_key, 5, Some(ORIGIN_TOKEN)).await?;
+    ensure!(
+        late.status == 403,
+        "a heartbeat after publish-done: {} {}",
+        late.status,
+        late.text
+    );
+    ensure!(
+        api.stream(&id).await?["status"] == "offline",
+        "a late heartbeat must not resurrect the stream"
+    );
     Ok(())
 }
 
