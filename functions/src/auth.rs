@@ -312,10 +312,14 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
     )
     .await?;
 
+    // Flat rows (no `#[serde(flatten)]`): flattening buffers every field through serde's generic Content
+    // type, which costs kilobytes of wasm for no benefit here.
     #[derive(Deserialize)]
     struct Row {
-        #[serde(flatten)]
-        user: UserRow,
+        id: String,
+        username: String,
+        email: Option<String>,
+        created_at: String,
         password_hash: String,
     }
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
@@ -340,6 +344,12 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let (Some(row), Some(stored)) = (row, stored) else {
         return Err(invalid_credentials());
     };
+    let user = UserRow {
+        id: row.id,
+        username: row.username,
+        email: row.email,
+        created_at: row.created_at,
+    };
     if !stored.matches(&derived) {
         return Err(invalid_credentials());
     }
@@ -350,12 +360,12 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
                 &app.db,
                 "upgrade password hash",
                 "UPDATE users SET password_hash = ?1 WHERE id = ?2",
-                &[(&upgraded).into(), (&row.user.id).into()],
+                &[(&upgraded).into(), (&user.id).into()],
             )
             .await?;
         }
     }
-    start_session(app, &req, &row.user, 200).await
+    start_session(app, &req, &user, 200).await
 }
 
 fn invalid_credentials() -> ApiError {
@@ -403,8 +413,10 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         expires_at: i64,
         used_at: Option<i64>,
         revoked_at: Option<String>,
-        #[serde(flatten)]
-        user: UserRow,
+        id: String,
+        username: String,
+        email: Option<String>,
+        created_at: String,
     }
     let row: Option<Row> = db::one(
         &app.db,
@@ -452,7 +464,13 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         ],
     )
     .await?;
-    session_response(app, &req, &row.user, &next.token, 200)
+    let user = UserRow {
+        id: row.id,
+        username: row.username,
+        email: row.email,
+        created_at: row.created_at,
+    };
+    session_response(app, &req, &user, &next.token, 200)
 }
 
 /// `POST /api/auth/logout`: revokes the presented login (refresh token from body or cookie) and clears cookies.

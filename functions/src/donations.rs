@@ -157,15 +157,7 @@ fn public_base(app: &App, req: &Request) -> String {
 /// existed.
 pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Response, ApiError> {
     let donor = authenticate(app, &req)?;
-    let content_type = req.headers().get("content-type").ok().flatten().unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
-        return Err(ApiError::UnsupportedMediaType {
-            expected: "application/json",
-        });
-    }
-    let bytes = http::read_body(&mut req, JSON_LIMIT).await?;
-    let body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed(format!("not valid JSON ({e})")))?;
+    let body = http::read_json(&mut req, JSON_LIMIT).await?.into_value();
     let stream = load_stream(app, stream_id).await?;
     let checked = DonationRequest::parse(&body, donor.is_some())?;
     // Counted after validation: each counted attempt costs a Snap call, a typo should not.

@@ -93,6 +93,11 @@ pub async fn read_optional_json(req: &mut Request, limit: usize) -> Result<JsonB
 }
 
 impl JsonBody {
+    /// The whole object, for parsers in the core that take a `serde_json::Value`.
+    pub fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+
     /// A string field: `Ok(None)` when absent or null, 422 when present with another type.
     pub fn opt_str(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.0.get(name) {
