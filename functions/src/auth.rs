@@ -33,22 +33,25 @@ fn reject(why: &str) -> ApiError {
     ApiError::unauthenticated()
 }
 
-/// Cookie-authenticated requests that change state must come from our own pages: the `Origin` header must be
-/// the site's origin. (SameSite=Lax already stops most cross-site posts; this closes the rest.)
+/// Requests signed in by cookie that change state must come from our own pages: the `Origin` header must be the
+/// site's origin. (SameSite=Lax already stops most cross-site posts; this closes the rest.) Safe methods pass.
 fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
     if crate::routes::is_safe_method(&req.method()) {
         return Ok(());
     }
+    require_own_origin(app, req)
+}
+
+/// 403 unless the request's `Origin` is the site's own. Browsers always send it on state-changing requests and on
+/// WebSocket handshakes (where SameSite does not help: a sibling subdomain is "same site"); clients without one
+/// use Bearer tokens, which need no such check.
+pub fn require_own_origin(app: &App, req: &Request) -> Result<(), ApiError> {
     let own = http::own_origin(req, app.config.public_base_url.as_deref());
     match req.headers().get("origin").ok().flatten() {
         Some(origin) if origin == own => Ok(()),
-        Some(_) => Err(ApiError::Forbidden {
+        _ => Err(ApiError::Forbidden {
             code: "cross_origin",
             message: "Requests signed in by cookie must come from this site.".into(),
-        }),
-        None => Err(ApiError::Forbidden {
-            code: "cross_origin",
-            message: "Requests signed in by cookie must carry an Origin header.".into(),
         }),
     }
 }

@@ -101,22 +101,12 @@ fn upgrade_required() -> Result<Response, ApiError> {
         .with_headers(headers))
 }
 
-/// Browsers send cookies on cross-site WebSocket handshakes that SameSite does not stop (a sibling subdomain is
-/// "same site"), and `Origin` is the only defence against another page chatting as the user. Browsers always send
-/// `Origin` on a handshake; an access cookie with a foreign one is refused (Bearer clients are not browsers).
+/// A socket signed in by its access cookie must come from our own pages (see `auth::require_own_origin`).
 fn refuse_cross_site_cookie(app: &App, req: &Request) -> Result<(), ApiError> {
     if http::bearer(req).is_some() || http::cookie(req, ACCESS_COOKIE).is_none() {
         return Ok(());
     }
-    match req.headers().get("origin").ok().flatten() {
-        Some(origin) if origin != http::own_origin(req, app.config.public_base_url.as_deref()) => {
-            Err(ApiError::Forbidden {
-                code: "cross_origin",
-                message: "Chat sockets signed in by cookie must come from this site.".into(),
-            })
-        }
-        _ => Ok(()),
-    }
+    crate::auth::require_own_origin(app, req)
 }
 
 /// `GET /api/streams/{id}/messages?before=<message id>&limit=`: older history, oldest first.
