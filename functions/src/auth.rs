@@ -36,7 +36,7 @@ fn reject(why: &str) -> ApiError {
 /// Requests signed in by cookie that change state must come from our own pages: the `Origin` header must be the
 /// site's origin. (SameSite=Lax already stops most cross-site posts; this closes the rest.) Safe methods pass.
 fn check_origin(app: &App, req: &Request) -> Result<(), ApiError> {
-    if crate::routes::is_safe_method(&req.method()) {
+    if http::is_safe_method(&req.method()) {
         return Ok(());
     }
     require_own_origin(app, req)

@@ -120,6 +120,11 @@ pub async fn read_form(req: &mut Request, limit: usize) -> Result<HashMap<String
     Ok(url::form_urlencoded::parse(text.as_bytes()).into_owned().collect())
 }
 
+/// GET, HEAD and OPTIONS change nothing, so they need no Origin check.
+pub fn is_safe_method(m: &worker::Method) -> bool {
+    matches!(m, worker::Method::Get | worker::Method::Head | worker::Method::Options)
+}
+
 /// The query string as a map (last value wins).
 pub fn query(req: &Request) -> HashMap<String, String> {
     req.url()

@@ -3,7 +3,7 @@
 //! Paths outside `/api/` and `/healthz` are the web client's pages and files.
 
 use sunnylive_core::error::ApiError;
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
@@ -168,11 +168,6 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::GetDonation => donations::get(app, params.first()).await,
         Route::MidtransWebhook => donations::webhook(app, req).await,
     }
-}
-
-/// `Method` is re-exported so handlers can compare without importing worker's type in every module.
-pub fn is_safe_method(m: &Method) -> bool {
-    matches!(m, Method::Get | Method::Head | Method::Options)
 }
 
 #[cfg(test)]
