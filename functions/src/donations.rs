@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use sunnylive_core::chat::DonationPost;
 use sunnylive_core::donation::{decide, Decision, DonationRequest, DonationStatus, DonorName, Rupiah};
 use sunnylive_core::error::ApiError;
-use sunnylive_core::ids::StreamId;
 use sunnylive_core::midtrans::{
     basic_auth, parse_snap_create_answer, parse_status_answer, snap_create_body, Notification, OrderId, Outcome,
     SnapCheckout, SnapError, SnapSession, StatusAnswer, SNAP_EXPIRY_MINUTES,
@@ -26,10 +25,11 @@ use sunnylive_core::rate_limit::DONATE_PER_IP;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
 use crate::app::{rfc3339, App};
-use crate::auth::{authenticate, count_attempt, require_user};
+use crate::auth::{authenticate, count_attempt};
 use crate::crypto::random;
 use crate::db::{self, Arg};
 use crate::http::{self, OrInternal, JSON_LIMIT};
+use crate::streams;
 
 /// Midtrans notifications are a few KB; anything far larger is not one.
 const WEBHOOK_LIMIT: usize = 64 * 1024;
@@ -114,33 +114,6 @@ fn donation_not_found() -> ApiError {
     }
 }
 
-fn stream_not_found() -> ApiError {
-    ApiError::NotFound {
-        code: "stream_not_found",
-        message: "No such stream.".into(),
-    }
-}
-
-#[derive(Deserialize)]
-struct StreamBrief {
-    id: String,
-    owner_id: String,
-    title: String,
-}
-
-/// A stream that exists and is not deleted (a deleted stream takes no donations and shows no leaderboard).
-async fn load_stream(app: &App, id: &str) -> Result<StreamBrief, ApiError> {
-    let id = StreamId::parse(id).ok_or_else(stream_not_found)?;
-    db::one(
-        &app.db,
-        "load stream for donations",
-        "SELECT id, owner_id, title FROM streams WHERE id = ?1 AND deleted_at IS NULL",
-        &[id.as_str().into()],
-    )
-    .await?
-    .ok_or_else(stream_not_found)
-}
-
 /// Where our own pages and webhook live, as Midtrans must see them.
 fn public_base(app: &App, req: &Request) -> String {
     match &app.config.public_base_url {
@@ -158,7 +131,7 @@ fn public_base(app: &App, req: &Request) -> String {
 pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Response, ApiError> {
     let donor = authenticate(app, &req)?;
     let body = http::read_json(&mut req, JSON_LIMIT).await?.into_value();
-    let stream = load_stream(app, stream_id).await?;
+    let stream = streams::load(app, stream_id).await?;
     let checked = DonationRequest::parse(&body, donor.is_some())?;
     // Counted after validation: each counted attempt costs a Snap call, a typo should not.
     count_attempt(app, &format!("donate-ip:{}", http::client_ip(&req)), DONATE_PER_IP).await?;
@@ -709,14 +682,7 @@ type ListKey = (String, String);
 
 /// `GET /api/streams/{id}/donations?limit&cursor`: the owner's list (every status) with the paid total.
 pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
-    let caller = require_user(app, &req)?;
-    let stream = load_stream(app, stream_id).await?;
-    if stream.owner_id != caller.id.as_str() {
-        return Err(ApiError::Forbidden {
-            code: "not_owner",
-            message: "Only the stream's owner can see its donations.".into(),
-        });
-    }
+    let (_, stream) = streams::load_owned(app, &req, stream_id).await?;
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let after: Option<ListKey> = match query.get("cursor").filter(|c| !c.is_empty()) {
@@ -764,7 +730,7 @@ pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<
 /// `GET /api/streams/{id}/leaderboard`: the top 10 donors by paid total. Signed-in donors are grouped by account
 /// (shown under their username), guests by name (case-insensitively).
 pub async fn leaderboard(app: &App, stream_id: &str) -> Result<Response, ApiError> {
-    let stream = load_stream(app, stream_id).await?;
+    let stream = streams::load(app, stream_id).await?;
     #[derive(Deserialize, Serialize)]
     struct Entry {
         donor: String,

@@ -24,7 +24,7 @@ const STREAM_COLUMNS: &str = "s.id, s.title, s.description, s.owner_id, u.userna
 #[derive(Deserialize)]
 pub struct StreamRow {
     pub id: String,
-    title: String,
+    pub title: String,
     description: String,
     pub owner_id: String,
     owner_username: String,
@@ -96,7 +96,7 @@ pub async fn load(app: &App, id: &str) -> Result<StreamRow, ApiError> {
 }
 
 /// The stream, if the caller owns it: 401 for anonymous callers, 404 for no such stream, 403 for someone else's.
-async fn load_owned(app: &App, req: &Request, id: &str) -> Result<(AuthUser, StreamRow), ApiError> {
+pub async fn load_owned(app: &App, req: &Request, id: &str) -> Result<(AuthUser, StreamRow), ApiError> {
     let caller = require_user(app, req)?;
     let stream = load(app, id).await?;
     if stream.owner_id != caller.id.as_str() {
