@@ -13,7 +13,7 @@ export WRANGLER_HIDE_BANNER := true
 
 ## make dev: build everything and run the whole stack locally (Ctrl-C stops it all).
 dev: setup build
-	@cargo build -q --release -p midtrans-sandbox
+	@cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader
 	@scripts/dev
 
 ## make test: formatting and lint gates, host unit tests, then the end-to-end suite against the real stack.
@@ -34,13 +34,13 @@ unit:
 	cargo test --workspace --exclude sunnylive-e2e
 
 e2e: build
-	cargo build -q -p midtrans-sandbox
+	cargo build -q -p midtrans-sandbox -p sunnylive-origin-uploader
 	cargo test -p sunnylive-e2e --test suite
 
 ## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
 ## (medians, p99, ratios). scripts/size leaves a release (wasm-opt) build in functions/build for them.
 bench: setup
-	cargo build -q --release -p midtrans-sandbox -p sunnylive-e2e --bins
+	cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader -p sunnylive-e2e --bins
 	scripts/bench
 
 ## make size: the upload size wrangler would deploy (raw and gzip), from a release build with wasm-opt.

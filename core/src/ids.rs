@@ -68,6 +68,11 @@ id_type!(
     /// A stream's public id: in URLs, HLS paths and the chat room's name.
     StreamId
 );
+id_type!(
+    /// One broadcast of a stream (each accepted publish starts one): the origin's HLS directory name, the R2 prefix
+    /// `hls/<stream id>/<broadcast id>/`, and a past broadcast's id in the API.
+    BroadcastId
+);
 
 #[cfg(test)]
 mod tests {

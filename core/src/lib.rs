@@ -6,6 +6,7 @@ pub mod account;
 pub mod chat;
 pub mod donation;
 pub mod error;
+pub mod hls;
 pub mod ids;
 pub mod midtrans;
 pub mod page;

@@ -5,7 +5,7 @@
 // Every page is screenshotted at desktop and phone width into e2e/artifacts/screenshots/ (overflow fails).
 //
 // Run by the Rust harness as `node --test e2e/browser/` with SUNNYLIVE_BASE_URL, SUNNYLIVE_RTMP_URL,
-// SUNNYLIVE_MIDTRANS_URL and SUNNYLIVE_HLS_BASE_URL set. Steps share state and run in order; a step whose
+// SUNNYLIVE_MIDTRANS_URL set. Steps share state and run in order; a step whose
 // prerequisite failed says so instead of timing out.
 
 import assert from 'node:assert/strict';

@@ -12,7 +12,7 @@ export { sleep };
 
 /** The stack under test. The Rust harness (e2e/src/lib.rs) sets these after starting it on free ports. */
 export function stackFromEnv() {
-  const need = ['SUNNYLIVE_BASE_URL', 'SUNNYLIVE_RTMP_URL', 'SUNNYLIVE_MIDTRANS_URL', 'SUNNYLIVE_HLS_BASE_URL'];
+  const need = ['SUNNYLIVE_BASE_URL', 'SUNNYLIVE_RTMP_URL', 'SUNNYLIVE_MIDTRANS_URL'];
   const missing = need.filter((name) => !process.env[name]);
   if (missing.length > 0) {
     throw new Error(
@@ -24,7 +24,6 @@ export function stackFromEnv() {
     base: trim(process.env.SUNNYLIVE_BASE_URL),
     rtmp: trim(process.env.SUNNYLIVE_RTMP_URL),
     midtrans: trim(process.env.SUNNYLIVE_MIDTRANS_URL),
-    hls: trim(process.env.SUNNYLIVE_HLS_BASE_URL),
   };
 }
 

@@ -113,7 +113,6 @@ impl Service {
 pub struct TestApp {
     pub base: String,
     pub rtmp_url: String,
-    pub hls_base: String,
     pub midtrans: String,
     pub worker_port: u16,
     pub rtmp_port: u16,
@@ -164,7 +163,6 @@ impl TestApp {
         let app = TestApp {
             base: format!("http://127.0.0.1:{worker_port}"),
             rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
-            hls_base: format!("http://127.0.0.1:{origin_http_port}/hls"),
             midtrans: format!("http://127.0.0.1:{midtrans_port}"),
             worker_port,
             rtmp_port,
@@ -283,7 +281,6 @@ impl TestApp {
                 "log",
                 "--show-interactive-dev-session=false",
             ])
-            .args(["--var", &format!("HLS_BASE_URL:{}", self.hls_base)])
             .args(["--var", &format!("RTMP_INGEST_URL:{}", self.rtmp_url)])
             .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("MIDTRANS_API_BASE_URL:{}", self.midtrans)])

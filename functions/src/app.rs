@@ -4,7 +4,7 @@
 use sunnylive_core::error::ApiError;
 use sunnylive_core::secret::production_problem;
 use sunnylive_core::token::AccessTokens;
-use worker::{D1Database, Env};
+use worker::{Bucket, D1Database, Env};
 
 /// Configuration read from wrangler vars and secrets (README, "Configuration", lists every one).
 pub struct Config {
@@ -13,7 +13,10 @@ pub struct Config {
     pub origin_token: String,
     pub midtrans_server_key: String,
     pub public_base_url: Option<String>,
-    pub hls_base_url: String,
+    /// An R2 custom domain serving the media bucket (`https://media.example.com`), or None: segments and
+    /// thumbnails are then served by this Worker under /hls/.
+    pub media_base_url: Option<String>,
+    pub broadcast_retention_days: i64,
     pub rtmp_ingest_url: String,
     pub midtrans_snap_base_url: String,
     pub midtrans_api_base_url: String,
@@ -71,7 +74,12 @@ impl Config {
             origin_token: values.next().expect("BUG: four secrets"),
             midtrans_server_key: values.next().expect("BUG: four secrets"),
             public_base_url: var(env, "PUBLIC_BASE_URL").map(trim),
-            hls_base_url: trim(var(env, "HLS_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080/hls".into())),
+            media_base_url: var(env, "MEDIA_BASE_URL").map(trim),
+            broadcast_retention_days: number(
+                env,
+                "BROADCAST_RETENTION_DAYS",
+                sunnylive_core::hls::DEFAULT_RETENTION_DAYS,
+            ),
             rtmp_ingest_url: trim(var(env, "RTMP_INGEST_URL").unwrap_or_else(|| "rtmp://127.0.0.1:1935/live".into())),
             midtrans_snap_base_url: trim(
                 var(env, "MIDTRANS_SNAP_BASE_URL").unwrap_or_else(|| "https://app.sandbox.midtrans.com".into()),
@@ -105,6 +113,13 @@ impl App {
             db,
             tokens,
         })
+    }
+
+    /// The R2 bucket holding every broadcast's video (binding `MEDIA`).
+    pub fn media(&self) -> Result<Bucket, ApiError> {
+        self.env
+            .bucket("MEDIA")
+            .map_err(|e| ApiError::internal(format!("R2 binding MEDIA: {e}")))
     }
 
     /// Unix seconds now. (In production the clock does not advance during CPU work; that is fine for every use.)

@@ -1,11 +1,12 @@
-//! The minute cron: ends streams whose heartbeats stopped, asks Midtrans about donations pending too long,
+//! The minute cron: ends streams whose heartbeats stopped (and their broadcasts), removes deleted and expired
+//! broadcasts' video, asks Midtrans about donations pending too long,
 //! redelivers chat alerts for paid donations, and forgets expired rate-limit windows. Each task runs
 //! even when another fails, and failures are logged with context.
 
 use worker::Env;
 
 use crate::app::App;
-use crate::{db, donations, rtmp};
+use crate::{broadcasts, db, donations, rtmp};
 
 pub async fn run(env: Env) {
     let app = match App::new(env) {
@@ -19,6 +20,11 @@ pub async fn run(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: ended {n} stale stream(s)"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: stale-stream sweep failed: {e}"),
+    }
+    match broadcasts::sweep(&app).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: purged {n} deleted or expired broadcast(s)"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: broadcast sweep failed: {e}"),
     }
     match donations::reconcile_pending(&app).await {
         Ok(n) if n > 0 => worker::console_log!("cron: settled {n} pending donation(s) from Midtrans's status API"),

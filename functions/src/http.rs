@@ -108,7 +108,8 @@ impl JsonBody {
     }
 }
 
-/// Reads an `application/x-www-form-urlencoded` body (nginx-rtmp's callbacks).
+/// Reads an `application/x-www-form-urlencoded` body (nginx-rtmp's callbacks). A field given twice keeps its FIRST
+/// value: nginx-rtmp appends the publisher's own `?query` after its fields, and those must never override them.
 pub async fn read_form(req: &mut Request, limit: usize) -> Result<HashMap<String, String>, ApiError> {
     if !content_type(req).starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::UnsupportedMediaType {
@@ -117,7 +118,16 @@ pub async fn read_form(req: &mut Request, limit: usize) -> Result<HashMap<String
     }
     let bytes = read_body(req, limit).await?;
     let text = String::from_utf8(bytes).map_err(|_| ApiError::Malformed("the form is not UTF-8".into()))?;
-    Ok(url::form_urlencoded::parse(text.as_bytes()).into_owned().collect())
+    Ok(first_values(&text))
+}
+
+/// Form pairs into a map, the first value of a repeated field winning.
+pub fn first_values(form: &str) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(form.as_bytes()).into_owned() {
+        map.entry(k).or_insert(v);
+    }
+    map
 }
 
 /// GET, HEAD and OPTIONS change nothing, so they need no Origin check.
@@ -220,4 +230,17 @@ pub fn error_response(e: &ApiError) -> Response {
 
 fn unreachable_response() -> Response {
     Response::error("internal_error", 500).expect("BUG: a fixed error response can always be built")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_form_field_keeps_its_first_value() {
+        let f = first_values("call=update_publish&addr=10.0.0.1&name=sk_a_b&call=update_play&addr=127.0.0.1");
+        assert_eq!(f["call"], "update_publish");
+        assert_eq!(f["addr"], "10.0.0.1");
+        assert_eq!(f["name"], "sk_a_b");
+    }
 }

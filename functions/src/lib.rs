@@ -4,11 +4,13 @@
 
 mod app;
 mod auth;
+mod broadcasts;
 mod chat;
 mod cron;
 mod crypto;
 mod db;
 mod donations;
+mod hls;
 mod http;
 mod openapi;
 mod pages;

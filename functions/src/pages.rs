@@ -95,9 +95,10 @@ pub fn websocket_origin(http_origin: &str) -> Option<String> {
 }
 
 /// The Content-Security-Policy for our pages. Scripts and styles only from our own origin (no inline code at
-/// all, so an injected `<script>` or `onerror=` never runs); fetch/XHR to ourselves, our chat socket and the HLS
-/// origin; media from the HLS origin and the `blob:` URLs that Media Source Extensions (hls.js) play from.
-pub fn content_security_policy(own_origins: &[String], hls_origin: Option<&str>, frameable: bool) -> String {
+/// all, so an injected `<script>` or `onerror=` never runs); fetch/XHR to ourselves, our chat socket and the media
+/// domain (when segments come from an R2 custom domain); media from there and the `blob:` URLs that Media Source
+/// Extensions (hls.js) play from; images (thumbnails) from there too.
+pub fn content_security_policy(own_origins: &[String], media_origin: Option<&str>, frameable: bool) -> String {
     let mut connect = vec!["'self'".to_string()];
     for origin in own_origins {
         if let Some(ws) = websocket_origin(origin) {
@@ -107,17 +108,19 @@ pub fn content_security_policy(own_origins: &[String], hls_origin: Option<&str>,
         }
     }
     let mut media = vec!["'self'".to_string(), "blob:".to_string()];
-    if let Some(hls) = hls_origin {
-        if !own_origins.iter().any(|o| o == hls) {
-            connect.push(hls.to_string());
-            media.push(hls.to_string());
+    let mut img = vec!["'self'".to_string(), "data:".to_string()];
+    if let Some(origin) = media_origin {
+        if !own_origins.iter().any(|o| o == origin) {
+            connect.push(origin.to_string());
+            media.push(origin.to_string());
+            img.push(origin.to_string());
         }
     }
     let mut directives = vec![
         "default-src 'self'".to_string(),
         "script-src 'self'".to_string(),
         "style-src 'self'".to_string(),
-        "img-src 'self' data:".to_string(),
+        format!("img-src {}", img.join(" ")),
         "font-src 'self'".to_string(),
         format!("connect-src {}", connect.join(" ")),
         format!("media-src {}", media.join(" ")),
@@ -160,7 +163,7 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
             own.push(public);
         }
     }
-    let hls = http_origin(&app.config.hls_base_url);
+    let media = app.config.media_base_url.as_deref().and_then(http_origin);
     let headers = Headers::new();
     for (name, value) in response.headers().entries() {
         headers.append(&name, &value).or_internal("copying asset headers")?;
@@ -174,7 +177,7 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     let set = |name: &str, value: &str| headers.set(name, value).or_internal("security headers");
     set(
         "content-security-policy",
-        &content_security_policy(&own, hls.as_deref(), frameable),
+        &content_security_policy(&own, media.as_deref(), frameable),
     )?;
     set("x-content-type-options", "nosniff")?;
     // Donation result URLs carry an order id: never hand a page's path to another site.
@@ -328,7 +331,7 @@ mod tests {
             "{csp}"
         );
         assert!(csp.contains("media-src 'self' blob: http://127.0.0.1:8080;"), "{csp}");
-        assert!(csp.contains("img-src 'self' data:"), "{csp}");
+        assert!(csp.contains("img-src 'self' data: http://127.0.0.1:8080;"), "{csp}");
         assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
     }
 
@@ -340,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn an_hls_base_url_becomes_its_origin_and_a_relative_one_adds_nothing() {
+    fn a_media_base_url_becomes_its_origin_and_a_relative_one_adds_nothing() {
         assert_eq!(
             http_origin("http://127.0.0.1:8080/hls").as_deref(),
             Some("http://127.0.0.1:8080")

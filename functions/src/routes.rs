@@ -1,13 +1,13 @@
 //! The one route table. Every API route is a row in `ROUTES` and an arm in `dispatch`; `openapi.json` is checked
 //! against this table by a host test, so a route cannot exist without being documented (or the reverse).
-//! Paths outside `/api/` and `/healthz` are the web client's pages and files.
+//! Paths outside `/api/`, `/hls/` (video) and `/healthz` are the web client's pages and files.
 
 use sunnylive_core::error::ApiError;
 use worker::{Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, donations, openapi, pages, rtmp, streams};
+use crate::{auth, broadcasts, donations, hls, openapi, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -36,6 +36,12 @@ pub enum Route {
     ListDonations,
     Leaderboard,
     MidtransWebhook,
+    ListBroadcasts,
+    DeleteBroadcast,
+    UploadHls,
+    LivePlaylist,
+    BroadcastPlaylist,
+    HlsFile,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -65,6 +71,17 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/api/streams/{id}/leaderboard", Route::Leaderboard),
     ("GET", "/api/donations/{order_id}", Route::GetDonation),
     ("POST", "/api/webhooks/midtrans", Route::MidtransWebhook),
+    ("GET", "/api/streams/{id}/broadcasts", Route::ListBroadcasts),
+    (
+        "DELETE",
+        "/api/streams/{id}/broadcasts/{broadcast_id}",
+        Route::DeleteBroadcast,
+    ),
+    ("PUT", "/api/origin/hls/{broadcast_id}/{file}", Route::UploadHls),
+    // Video, on the site's own origin. `index.m3u8` is matched before the `{file}` pattern it would also fit.
+    ("GET", "/hls/{id}/live.m3u8", Route::LivePlaylist),
+    ("GET", "/hls/{id}/{broadcast_id}/index.m3u8", Route::BroadcastPlaylist),
+    ("GET", "/hls/{id}/{broadcast_id}/{file}", Route::HlsFile),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -73,7 +90,12 @@ pub struct Params(Vec<String>);
 impl Params {
     /// The first (and usually only) parameter.
     pub fn first(&self) -> &str {
-        self.0.first().map(String::as_str).unwrap_or_default()
+        self.get(0)
+    }
+
+    /// The `i`-th parameter ("" when the pattern has fewer).
+    pub fn get(&self, i: usize) -> &str {
+        self.0.get(i).map(String::as_str).unwrap_or_default()
     }
 }
 
@@ -116,7 +138,7 @@ pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiErro
 }
 
 fn is_api(path: &str) -> bool {
-    path == "/healthz" || path == "/api" || path.starts_with("/api/")
+    path == "/healthz" || path == "/api" || path.starts_with("/api/") || path.starts_with("/hls/")
 }
 
 /// Entry point for every HTTP request.
@@ -167,6 +189,12 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::Leaderboard => donations::leaderboard(app, params.first()).await,
         Route::GetDonation => donations::get(app, params.first()).await,
         Route::MidtransWebhook => donations::webhook(app, req).await,
+        Route::ListBroadcasts => broadcasts::list(app, req, params.first()).await,
+        Route::DeleteBroadcast => broadcasts::delete(app, req, params.first(), params.get(1)).await,
+        Route::UploadHls => hls::upload(app, req, params.first(), params.get(1)).await,
+        Route::LivePlaylist => hls::live_playlist(app, req, params.first()).await,
+        Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1)).await,
+        Route::HlsFile => hls::file(app, req, params.first(), params.get(1), params.get(2)).await,
     }
 }
 
@@ -186,6 +214,15 @@ mod tests {
         assert_eq!(find("PUT", "/api/streams").err(), Some(ApiError::MethodNotAllowed));
         assert!(find("GET", "/api/nope").unwrap().is_none());
         assert!(find("GET", "/api/streams//key").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_broadcast_playlist_is_not_taken_for_a_file_and_files_keep_their_names() {
+        let (route, params) = find("GET", "/hls/s/b/index.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::BroadcastPlaylist, "b"));
+        let (route, params) = find("GET", "/hls/s/b/12.ts").unwrap().unwrap();
+        assert_eq!((route, params.get(2)), (Route::HlsFile, "12.ts"));
+        assert_eq!(find("GET", "/hls/s/live.m3u8").unwrap().unwrap().0, Route::LivePlaylist);
     }
 
     #[test]

@@ -20,8 +20,9 @@ use crate::http::{self, OrInternal};
 /// nginx-rtmp's callback forms are a few hundred bytes.
 const FORM_LIMIT: usize = 8 * 1024;
 
-/// 401 unless the call carries the origin's token; nothing else is looked at before this passes.
-fn check_origin_token(app: &App, req: &Request) -> Result<(), ApiError> {
+/// 401 unless the call carries the origin's token; nothing else is looked at before this passes. Also guards the
+/// origin's HLS uploads (hls.rs).
+pub fn check_origin_token(app: &App, req: &Request) -> Result<(), ApiError> {
     let presented = http::bearer(req).unwrap_or_default();
     if secrets_equal(presented.as_bytes(), app.config.origin_token.as_bytes()) {
         Ok(())
@@ -45,23 +46,31 @@ fn refused(why: &str) -> ApiError {
 
 struct Callback {
     key: Option<PresentedKey>,
+    /// The stream name as nginx reports it (a key for publishers; a broadcast id for the origin's own relay).
+    name: String,
+    addr: String,
     publisher: String,
     call: String,
 }
 
 async fn read_callback(app: &App, req: &mut Request) -> Result<Callback, ApiError> {
     check_origin_token(app, req)?;
+    // nginx-rtmp writes its own fields first and then appends, raw, whatever the publisher put after `?` in its
+    // stream name (`sk_..?call=update_play&addr=..`). read_form keeps the first value of every field, so only
+    // nginx's own fields count and a publisher cannot pose as the relay or as another client.
     let form: HashMap<String, String> = http::read_form(req, FORM_LIMIT).await?;
-    let name = form.get("name").map(String::as_str).unwrap_or_default();
-    let publisher = format!(
-        "{}/{}",
-        form.get("addr").map(String::as_str).unwrap_or("?"),
-        form.get("clientid").map(String::as_str).unwrap_or("?")
-    );
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let name = field("name");
     Ok(Callback {
         key: PresentedKey::parse(name),
-        publisher,
-        call: form.get("call").cloned().unwrap_or_default(),
+        name: name.to_string(),
+        addr: field("addr").to_string(),
+        publisher: format!(
+            "{}/{}",
+            form.get("addr").map_or("?", |v| v),
+            form.get("clientid").map_or("?", |v| v)
+        ),
+        call: field("call").to_string(),
     })
 }
 
@@ -94,8 +103,8 @@ async fn check_key(app: &App, key: Option<&PresentedKey>) -> Result<String, ApiE
     Ok(id.to_string())
 }
 
-/// `POST /api/rtmp/on-publish`: 302 to the stream id (nginx renames the stream, so HLS is written under the public
-/// id and never under the key). The Location is a bare name: `Response::redirect` only takes absolute URLs, and
+/// `POST /api/rtmp/on-publish`: 302 to a new broadcast id (nginx renames the stream, so HLS is written under that
+/// public id and never under the key). The Location is a bare name: `Response::redirect` only takes absolute URLs, and
 /// nginx-rtmp would treat an absolute URL as a literal stream name.
 pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let cb = read_callback(app, &mut req).await?;
@@ -124,10 +133,15 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
             message: "This stream is already live from another publisher.".into(),
         });
     }
-    worker::console_log!("rtmp: stream {id} is live");
+    // Each accepted publish is a broadcast of its own. nginx renames the stream to the broadcast id, so the origin's
+    // HLS directory (and every object uploaded from it) belongs to this publish and never mixes with another.
+    let broadcast = crate::broadcasts::start(app, &id).await?;
+    worker::console_log!("rtmp: stream {id} is live (broadcast {broadcast})");
     crate::chat::announce_status(app, &id, true).await;
     let headers = Headers::new();
-    headers.set("location", &id).or_internal("location header")?;
+    headers
+        .set("location", broadcast.as_str())
+        .or_internal("location header")?;
     Ok(Response::empty()
         .or_internal("response")?
         .with_status(302)
@@ -139,10 +153,11 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
 pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let cb = read_callback(app, &mut req).await?;
     // The origin's own `push` into its hls application is a play session inside `live` (the only one: `live`
-    // denies play to everyone else), so nginx sends it heartbeats too, named by the stream id, not the key.
-    // Refusing them would make nginx cut the relay every heartbeat and leave a gap in the HLS output.
+    // denies play to everyone else), so nginx sends it heartbeats too, from 127.0.0.1 and named by the broadcast
+    // id (the renamed stream), not the key. It is accepted while that broadcast is the stream's live one: refusing
+    // it would cut the relay every heartbeat and leave a gap in the HLS output.
     if cb.call == "update_play" {
-        return http::json(200, &serde_json::json!({ "ok": true }));
+        return relay_heartbeat(app, &cb).await;
     }
     let id = check_key(app, cb.key.as_ref()).await?;
     let now = app.now();
@@ -166,6 +181,24 @@ pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError
     http::json(200, &serde_json::json!({ "ok": true }))
 }
 
+/// The relay's heartbeat: 200 while its broadcast is live, else 403 (nginx then stops the relay).
+async fn relay_heartbeat(app: &App, cb: &Callback) -> Result<Response, ApiError> {
+    if cb.addr != "127.0.0.1" {
+        return Err(refused("a play heartbeat from outside the origin"));
+    }
+    let live: Option<IdRow> = db::one(
+        &app.db,
+        "check relay broadcast",
+        "SELECT id FROM streams WHERE broadcast_id = ?1 AND status = 'live' AND deleted_at IS NULL",
+        &[cb.name.as_str().into()],
+    )
+    .await?;
+    if live.is_none() {
+        return Err(refused("a relay heartbeat for a broadcast that is not live"));
+    }
+    http::json(200, &serde_json::json!({ "ok": true }))
+}
+
 /// `POST /api/rtmp/on-publish-done`: the stream goes offline if this publisher held it. nginx sends the original
 /// name (the key, possibly rotated away by now), so only the stream id is taken from it.
 pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, ApiError> {
@@ -182,6 +215,7 @@ pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, Ap
         .await?;
         if ended.is_some() {
             worker::console_log!("rtmp: stream {id} went offline");
+            crate::broadcasts::end_current(app, id).await?;
             crate::chat::announce_status(app, id, false).await;
         }
     }

@@ -19,7 +19,7 @@ use crate::http::{self, JSON_LIMIT};
 
 /// Columns every stream query selects, joined with the owner (`s` = streams, `u` = users).
 const STREAM_COLUMNS: &str = "s.id, s.title, s.description, s.owner_id, u.username AS owner_username, s.status,
-     s.live_since, s.viewers, s.created_at, s.key_generation";
+     s.live_since, s.viewers, s.created_at, s.key_generation, s.thumbnail_broadcast_id, s.thumbnail_at";
 
 #[derive(Deserialize)]
 pub struct StreamRow {
@@ -33,6 +33,8 @@ pub struct StreamRow {
     viewers: i64,
     created_at: String,
     pub key_generation: i64,
+    thumbnail_broadcast_id: Option<String>,
+    thumbnail_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -51,6 +53,7 @@ pub struct StreamView<'a> {
     live_since: Option<&'a str>,
     viewers: i64,
     hls_url: String,
+    thumbnail_url: Option<String>,
     chat_url: String,
     created_at: &'a str,
 }
@@ -68,7 +71,13 @@ impl StreamRow {
             status: &self.status,
             live_since: self.live_since.as_deref(),
             viewers: self.viewers,
-            hls_url: format!("{}/{}/index.m3u8", app.config.hls_base_url, self.id),
+            // On the site's own origin (like chat_url): the Worker serves every playlist, so video needs no other
+            // host, certificate or CORS policy.
+            hls_url: format!("/hls/{}/live.m3u8", self.id),
+            thumbnail_url: match (&self.thumbnail_broadcast_id, self.thumbnail_at) {
+                (Some(b), Some(at)) => Some(crate::broadcasts::thumbnail_url(app, &self.id, b, at)),
+                _ => None,
+            },
             chat_url: format!("/api/streams/{}/chat", self.id),
             created_at: &self.created_at,
         }
@@ -212,6 +221,7 @@ pub async fn delete(app: &App, req: Request, id: &str) -> Result<Response, ApiEr
         &[app.now_rfc3339().as_str().into(), (&stream.id).into()],
     )
     .await?;
+    crate::broadcasts::end_current(app, &stream.id).await?;
     if stream.status == "live" {
         crate::chat::announce_status(app, &stream.id, false).await;
     }

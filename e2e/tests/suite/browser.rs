@@ -23,7 +23,6 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .env("SUNNYLIVE_BASE_URL", &app.base)
         .env("SUNNYLIVE_RTMP_URL", &app.rtmp_url)
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
-        .env("SUNNYLIVE_HLS_BASE_URL", &app.hls_base)
         .output()
         .await
         .map_err(|e| -> BoxError { format!("could not run node (is Node 20 installed?): {e}").into() })?;

@@ -76,7 +76,7 @@ async fn an_owner_creates_reads_edits_and_deletes_a_stream(app: &TestApp) -> Tes
         "new streams are offline"
     );
     ensure!(
-        a.body["stream"]["hls_url"] == format!("{}/{id}/index.m3u8", app.hls_base).as_str(),
+        a.body["stream"]["hls_url"] == format!("/hls/{id}/live.m3u8").as_str(),
         "hls_url: {}",
         a.text
     );
