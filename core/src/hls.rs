@@ -31,8 +31,9 @@ pub const CACHE_LIVE_PLAYLIST: &str = "public, max-age=1";
 pub const CACHE_GROWING_PLAYLIST: &str = "public, max-age=2";
 /// Cache-Control of a finished broadcast's playlist (it changes only when the broadcast is deleted).
 pub const CACHE_ENDED_PLAYLIST: &str = "public, max-age=300";
-/// Cache-Control of a segment: its name is never reused within a broadcast, so it never changes.
-pub const CACHE_SEGMENT: &str = "public, max-age=31536000, immutable";
+/// Cache-Control of a segment: its name is never reused within a broadcast, so it never changes. A day, not a year:
+/// a deleted broadcast's segments leave other colos' caches by then (only the local colo's can be purged from here).
+pub const CACHE_SEGMENT: &str = "public, max-age=86400, immutable";
 /// Cache-Control of a thumbnail: replaced about every 20 s while live.
 pub const CACHE_THUMBNAIL: &str = "public, max-age=10";
 

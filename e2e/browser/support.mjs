@@ -36,6 +36,16 @@ export const PHONE = { width: 390, height: 844 };
  * close), so no profile, cache or cookie survives between runs.
  */
 export async function launchBrowser() {
+  // The harness serves the site at https://<SUNNYLIVE_SITE_HOST>:<port> through a TLS front with a self-signed
+  // certificate: map that name to 127.0.0.1 and trust exactly that certificate's key (the page stays a normal,
+  // valid https origin; no certificate errors are ignored wholesale).
+  const site = [];
+  if (process.env.SUNNYLIVE_SITE_HOST) {
+    site.push(`--host-resolver-rules=MAP ${process.env.SUNNYLIVE_SITE_HOST} 127.0.0.1`);
+  }
+  if (process.env.SUNNYLIVE_SITE_SPKI) {
+    site.push(`--ignore-certificate-errors-spki-list=${process.env.SUNNYLIVE_SITE_SPKI}`);
+  }
   return chromium.launch({
     executablePath: process.env.SUNNYLIVE_CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -50,6 +60,7 @@ export async function launchBrowser() {
       '--disable-sync',
       // Video must start muted-autoplay without a gesture, as it does for a real visitor's muted player.
       '--autoplay-policy=no-user-gesture-required',
+      ...site,
     ],
   });
 }

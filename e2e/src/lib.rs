@@ -19,6 +19,10 @@ pub const ORIGIN_TOKEN: &str = "dev-only-origin-token-change-me";
 pub const MIDTRANS_SERVER_KEY: &str = "dev-only-midtrans-server-key";
 pub const STREAM_KEY_SECRET: &str = "dev-only-stream-key-secret-change-me";
 
+/// The site's host name in the tests: not loopback, so the browser applies mixed-content, secure-cookie and CORS
+/// rules as it does in production (127.0.0.1 and localhost are exempt from some of them).
+pub const SITE_HOST: &str = "sunnylive.test";
+
 /// Heartbeat interval of the test origin (seconds): short, so rotation and sweeps are seen quickly.
 pub const TEST_HEARTBEAT_SECONDS: u64 = 3;
 /// The worker's "no heartbeat for this long ends the stream" threshold in tests.
@@ -111,7 +115,15 @@ impl Service {
 }
 
 pub struct TestApp {
+    /// The worker itself, plain HTTP on loopback: what the Rust tests, the origin and the Midtrans stand-in call.
     pub base: String,
+    /// The site as browsers see it in production: `https://sunnylive.test:<port>`, a TLS front (nginx, self-signed
+    /// certificate) before the worker, which is told this is its public origin (`--local-upstream`), as
+    /// Cloudflare's edge would. Browsers map the name to 127.0.0.1 and trust the certificate by its key.
+    pub site: String,
+    /// base64 SHA-256 of the TLS front's public key, for Chromium's `--ignore-certificate-errors-spki-list`.
+    pub site_spki: String,
+    pub tls_port: u16,
     pub rtmp_url: String,
     pub midtrans: String,
     pub worker_port: u16,
@@ -150,8 +162,14 @@ impl TestApp {
         let run_dir = root.join(".run").join(format!("e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir)?;
-        let (worker_port, rtmp_port, origin_http_port, midtrans_port, inspector_port) =
-            (free_port(), free_port(), free_port(), free_port(), free_port());
+        let (worker_port, rtmp_port, origin_http_port, midtrans_port, inspector_port, tls_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .enable_all()
@@ -162,6 +180,9 @@ impl TestApp {
             .build()?;
         let app = TestApp {
             base: format!("http://127.0.0.1:{worker_port}"),
+            site: format!("https://{SITE_HOST}:{tls_port}"),
+            site_spki: String::new(),
+            tls_port,
             rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
             midtrans: format!("http://127.0.0.1:{midtrans_port}"),
             worker_port,
@@ -178,11 +199,87 @@ impl TestApp {
             rt,
             http,
         };
+        let mut app = app;
         app.apply_migrations()?;
         app.start_midtrans()?;
         app.start_origin()?;
+        app.site_spki = app.start_tls_front()?;
         app.start_worker()?;
         Ok(app)
+    }
+
+    /// The https front: a self-signed certificate for `SITE_HOST` and an nginx that terminates TLS and proxies
+    /// everything (WebSockets included) to the worker. Returns the certificate's SPKI hash.
+    fn start_tls_front(&self) -> Result<String, BoxError> {
+        let dir = self.run_dir.join("tls");
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args(["-subj", &format!("/CN={SITE_HOST}")])
+            .args(["-addext", &format!("subjectAltName=DNS:{SITE_HOST}")])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let spki = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
+                 | openssl dgst -sha256 -binary | base64",
+            )
+            .arg("sh")
+            .arg(dir.join("cert.pem"))
+            .output()?;
+        ensure!(
+            spki.status.success(),
+            "SPKI hash: {}",
+            String::from_utf8_lossy(&spki.stderr)
+        );
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n\
+               client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fcgi;\n\
+               uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
+               map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+               server {{\n    listen 127.0.0.1:{tls} ssl;\n    server_name {SITE_HOST};\n\
+                 ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+                 client_max_body_size 32m;\n\
+                 location / {{\n      proxy_pass http://127.0.0.1:{worker};\n      proxy_http_version 1.1;\n\
+                   proxy_set_header Host $http_host;\n      proxy_set_header Upgrade $http_upgrade;\n\
+                   proxy_set_header Connection $connection_upgrade;\n      proxy_buffering off;\n\
+                   proxy_read_timeout 1h;\n    }}\n  }}\n}}\n",
+            tls = self.tls_port,
+            worker = self.worker_port,
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let mut cmd = Command::new("nginx");
+        cmd.arg("-p")
+            .arg(format!("{d}/"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-e", &format!("{d}/error.log")]);
+        let svc = Service::spawn("tls front", cmd, &self.run_dir.join("tls-front.log"), false)?;
+        self.others.lock().expect("BUG: poisoned").push(svc);
+        self.wait_for_port(self.tls_port, "the https front")?;
+        Ok(String::from_utf8_lossy(&spki.stdout).trim().to_string())
     }
 
     fn apply_migrations(&self) -> Result<(), BoxError> {
@@ -213,7 +310,10 @@ impl TestApp {
             .ok_or("midtrans-sandbox is not built: run `cargo build -p midtrans-sandbox`")?;
         let mut cmd = Command::new(bin);
         cmd.env("SUNNYLIVE_MIDTRANS_PORT", self.midtrans_port.to_string())
-            .env("MIDTRANS_SERVER_KEY", MIDTRANS_SERVER_KEY);
+            .env("MIDTRANS_SERVER_KEY", MIDTRANS_SERVER_KEY)
+            // The worker names https://sunnylive.test:<port> as its notification URL (its public origin); the
+            // stand-in cannot resolve that name, so it delivers to the worker directly, path unchanged.
+            .env("MIDTRANS_SANDBOX_NOTIFY_ORIGIN", &self.base);
         let svc = Service::spawn("midtrans-sandbox", cmd, &self.run_dir.join("midtrans.log"), true)?;
         self.others.lock().expect("BUG: poisoned").push(svc);
         self.wait_for_port(self.midtrans_port, "midtrans-sandbox")
@@ -273,6 +373,9 @@ impl TestApp {
         cmd.current_dir(&dir)
             .args(["dev", "--ip", "127.0.0.1", "--port", &self.worker_port.to_string()])
             .args(["--inspector-port", &self.inspector_port.to_string()])
+            // Requests reach the worker as https://sunnylive.test:<port>/..., as they would from Cloudflare's edge.
+            .args(["--local-upstream", &format!("{SITE_HOST}:{}", self.tls_port)])
+            .args(["--upstream-protocol", "https"])
             .arg("--persist-to")
             .arg(&self.state_dir)
             .args([

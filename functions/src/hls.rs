@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls::{self, PlaylistKind, Segment, UploadFile};
 use sunnylive_core::ids::{BroadcastId, StreamId};
-use worker::{Cache, Headers, HttpMetadata, Request, Response};
+use worker::{Cache, Headers, HttpMetadata, Method, Request, Response};
 
 use crate::app::App;
 use crate::broadcasts::{self, UploadTarget};
@@ -193,16 +193,39 @@ impl SegmentRow {
     }
 }
 
+/// `x-cache: HIT` or `MISS` on every video answer, so operators (and `scripts/bench hls`) see what the edge
+/// cache saved: a MISS on a segment is an R2 read, on a playlist a D1 read.
+fn mark(resp: Response, status: &str) -> Response {
+    let headers = Headers::new();
+    for (k, v) in resp.headers().entries() {
+        let _ = headers.append(&k, &v);
+    }
+    let _ = headers.set("x-cache", status);
+    resp.with_headers(headers)
+}
+
 /// A cached answer for this exact URL, if the colo has one (the Cache API also answers Range and If-None-Match).
+/// Only GET is cached (the Cache API refuses other methods); HEAD goes to the source.
 async fn cached(req: &Request) -> Option<Response> {
-    Cache::default().get(req, false).await.ok().flatten()
+    if req.method() != Method::Get {
+        return None;
+    }
+    Cache::default()
+        .get(req, false)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| mark(r, "HIT"))
 }
 
 /// Stores a copy of `resp` in the colo's cache and returns the other copy.
-async fn remember(req: &Request, mut resp: Response) -> Response {
-    if let Ok(copy) = resp.cloned() {
-        if let Err(e) = Cache::default().put(req, copy).await {
-            worker::console_warn!("hls: cache put failed: {e}");
+async fn remember(req: &Request, resp: Response) -> Response {
+    let mut resp = mark(resp, "MISS");
+    if req.method() == Method::Get {
+        if let Ok(copy) = resp.cloned() {
+            if let Err(e) = Cache::default().put(req, copy).await {
+                worker::console_warn!("hls: cache put failed: {e}");
+            }
         }
     }
     resp
@@ -347,18 +370,22 @@ pub async fn file(
     let bucket = app.media()?;
     let mut get = bucket.get(&key);
     let wanted = range.as_deref().and_then(parse_range);
-    if let Some(r) = wanted {
-        get = get.range(r);
+    if let Some(r) = &wanted {
+        get = get.range(r.clone());
     }
     let object = get
         .execute()
         .await
         .or_internal("read video object")?
         .ok_or_else(no_such_file)?;
+    // The type and caching follow from the file name (the allowlist), whatever metadata the object carries.
     let headers = Headers::new();
-    object
-        .write_http_metadata(headers.clone())
-        .or_internal("object metadata")?;
+    headers
+        .set("content-type", file.content_type())
+        .or_internal("headers")?;
+    headers
+        .set("cache-control", file.cache_control())
+        .or_internal("headers")?;
     headers.set("etag", &object.http_etag()).or_internal("headers")?;
     headers.set("accept-ranges", "bytes").or_internal("headers")?;
     let etag = object.http_etag();

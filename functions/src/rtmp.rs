@@ -183,7 +183,8 @@ pub async fn on_update(app: &App, mut req: Request) -> Result<Response, ApiError
 
 /// The relay's heartbeat: 200 while its broadcast is live, else 403 (nginx then stops the relay).
 async fn relay_heartbeat(app: &App, cb: &Callback) -> Result<Response, ApiError> {
-    if cb.addr != "127.0.0.1" {
+    // nginx writes the relay's address as `127.0.0.1:<rtmp port>/hls` (it is its own push).
+    if cb.addr != "127.0.0.1" && !cb.addr.starts_with("127.0.0.1:") {
         return Err(refused("a play heartbeat from outside the origin"));
     }
     let live: Option<IdRow> = db::one(

@@ -38,6 +38,9 @@ async fn main() {
     let app = router(Config {
         server_key,
         public_url: public_url.trim_end_matches('/').to_string(),
+        notify_origin: std::env::var("MIDTRANS_SANDBOX_NOTIFY_ORIGIN")
+            .ok()
+            .filter(|u| !u.is_empty()),
     });
     println!("midtrans-sandbox listening on http://127.0.0.1:{bound}");
     let shutdown = async {

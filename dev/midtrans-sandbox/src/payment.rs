@@ -135,7 +135,7 @@ pub async fn deliver(app: &AppState, order_id: &str, body: Value, replay: bool) 
                 let started = Instant::now();
                 let result = app
                     .http
-                    .post(&url)
+                    .post(crate::rerouted(&url, app.config.notify_origin.as_deref()))
                     .header("content-type", "application/json")
                     .header("accept", "application/json")
                     .body(body.to_string())

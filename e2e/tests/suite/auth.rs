@@ -95,9 +95,11 @@ async fn register_login_and_me_work_with_bearer_and_cookies(app: &TestApp) -> Te
             .any(|c| c.starts_with("sl_refresh=") && c.contains("HttpOnly")),
         "refresh cookie: {cookies:?}"
     );
+    // The worker's public origin in the tests is https (as behind Cloudflare): cookies are Secure. (Plain-http
+    // localhost, where browsers would drop them, gets them without: that is what `make dev` serves.)
     ensure!(
-        cookies.iter().all(|c| !c.contains("Secure")),
-        "no Secure on http://127.0.0.1: {cookies:?}"
+        cookies.iter().all(|c| c.contains("; Secure")),
+        "Secure cookies on the https site: {cookies:?}"
     );
 
     let s = session(&a, pw);
@@ -544,7 +546,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_login(app: &TestApp) -> Tes
         .send(
             api.request(Method::POST, "/api/auth/refresh")
                 .header("cookie", format!("sl_refresh={}", session(&independent, "").refresh))
-                .header("origin", &app.base),
+                .header("origin", &app.site),
         )
         .await?;
     ensure!(
@@ -608,7 +610,7 @@ async fn cookie_requests_that_change_state_need_our_origin(app: &TestApp) -> Tes
         missing.status,
         missing.text
     );
-    let own = api.send(post(Some(&app.base))).await?;
+    let own = api.send(post(Some(&app.site))).await?;
     ensure!(own.status == 201, "own origin: {} {}", own.status, own.text);
     // Bearer clients are not browsers: no Origin needed.
     let bearer = api

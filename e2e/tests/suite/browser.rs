@@ -20,7 +20,11 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
     let output = Command::new("node")
         .args(["--test", "--test-reporter=spec", "e2e/browser/"])
         .current_dir(&root)
-        .env("SUNNYLIVE_BASE_URL", &app.base)
+        // The site over https under a real-looking host name, as production serves it: mixed content, Secure
+        // cookies and the Origin check behave as they would for a real visitor.
+        .env("SUNNYLIVE_BASE_URL", &app.site)
+        .env("SUNNYLIVE_SITE_HOST", sunnylive_e2e::SITE_HOST)
+        .env("SUNNYLIVE_SITE_SPKI", &app.site_spki)
         .env("SUNNYLIVE_RTMP_URL", &app.rtmp_url)
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
         .output()

@@ -13,6 +13,7 @@ mod chat;
 mod donations;
 mod rtmp;
 mod streams;
+mod video;
 
 /// Tests that share the stack and may run concurrently.
 fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
@@ -23,6 +24,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(donations::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
+    trials.extend(video::tests(app.clone()));
     trials
 }
 
@@ -32,6 +34,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
+    trials.extend(video::serial_tests(app.clone()));
     trials
 }
 

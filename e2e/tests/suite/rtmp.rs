@@ -40,13 +40,13 @@ fn one_heartbeat() -> Duration {
 }
 
 /// An ffmpeg test publisher: test pattern + tone, H.264/AAC, a keyframe every 2 s, in real time (`-re`).
-struct Publisher {
+pub(crate) struct Publisher {
     child: Child,
     key: String,
 }
 
 impl Publisher {
-    fn start(app: &TestApp, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
+    pub(crate) fn start(app: &TestApp, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
         let url = format!("{}/{key}", app.rtmp_url);
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
@@ -70,7 +70,7 @@ impl Publisher {
 
     /// Waits up to `timeout` for ffmpeg to exit; its status and its stderr with the key masked (ffmpeg prints the
     /// URL, and test output is no place for keys either).
-    async fn finish(mut self, timeout: Duration) -> Result<(ExitStatus, String), BoxError> {
+    pub(crate) async fn finish(mut self, timeout: Duration) -> Result<(ExitStatus, String), BoxError> {
         let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status?,
             Err(_) => return Err(format!("ffmpeg still running after {timeout:?}").into()),
@@ -82,7 +82,7 @@ impl Publisher {
         Ok((status, err.replace(&self.key, "<key>")))
     }
 
-    fn still_running(&mut self) -> bool {
+    pub(crate) fn still_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
@@ -90,7 +90,7 @@ impl Publisher {
 /// An API client whose pooled connections are dropped after 4 s idle. wrangler dev's Node server closes idle
 /// keep-alive sockets after 5 s; these tests idle that long while ffmpeg runs, and a POST sent on a socket the server
 /// is closing fails with "error sending request" (reqwest does not retry non-idempotent requests).
-fn api_client(app: &TestApp) -> Result<Api, BoxError> {
+pub(crate) fn api_client(app: &TestApp) -> Result<Api, BoxError> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(4))
@@ -102,7 +102,7 @@ fn api_client(app: &TestApp) -> Result<Api, BoxError> {
     })
 }
 
-async fn new_stream(app: &TestApp, who: &str) -> Result<(Api, Session, String, String), BoxError> {
+pub(crate) async fn new_stream(app: &TestApp, who: &str) -> Result<(Api, Session, String, String), BoxError> {
     let api = api_client(app)?;
     let s = api.register(who).await?;
     let (id, key) = api.create_stream(&s, &format!("RTMP {who}")).await?;
@@ -114,19 +114,19 @@ async fn new_stream(app: &TestApp, who: &str) -> Result<(Api, Session, String, S
 }
 
 /// The live playlist, as viewers fetch it: from the worker, on the site's own origin.
-fn playlist_url(app: &TestApp, id: &str) -> String {
+pub(crate) fn playlist_url(app: &TestApp, id: &str) -> String {
     format!("{}/hls/{id}/live.m3u8", app.base)
 }
 
 /// The stream's newest broadcast id (each accepted publish starts one; the origin's HLS directory is named by it).
-async fn newest_broadcast(api: &Api, id: &str) -> Result<String, BoxError> {
+pub(crate) async fn newest_broadcast(api: &Api, id: &str) -> Result<String, BoxError> {
     let a = api.get(&format!("/api/streams/{id}/broadcasts"), None).await?;
     ensure!(a.status == 200, "list broadcasts: {} {}", a.status, a.text);
     Ok(a.body["broadcasts"][0]["id"].as_str().ok_or("a broadcast")?.to_string())
 }
 
 /// The playlist's text once it lists at least one segment (polled every 100 ms up to `timeout`).
-async fn wait_for_playlist(app: &TestApp, id: &str, timeout: Duration) -> Result<String, BoxError> {
+pub(crate) async fn wait_for_playlist(app: &TestApp, id: &str, timeout: Duration) -> Result<String, BoxError> {
     let url = playlist_url(app, id);
     let deadline = Instant::now() + timeout;
     loop {
@@ -144,7 +144,7 @@ async fn wait_for_playlist(app: &TestApp, id: &str, timeout: Duration) -> Result
     }
 }
 
-async fn wait_for_status(api: &Api, id: &str, status: &str, timeout: Duration) -> TestResult {
+pub(crate) async fn wait_for_status(api: &Api, id: &str, status: &str, timeout: Duration) -> TestResult {
     eventually(timeout, &format!("stream {id} is {status}"), || async {
         Ok(api.stream(id).await?["status"] == status)
     })
@@ -516,7 +516,7 @@ async fn a_second_concurrent_publisher_is_refused_with_409(app: &TestApp) -> Tes
 }
 
 /// A callback form the way nginx-rtmp writes one.
-fn callback_form(key: &str, call: &str, clientid: u32) -> String {
+pub(crate) fn callback_form(key: &str, call: &str, clientid: u32) -> String {
     format!(
         "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2F127.0.0.1%2Flive&pageurl=&addr=127.0.0.1&clientid={clientid}&call={call}&name={key}&type=live"
     )

@@ -382,7 +382,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                     let wait = backoff(attempt);
                     attempt += 1;
                     retry_at = Some(Instant::now() + wait);
-                    if attempt == 1 || attempt % 10 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(10) {
                         eprintln!(
                             "uploader: worker unreachable or failing; retrying in {wait:?} ({} queued)",
                             backlog.len()
