@@ -356,6 +356,24 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut backlog = Backlog::new(cfg.max_backlog);
+    // Thumbnails run ffmpeg (a second or more on a busy host): on their own thread, so they never hold up a
+    // segment. At most a few wait; a thumbnail that finds the line full is skipped (the next one is 20 s away).
+    let (thumbs, thumb_jobs) = std::sync::mpsc::sync_channel::<Job>(4);
+    {
+        let cfg = cfg.clone();
+        let (hostport, base) = (hostport.clone(), base.clone());
+        std::thread::spawn(move || {
+            for job in thumb_jobs {
+                for attempt in 0..3 {
+                    match upload(&cfg, &hostport, &base, &job) {
+                        Outcome::Retry => std::thread::sleep(backoff(attempt + 2)),
+                        _ => break,
+                    }
+                }
+                let _ = std::fs::remove_file(job.spool_path());
+            }
+        });
+    }
     let mut attempt: u32 = 0;
     let mut retry_at: Option<Instant> = None;
     let mut uploaded: u64 = 0;
@@ -368,6 +386,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     loop {
         let now = Instant::now();
         for job in scan(&cfg, &mut seen, now) {
+            if let Job::Thumbnail { .. } = job {
+                if let Err(std::sync::mpsc::TrySendError::Full(job)) = thumbs.try_send(job) {
+                    let _ = std::fs::remove_file(job.spool_path());
+                }
+                continue;
+            }
             if let Some(dropped) = backlog.push(job) {
                 eprintln!("uploader: backlog full ({}): dropped {dropped:?}", cfg.max_backlog);
                 let _ = std::fs::remove_file(dropped.spool_path());
