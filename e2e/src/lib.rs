@@ -252,6 +252,7 @@ impl TestApp {
             String::from_utf8_lossy(&spki.stderr)
         );
         let d = dir.display();
+        // `Host: $host` (no port): wrangler dev appends the --local-upstream port to a Host that has the same one.
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\n\
              events {{ worker_connections 1024; }}\n\
@@ -263,7 +264,7 @@ impl TestApp {
                  ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
                  client_max_body_size 32m;\n\
                  location / {{\n      proxy_pass http://127.0.0.1:{worker};\n      proxy_http_version 1.1;\n\
-                   proxy_set_header Host $http_host;\n      proxy_set_header Upgrade $http_upgrade;\n\
+                   proxy_set_header Host $host;\n      proxy_set_header Upgrade $http_upgrade;\n\
                    proxy_set_header Connection $connection_upgrade;\n      proxy_buffering off;\n\
                    proxy_read_timeout 1h;\n    }}\n  }}\n}}\n",
             tls = self.tls_port,
