@@ -203,7 +203,7 @@ function broadcastsBox(stream) {
 
   function showNone() {
     if (!list.querySelector('.broadcast')) {
-      fill(list, h('li', { class: 'empty-note', text: 'Your broadcasts are kept here for a week after you stream, for viewers to catch up on.' }));
+      fill(list, h('li', { class: 'empty-note', text: 'After you stream, your broadcast shows up here, and viewers can catch up on it for a while.' }));
     }
   }
 
@@ -342,7 +342,10 @@ function streamCard(stream, initialKey) {
       'section',
       { class: 'studio-card__section' },
       h('h3', { class: 'studio-card__subtitle', text: 'Stream from OBS' }),
-      h('p', { class: 'studio-card__hint', text: 'In OBS: Settings → Stream → Service "Custom", then paste the server and the key.' }),
+      h('p', {
+        class: 'studio-card__hint',
+        text: 'In OBS: Settings → Stream → Service "Custom", then paste the server and the key. Send H.264 video with AAC audio, CBR, keyframe interval 2 s.',
+      }),
       keyBox(stream, initialKey),
       obsSettings(),
     ),
