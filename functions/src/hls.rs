@@ -347,8 +347,8 @@ pub async fn file(
     let bucket = app.media()?;
     let mut get = bucket.get(&key);
     let wanted = range.as_deref().and_then(parse_range);
-    if let Some(r) = wanted {
-        get = get.range(r);
+    if let Some(r) = &wanted {
+        get = get.range(r.clone());
     }
     let object = get
         .execute()
