@@ -234,4 +234,3 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     },
   };
 }
-
