@@ -1,7 +1,10 @@
 // The browser suite: real headless Chromium against the real stack (wrangler dev, the nginx RTMP origin, ffmpeg and
 // the Midtrans stand-in), one streamer's evening in order: register, create a stream, go live with ffmpeg, a
 // viewer watches and chats, a guest donates by card, the alert shows once in both chats and on the OBS overlay,
-// the result page says paid, an HTML chat message stays text, ffmpeg stops and the watch page goes offline.
+// the result page says paid, an HTML chat message stays text, ffmpeg stops and the watch page goes offline. Video
+// comes from the Worker (R2 at the edge): the home card shows the stream's thumbnail and follows newer ones, hls.js
+// plays in its same-origin worker and its live latency is printed, and after the stream the watch page replays the
+// broadcast as VOD from its start and the studio deletes it.
 // Every page is screenshotted at desktop and phone width into e2e/artifacts/screenshots/ (overflow fails).
 //
 // Run by the Rust harness as `node --test e2e/browser/` with SUNNYLIVE_BASE_URL, SUNNYLIVE_RTMP_URL,
@@ -197,6 +200,7 @@ test('ffmpeg publishes and a second context sees the video play', { timeout: 120
   await page.goto(`${stack.base}/s/${id}`);
   await page.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
   publisher = startPublisher(stack.rtmp, need('streamKey'));
+  state.publishStartedAt = Date.now();
 
   await eventually(async () => plain(await page.textContent('#stream-status')) === 'Live', 'the watch page turns live', {
     timeoutMs: 30000,
@@ -216,7 +220,57 @@ test('ffmpeg publishes and a second context sees the video play', { timeout: 120
   assert.ok(later > first + 1, `video time advances (${first} -> ${later})`);
   assert.equal(await page.getAttribute('#player', 'data-state'), 'playing');
   assert.equal(publisher.exited, null, 'ffmpeg keeps publishing');
+  state.playingSince = Date.now() - first * 1000;
   state.live = true;
+});
+
+test('the live stream gets a thumbnail on its home page card', { timeout: 90000 }, async () => {
+  const id = need('streamId');
+  need('live');
+  // A page of its own that stays open: a later step checks that it follows newer thumbnails by itself.
+  const page = await newPage(state.guestCtx, 'guest-home');
+  await page.goto(`${stack.base}/`);
+  const card = page.locator(`#live-grid a[data-stream-id="${id}"]`);
+  await card.waitFor({ timeout: 20000 });
+  // The origin makes one from the first segments; the page picks it up on its next refresh if it was not there yet.
+  const thumb = `#live-grid a[data-stream-id="${id}"] img.stream-card__thumb`;
+  const src = await eventually(
+    () => page.evaluate((sel) => {
+      const img = document.querySelector(sel);
+      return img && img.complete && img.naturalWidth > 0 && !img.hidden ? img.getAttribute('src') : null;
+    }, thumb),
+    'a loaded thumbnail on the live card',
+    { timeoutMs: 60000, intervalMs: 1000 },
+  );
+  assert.match(src, new RegExp(`^(/|https://)[^ ]*hls/${id}/[A-Za-z0-9_-]+/thumb\\.jpg\\?v=\\d+$`), `thumbnail URL ${src}`);
+  assert.equal(await page.getAttribute(thumb, 'alt'), '', 'the picture is decorative; the card says what it is');
+  await screenshot(page, 'home-thumbnail-desktop');
+  state.homePage = page;
+  state.firstThumbnail = src;
+});
+
+test('hls.js plays in its same-origin worker and stays near the live edge (latency printed)', { timeout: 60000 }, async () => {
+  need('live');
+  const page = state.viewerPage;
+  const workers = page.workers().map((w) => w.url());
+  assert.ok(
+    workers.some((url) => url === `${stack.base}/vendor/hls.worker.js`),
+    `hls.js runs its transmuxer in /vendor/hls.worker.js (workers: ${JSON.stringify(workers)})`,
+  );
+  // About 20 s of live playback, then ask hls.js how far behind the live edge the picture is.
+  const wait = state.playingSince + 20000 - Date.now();
+  if (wait > 0) await sleep(wait);
+  const stats = await page.evaluate(() => {
+    const v = document.getElementById('video');
+    const p = window.sunnylivePlayer;
+    return { mode: p.mode, latency: p.latency, currentTime: v.currentTime, paused: v.paused, rate: v.playbackRate };
+  });
+  const played = ((Date.now() - state.playingSince) / 1000).toFixed(1);
+  console.log(`sunnylive-metric: live latency ${stats.latency === null ? 'n/a' : stats.latency.toFixed(2)} s after ${played} s of playback (hls.js latency; goal < 10 s)`);
+  assert.equal(stats.mode, 'live');
+  assert.equal(stats.paused, false, 'still playing');
+  assert.ok(Number.isFinite(stats.latency) && stats.latency > 0, `hls.js reports a latency (${JSON.stringify(stats)})`);
+  assert.ok(stats.latency < 10, `live latency under 10 s, got ${stats.latency.toFixed(2)} s`);
 });
 
 test('chat goes both ways between the streamer and a viewer', { timeout: 60000 }, async () => {
@@ -354,7 +408,24 @@ test('the studio shows the donation, its total and the leaderboard', { timeout: 
   await card.waitFor();
   await eventually(async () => plain(await card.locator('[data-role="total-paid"]').textContent()) === 'Rp 25.000', 'total paid shows Rp 25.000');
   await eventually(async () => plain(await card.locator('.leaderboard__list').textContent()).includes(DONOR), 'the donor leads the board');
-  assert.ok(plain(await card.locator('.badge--live').textContent()).toLowerCase().includes('live'), 'the stream shows as live');
+  assert.ok(plain(await card.locator('.studio-card__status .badge--live').textContent()).toLowerCase().includes('live'), 'the stream shows as live');
+});
+
+test('the home page card follows the stream to a newer thumbnail without a reload', { timeout: 90000 }, async () => {
+  const id = need('streamId');
+  const page = need('homePage');
+  const first = need('firstThumbnail');
+  // The origin sends a new still about every 20 s and the page fetches the listing every 15 s.
+  const next = await eventually(
+    () => page.evaluate(([sel, was]) => {
+      const img = document.querySelector(sel);
+      return img && img.getAttribute('src') !== was && img.complete && img.naturalWidth > 0 ? img.getAttribute('src') : null;
+    }, [`#live-grid a[data-stream-id="${id}"] img.stream-card__thumb`, first]),
+    'a newer thumbnail replaces the first one',
+    { timeoutMs: 75000, intervalMs: 1000 },
+  );
+  assert.notEqual(next, first);
+  await page.close();
 });
 
 test('every page looks right at desktop and phone width', { timeout: 180000 }, async () => {
@@ -428,12 +499,152 @@ test('stopping ffmpeg turns the watch page offline', { timeout: 90000 }, async (
   need('live');
   const page = state.viewerPage;
   const exit = await publisher.stop();
+  state.publishStoppedAt = Date.now();
+  state.publishSeconds = (state.publishStoppedAt - state.publishStartedAt) / 1000;
+  state.publishMediaSeconds = publisher.mediaSeconds();
   assert.ok(exit, 'ffmpeg stopped');
   await page.locator('#player[data-state="offline"]').waitFor({ timeout: 45000 });
   assert.equal(plain(await page.textContent('#stream-status')), 'Offline');
   assert.match(plain(await page.textContent('#player-title')), /offline/i);
   assert.equal(await page.evaluate(() => document.getElementById('video').paused), true, 'the player stopped');
   await screenshot(page, 'watch-offline-desktop');
+  state.offline = true;
+});
+
+/** The stream's broadcasts as the API lists them. */
+async function listBroadcasts(page, id) {
+  return page.evaluate(async (streamId) => {
+    const res = await fetch(`/api/streams/${streamId}/broadcasts?limit=10`);
+    return (await res.json()).broadcasts;
+  }, id);
+}
+
+test('the offline watch page offers the broadcast and plays it as VOD from its start', { timeout: 120000 }, async () => {
+  const id = need('streamId');
+  need('offline');
+  const page = state.viewerPage;
+  // The origin uploads the last segment just after the publish ends; the page lists the broadcast at once and
+  // looks again 10 s later for its final length.
+  const broadcast = await eventually(async () => {
+    const [latest] = await listBroadcasts(page, id);
+    return latest && !latest.live && latest.segment_count > 0 ? latest : null;
+  }, 'the API lists the ended broadcast');
+  await page.locator('#past').waitFor({ state: 'visible', timeout: 20000 });
+  const row = page.locator(`#past-list .broadcast__play[data-broadcast-id="${broadcast.id}"]`);
+  await row.waitFor({ timeout: 20000 });
+  assert.match(plain(await page.textContent('#player-text')), /past broadcast below/, 'the offline card points at them');
+  const settle = state.publishStoppedAt + 12000 - Date.now();
+  if (settle > 0) await sleep(settle);
+  const settled = (await listBroadcasts(page, id)).find((b) => b.id === broadcast.id);
+  assert.ok(settled.ended_at, 'the broadcast has ended');
+  assert.match(broadcast.playlist_url, new RegExp(`^/hls/${id}/${broadcast.id}/index\\.m3u8$`));
+  const playlist = await page.evaluate(async (url) => (await fetch(url)).text(), settled.playlist_url);
+  assert.ok(playlist.includes('#EXT-X-ENDLIST'), 'the ended broadcast is a closed (VOD) playlist');
+  assert.match(plain(await row.textContent()), /\d+:\d\d/, 'the row shows the length');
+  await screenshot(page, 'watch-past-broadcasts-desktop');
+
+  // Keyboard: focus the row and press Enter.
+  await row.focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#player[data-mode="vod"]').waitFor({ timeout: 10000 });
+  assert.equal(await row.getAttribute('aria-current'), 'true', 'the row playing is marked');
+  const start = await eventually(
+    () => page.evaluate(() => {
+      const v = document.getElementById('video');
+      return v.currentTime > 0 && !v.paused ? { t: v.currentTime, duration: v.duration } : null;
+    }),
+    'the broadcast starts playing',
+    { timeoutMs: 30000, intervalMs: 100 },
+  );
+  assert.ok(start.t < 3, `it plays from its start (first seen at ${start.t.toFixed(2)} s)`);
+  await sleep(2500);
+  const later = await page.evaluate(() => document.getElementById('video').currentTime);
+  assert.ok(later > start.t + 1, `VOD time advances (${start.t} -> ${later})`);
+  const duration = await page.evaluate(() => document.getElementById('video').duration);
+  assert.ok(Number.isFinite(duration), 'a VOD has a finite duration');
+  assert.ok(Math.abs(duration - settled.duration_seconds) < 1, `the player (${duration} s) and the API (${settled.duration_seconds} s) agree on the length`);
+  state.broadcastId = broadcast.id;
+  state.vodSeconds = duration;
+  state.apiBroadcast = settled;
+
+  // Normal seeking works: jump to the middle and keep playing from there.
+  const middle = Math.floor(duration / 2);
+  await page.evaluate((t) => {
+    document.getElementById('video').currentTime = t;
+  }, middle);
+  await eventually(
+    () => page.evaluate((t) => {
+      const v = document.getElementById('video');
+      return v.currentTime > t + 0.5 && !v.paused;
+    }, middle),
+    'playback continues after seeking to the middle',
+    { timeoutMs: 20000 },
+  );
+  await screenshot(page, 'watch-vod-desktop');
+
+  const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  try {
+    const gp = await newPage(phone, 'guest-phone-offline');
+    await gp.goto(`${stack.base}/s/${id}`);
+    await gp.locator(`#past-list .broadcast__play[data-broadcast-id="${broadcast.id}"]`).waitFor({ timeout: 20000 });
+    await screenshot(gp, 'watch-past-broadcasts-phone');
+  } finally {
+    await phone.close();
+  }
+});
+
+test('the recording lasts as long as the video ffmpeg published', { timeout: 10000 }, async () => {
+  const duration = need('vodSeconds');
+  const settled = need('apiBroadcast');
+  const sent = state.publishMediaSeconds;
+  console.log(
+    `sunnylive-metric: VOD duration ${duration.toFixed(2)} s; ffmpeg sent ${sent.toFixed(2)} s of video during a ${state.publishSeconds.toFixed(2)} s publish (${settled.segment_count} segments)`,
+  );
+  assert.ok(sent > 10, `ffmpeg reported its progress (${sent} s)`);
+  assert.ok(Math.abs(duration - sent) < 3, `the VOD (${duration.toFixed(1)} s) is within 3 s of the ${sent.toFixed(1)} s ffmpeg published`);
+});
+
+test('the studio deletes a past broadcast after a confirmation', { timeout: 90000 }, async () => {
+  const id = need('streamId');
+  const broadcastId = need('broadcastId');
+  const page = state.streamerPage;
+  await page.goto(`${stack.base}/studio`);
+  const card = page.locator(`.studio-card[data-stream-id="${id}"]`);
+  const row = card.locator(`.broadcast[data-broadcast-id="${broadcastId}"]`);
+  await row.waitFor({ timeout: 20000 });
+  assert.ok(await card.locator('.obs-settings').isVisible(), 'the studio shows the OBS settings');
+  await card.locator('.obs-settings__summary').click();
+  assert.match(plain(await card.locator('.obs-settings').textContent()), /H\.264.*AAC.*2 s.*CBR/);
+  assert.equal(await row.locator('a', { hasText: 'Watch' }).getAttribute('href'), `/s/${id}?broadcast=${broadcastId}`);
+  await screenshot(page, 'studio-broadcasts-desktop');
+
+  // Cancelling deletes nothing.
+  await row.getByRole('button', { name: /^Delete the broadcast of / }).click();
+  const dialog = page.locator('dialog.dialog[open]');
+  await dialog.waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  assert.equal(await row.count(), 1, 'cancel keeps the broadcast');
+
+  await row.getByRole('button', { name: /^Delete the broadcast of / }).click();
+  await dialog.waitFor();
+  assert.match(plain(await dialog.textContent()), /deleted for good/);
+  await screenshot(page, 'studio-delete-broadcast-dialog-desktop');
+  await dialog.locator('[data-confirm]').click();
+  await row.waitFor({ state: 'detached', timeout: 15000 });
+  await eventually(async () => !(await listBroadcasts(page, id)).some((b) => b.id === broadcastId), 'the API no longer lists it');
+  assert.match(plain(await card.locator('.broadcast-list__message').textContent()), /deleted/i);
+
+  const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2, storageState: await state.streamerCtx.storageState() });
+  try {
+    const sp = await newPage(phone, 'streamer-phone-after-delete');
+    await sp.goto(`${stack.base}/studio`);
+    await sp.locator('.studio-card .broadcast-list').first().waitFor();
+    await sleep(800);
+    await screenshot(sp, 'studio-broadcasts-phone');
+  } finally {
+    await phone.close();
+  }
 });
 
 test('no page hit a script error, a CSP violation or a dialog', () => {

@@ -125,7 +125,9 @@ export async function eventually(fn, message, { timeoutMs = 20000, intervalMs = 
 
 /**
  * An ffmpeg test publisher (colour bars and a tone) to `rtmpUrl/key`, running until `stop()`. ffmpeg's output is
- * kept for the failure message; the key is not printed by us.
+ * kept for the failure message; the key is not printed by us. `mediaSeconds()` is how much video ffmpeg has sent
+ * (its `-progress` out_time): on a busy machine the encoder falls behind the wall clock, so that, not the time
+ * between start and stop, is what a recording of the publish should last.
  */
 export function startPublisher(rtmpUrl, key) {
   const args = [
@@ -134,11 +136,23 @@ export function startPublisher(rtmpUrl, key) {
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30',
     '-c:a', 'aac', '-b:a', '64k',
+    '-progress', 'pipe:1',
     '-f', 'flv', `${rtmpUrl}/${key}`,
   ];
-  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   let exited = null;
+  let outTimeUs = 0;
+  let progress = '';
+  child.stdout.on('data', (chunk) => {
+    progress += chunk.toString();
+    const lines = progress.split('\n');
+    progress = lines.pop();
+    for (const line of lines) {
+      const m = /^out_time_us=(\d+)$/.exec(line.trim());
+      if (m) outTimeUs = Number(m[1]);
+    }
+  });
   child.stderr.on('data', (chunk) => {
     log = (log + chunk.toString()).slice(-4000);
   });
@@ -153,6 +167,7 @@ export function startPublisher(rtmpUrl, key) {
       return exited;
     },
     log: () => log,
+    mediaSeconds: () => outTimeUs / 1e6,
     /** SIGINT lets ffmpeg close the RTMP session properly (nginx then calls on_publish_done); SIGKILL after 5 s. */
     async stop() {
       if (exited) return exited;

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 // dom.js reads `location` to resolve relative URLs; give it the page it would run on.
 globalThis.location = new URL('http://127.0.0.1:8787/s/abc');
 
-const { parseRupiah, rupiah, durationSince, liveFor, viewers } = await import('../../web/js/format.js');
+const { clockDuration, parseRupiah, rupiah, durationSince, liveFor, spokenDuration, viewers } = await import('../../web/js/format.js');
 const { safeHttpUrl, safeNextPath, hueFor, warmHueFor } = await import('../../web/js/dom.js');
 
 test('amounts typed the Indonesian way, with or without separators, become whole rupiah', () => {
@@ -57,4 +57,15 @@ test('colours derived from ids are stable, and stream tiles stay in the warm ran
     const hue = warmHueFor(id);
     assert.ok(hue >= -25 && hue <= 45, `${id} -> ${hue}`);
   }
+});
+
+test('broadcast lengths read like a player clock, and spelled out for screen readers', () => {
+  assert.equal(clockDuration(0), '0:00');
+  assert.equal(clockDuration(65.4), '1:05');
+  assert.equal(clockDuration(3723), '1:02:03');
+  assert.equal(clockDuration('nonsense'), '0:00');
+  assert.equal(spokenDuration(0), '0 s');
+  assert.equal(spokenDuration(65), '1 min 5 s');
+  assert.equal(spokenDuration(3600), '1 h');
+  assert.equal(spokenDuration(3723), '1 h 2 min 3 s');
 });

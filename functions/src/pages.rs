@@ -124,7 +124,7 @@ pub fn content_security_policy(own_origins: &[String], media_origin: Option<&str
         "font-src 'self'".to_string(),
         format!("connect-src {}", connect.join(" ")),
         format!("media-src {}", media.join(" ")),
-        // hls.js runs without its blob: Web Worker (player.js sets enableWorker: false).
+        // hls.js loads its Web Worker from our own /vendor/hls.worker.js (player.js `workerPath`), not from blob:.
         "worker-src 'self'".to_string(),
         "object-src 'none'".to_string(),
         "base-uri 'none'".to_string(),
@@ -310,7 +310,7 @@ mod tests {
         for path in [
             "/css/sunnylive.css",
             "/js/pages/watch.js",
-            "/vendor/hls.min.js",
+            "/vendor/hls.light.min.js",
             "/favicon.svg",
         ] {
             assert_eq!(target(path), Target::Asset, "{path}");

@@ -54,6 +54,25 @@ export function ago(iso, now = Date.now()) {
   return since === 'just now' ? since : `${since} ago`;
 }
 
+/** "1:02:03" or "4:05": a video's length in seconds, as players show it. */
+export function clockDuration(seconds) {
+  const total = Math.max(0, Math.round(Number(seconds) || 0));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const pad = (n) => String(n).padStart(2, '0');
+  return hours > 0 ? `${hours}:${pad(minutes)}:${pad(total % 60)}` : `${minutes}:${pad(total % 60)}`;
+}
+
+/** "1 h 2 min 3 s": the same length spelled out, for screen readers. */
+export function spokenDuration(seconds) {
+  const total = Math.max(0, Math.round(Number(seconds) || 0));
+  const parts = [];
+  if (total >= 3600) parts.push(`${Math.floor(total / 3600)} h`);
+  if (total % 3600 >= 60) parts.push(`${Math.floor((total % 3600) / 60)} min`);
+  if (total % 60 || parts.length === 0) parts.push(`${total % 60} s`);
+  return parts.join(' ');
+}
+
 export function clock(iso) {
   const t = parse(iso);
   return t === null ? '' : clockFormat.format(t);

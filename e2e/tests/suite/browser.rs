@@ -1,6 +1,7 @@
 //! The browser suite as one trial: `node --test e2e/browser/` drives Debian's Chromium (playwright-core) against
-//! this stack, told where it is by environment variables. Node's output is shown only when it fails; its
-//! screenshots land in e2e/artifacts/screenshots/ either way.
+//! this stack, told where it is by environment variables. Node's output is shown only when it fails, except the
+//! measurements the suite prints as `sunnylive-metric: ...` lines (live latency, VOD length), which are shown
+//! always; its screenshots land in e2e/artifacts/screenshots/ either way.
 
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .output()
         .await
         .map_err(|e| -> BoxError { format!("could not run node (is Node 20 installed?): {e}").into() })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for (_, metric) in stdout.lines().filter_map(|l| l.split_once("sunnylive-metric:")) {
+        println!("browser: {}", metric.trim());
+    }
     if output.status.success() {
         return Ok(());
     }
@@ -37,7 +42,7 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         "the browser suite failed ({}); screenshots in {}\n{}{}",
         output.status,
         root.join("e2e/artifacts/screenshots").display(),
-        String::from_utf8_lossy(&output.stdout),
+        stdout,
         String::from_utf8_lossy(&output.stderr)
     )
     .into())

@@ -1,13 +1,17 @@
 // The studio: the signed-in streamer's channels (GET /api/me/streams), creating one, and per channel the RTMP
 // server URL and stream key (kept out of the DOM until "Show" is pressed, copyable, rotatable after a
-// confirmation), live status, the OBS overlay link, donations received with their total, and the leaderboard.
+// confirmation) with the encoder settings the origin expects, live status and the latest thumbnail, the OBS overlay
+// link, past broadcasts (watchable, deletable after a confirmation), donations received with their total, and the
+// leaderboard.
 
 import { api, ApiError, describeError } from '../api.js';
 import { confirmAction, copyButton } from '../dialog.js';
+import { broadcastName, broadcastSummary, fetchBroadcasts } from '../broadcasts.js';
 import { byId, fill, h, warmHueFor } from '../dom.js';
 import { clearErrors, showError, showFieldErrors } from '../form-errors.js';
-import { ago, dateTime, durationSince, rupiah, viewers } from '../format.js';
+import { ago, dateTime, durationSince, rupiah, spokenDuration, viewers } from '../format.js';
 import { initHeader } from '../session.js';
+import { setThumbnail, thumbnailImage } from '../thumbnail.js';
 
 const STATUS_POLL_MS = 10000;
 const cards = new Map();
@@ -114,6 +118,120 @@ function keyBox(stream, initialKey) {
   );
 }
 
+/**
+ * What nginx-origin does with the stream: it copies the video as it comes (no transcoding) and cuts HLS segments at
+ * keyframes, so the encoder's settings are what viewers get. Segments of ~2 s need a keyframe every 2 s.
+ */
+function obsSettings() {
+  const rows = [
+    ['Encoder', 'H.264 (x264 or hardware) video, AAC audio'],
+    ['Keyframe interval', '2 s (OBS: Output → Streaming → Keyframe Interval "2")'],
+    ['Rate control', 'CBR, e.g. 2,500-6,000 Kbps for 720p-1080p'],
+    ['Audio', 'AAC, 128-160 Kbps, 44.1 or 48 kHz'],
+  ];
+  return h(
+    'details',
+    { class: 'obs-settings' },
+    h('summary', { class: 'obs-settings__summary', text: 'Recommended OBS output settings' }),
+    h(
+      'dl',
+      { class: 'obs-settings__list' },
+      rows.map(([name, value]) => [h('dt', { text: name }), h('dd', { text: value })]),
+    ),
+    h('p', {
+      class: 'studio-card__hint',
+      text: 'The video is passed to viewers as you send it: other codecs (HEVC, AV1, Opus) will not play, and a longer keyframe interval means longer delay and choppy seeking.',
+    }),
+  );
+}
+
+/** Past broadcasts of a stream, newest first, each watchable and deletable (after a confirmation). */
+function broadcastsBox(stream) {
+  const list = h('ol', { class: 'broadcast-list', data: { role: 'broadcasts' } });
+  const more = h('button', { class: 'btn btn--ghost btn--small', text: 'Show more', attrs: { type: 'button', hidden: true } });
+  const message = h('p', { class: 'broadcast-list__message', attrs: { role: 'status' } });
+  let cursor = null;
+
+  function row(broadcast) {
+    const watch = h('a', {
+      class: 'btn btn--ghost btn--small',
+      text: 'Watch',
+      attrs: {
+        href: `/s/${encodeURIComponent(stream.id)}?broadcast=${encodeURIComponent(broadcast.id)}`,
+        'aria-label': `Watch the ${broadcastName(broadcast)}`,
+      },
+    });
+    const remove = broadcast.live
+      ? null
+      : h('button', {
+          class: 'btn btn--ghost btn--small btn--danger-text',
+          text: 'Delete',
+          attrs: { type: 'button', 'aria-label': `Delete the ${broadcastName(broadcast)}` },
+        });
+    const item = h(
+      'li',
+      { class: 'broadcast broadcast--row', data: { broadcastId: broadcast.id } },
+      h('span', { class: 'broadcast__summary' }, broadcastSummary(broadcast)),
+      h('span', { class: 'broadcast__actions' }, broadcast.live ? null : watch, remove),
+    );
+    if (remove) {
+      remove.addEventListener('click', async () => {
+        const ok = await confirmAction({
+          title: 'Delete this broadcast?',
+          body: `The ${broadcastName(broadcast)} (${spokenDuration(broadcast.duration_seconds)}) and its video are deleted for good. Nobody can watch it afterwards.`,
+          confirmLabel: 'Delete broadcast',
+        });
+        if (!ok) return;
+        remove.disabled = true;
+        try {
+          await api(`/api/streams/${encodeURIComponent(stream.id)}/broadcasts/${encodeURIComponent(broadcast.id)}`, { method: 'DELETE' });
+          // Keep keyboard focus in the list: on the next row's button, or the list's "Show more".
+          const next = item.nextElementSibling || item.previousElementSibling;
+          item.remove();
+          message.textContent = 'Broadcast deleted.';
+          if (!list.querySelector('.broadcast')) showNone();
+          const target = next && next.querySelector('button, a');
+          if (target) target.focus();
+        } catch (err) {
+          remove.disabled = false;
+          message.textContent = describeError(err);
+        }
+      });
+    }
+    return item;
+  }
+
+  function showNone() {
+    if (!list.querySelector('.broadcast')) {
+      fill(list, h('li', { class: 'empty-note', text: 'After you stream, your broadcast shows up here, and viewers can catch up on it for a while.' }));
+    }
+  }
+
+  async function load() {
+    more.disabled = true;
+    try {
+      const page = await fetchBroadcasts(stream.id, { limit: 5, cursor });
+      if (!cursor) list.replaceChildren();
+      for (const b of page.broadcasts) list.appendChild(row(b));
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      showNone();
+    } catch (err) {
+      fill(list, h('li', { class: 'empty-note empty-note--error', text: describeError(err) }));
+    } finally {
+      more.disabled = false;
+    }
+  }
+
+  more.addEventListener('click', load);
+  const refresh = () => {
+    cursor = null;
+    load();
+  };
+  refresh();
+  return { box: h('div', { class: 'broadcasts' }, list, more, message), refresh };
+}
+
 function donationsBox(stream) {
   const total = h('span', { class: 'stat__value', text: '…', data: { role: 'total-paid' } });
   const list = h('ol', { class: 'donation-list' });
@@ -198,9 +316,17 @@ function streamCard(stream, initialKey) {
   const status = h('span', { class: 'studio-card__status' }, statusBadge(stream));
   const since = h('span', { class: 'studio-card__since', text: liveDetail(stream) });
   const money = donationsBox(stream);
+  const past = broadcastsBox(stream);
   const deleteButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Delete stream', attrs: { type: 'button' } });
   const swatch = h('span', { class: 'studio-card__swatch', attrs: { 'aria-hidden': 'true' } });
   swatch.style.setProperty('--hue', String(warmHueFor(stream.id)));
+  const showThumbnail = () => {
+    if (!stream.thumbnail_url) return;
+    const img = swatch.querySelector('img');
+    if (img) setThumbnail(img, stream.thumbnail_url);
+    else swatch.appendChild(thumbnailImage(stream.thumbnail_url, 'studio-card__thumb'));
+  };
+  showThumbnail();
 
   const card = h(
     'article',
@@ -216,8 +342,12 @@ function streamCard(stream, initialKey) {
       'section',
       { class: 'studio-card__section' },
       h('h3', { class: 'studio-card__subtitle', text: 'Stream from OBS' }),
-      h('p', { class: 'studio-card__hint', text: 'In OBS: Settings → Stream → Service "Custom", then paste the server and the key.' }),
+      h('p', {
+        class: 'studio-card__hint',
+        text: 'In OBS: Settings → Stream → Service "Custom", then paste the server and the key. Send H.264 video with AAC audio, CBR, keyframe interval 2 s.',
+      }),
       keyBox(stream, initialKey),
+      obsSettings(),
     ),
     h(
       'section',
@@ -225,6 +355,13 @@ function streamCard(stream, initialKey) {
       h('h3', { class: 'studio-card__subtitle', text: 'Donation alerts overlay' }),
       h('p', { class: 'studio-card__hint', text: 'Add this as a Browser Source in OBS (transparent, 1920×1080 works well).' }),
       h('div', { class: 'secret__row' }, h('code', { class: 'secret__value mono', text: overlayUrl }), copyButton(() => overlayUrl, 'Copy')),
+    ),
+    h(
+      'section',
+      { class: 'studio-card__section' },
+      h('h3', { class: 'studio-card__subtitle', text: 'Past broadcasts' }),
+      h('p', { class: 'studio-card__hint', text: 'Viewers can watch these on your page while you are offline.' }),
+      past.box,
     ),
     h('section', { class: 'studio-card__section' }, h('h3', { class: 'studio-card__subtitle', text: 'Supporters' }), money.box),
     h('footer', { class: 'studio-card__foot' }, deleteButton),
@@ -257,7 +394,11 @@ function streamCard(stream, initialKey) {
       fill(status, statusBadge(stream));
       since.textContent = liveDetail(stream);
       card.classList.toggle('studio-card--live', stream.status === 'live');
-      if (wasLive !== (stream.status === 'live')) money.refresh();
+      showThumbnail();
+      if (wasLive !== (stream.status === 'live')) {
+        money.refresh();
+        past.refresh();
+      }
     },
   });
   card.classList.toggle('studio-card--live', stream.status === 'live');

@@ -1,5 +1,6 @@
-// The watch page /s/{id}: the stream's details, the player (live or offline as the chat room says), the chat, the
-// donate panel and the top supporters.
+// The watch page /s/{id}: the stream's details, the player (live, or offline with past broadcasts to replay, as the
+// chat room says), the chat, the donate panel and the top supporters. `?broadcast=<id>` (Studio's "Watch" links)
+// starts that past broadcast when the stream is offline.
 
 import { api, ApiError, describeError } from '../api.js';
 import { byId, fill, h, idFromPath } from '../dom.js';
@@ -7,6 +8,7 @@ import { liveFor, rupiah, viewers as viewersText } from '../format.js';
 import { initHeader, initial } from '../session.js';
 import { createChat } from '../watch/chat.js';
 import { createDonate } from '../watch/donate.js';
+import { createPastBroadcasts } from '../watch/past.js';
 import { createPlayer } from '../watch/player.js';
 
 function showMissing() {
@@ -68,8 +70,22 @@ async function main() {
   byId('stream-viewers').textContent = viewersText(stream.viewers);
   renderStatus(stream, stream.status);
 
-  const player = createPlayer(stream.hls_url);
-  player.setLive(stream.status === 'live');
+  let past = null;
+  const player = createPlayer(stream.hls_url, {
+    onModeChange: (mode, broadcast) => past && past.onModeChange(mode, broadcast),
+  });
+  past = createPastBroadcasts({
+    streamId,
+    player,
+    wanted: new URLSearchParams(location.search).get('broadcast'),
+  });
+  // For diagnostics (and the browser suite, which reads the live latency): what the player is doing.
+  window.sunnylivePlayer = player;
+  const setLive = (live) => {
+    player.setLive(live);
+    past.setLive(live);
+  };
+  setLive(stream.status === 'live');
 
   const user = await userPromise;
   const isOwner = Boolean(user && stream.owner && user.id === stream.owner.id);
@@ -91,7 +107,7 @@ async function main() {
     onStatus(status, { initial: first }) {
       if (status === 'live' && !first) stream.live_since = new Date().toISOString();
       renderStatus(stream, status);
-      player.setLive(status === 'live');
+      setLive(status === 'live');
     },
     onDonation() {
       // The board is computed from paid donations; give the write a moment, then refresh it once.

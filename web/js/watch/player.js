@@ -1,35 +1,85 @@
-// The live player: hls.js (vendored from npm into /vendor/hls.min.js by the build) on browsers with Media Source
-// Extensions, the browser's own HLS elsewhere (Safari). The chat room's `status` frames decide live or offline;
-// right after going live the origin may not have written its first segments yet, so network errors are retried
-// quietly for as long as the room says the stream is live.
+// The player: the stream live, or one of its past broadcasts as video on demand. hls.js (the light build, vendored
+// from npm into /vendor/ by scripts/build-worker) on browsers with Media Source Extensions, the browser's own HLS
+// elsewhere (Safari). The chat room's `status` frames decide live or offline; right after going live the first
+// segments may not be up yet, so network errors are retried quietly for as long as the room says the stream is live.
+//
+// hls.js transmuxes MPEG-TS in a Web Worker. By default it builds that worker from a blob: URL, which our
+// Content-Security-Policy (worker-src 'self') refuses; `workerPath` makes it load the same code from our own origin
+// instead (/vendor/hls.worker.js, copied by the build beside hls.light.min.js).
 
 import { byId } from '../dom.js';
+import { dateTime } from '../format.js';
 
 const RETRY_MS = 3000;
+const WORKER_PATH = '/vendor/hls.worker.js';
+/** Media (decode) errors recovered within this window count towards giving up. */
+const MEDIA_ERROR_WINDOW_MS = 60000;
+/** Recoveries tried per window: a plain recover, then one with the audio codec swapped, then we say so and stop. */
+const MEDIA_RECOVERIES = 2;
 
-export function createPlayer(hlsUrl) {
+const COMMON_CONFIG = {
+  enableWorker: true,
+  workerPath: WORKER_PATH,
+  backBufferLength: 30,
+};
+
+const LIVE_CONFIG = {
+  ...COMMON_CONFIG,
+  // Start three segments (~6 s) behind the newest: enough to ride out a slow segment without stalling.
+  liveSyncDurationCount: 3,
+  // After a stall, play up to 1.5x until back at that distance from the live edge, instead of staying behind...
+  maxLiveSyncPlaybackRate: 1.5,
+  // ...and if the stall left us more than six segments behind, jump to the live edge at once.
+  liveMaxLatencyDurationCount: 6,
+};
+
+const VOD_CONFIG = {
+  ...COMMON_CONFIG,
+  startPosition: 0,
+};
+
+/**
+ * `hlsUrl` is the stream's live playlist. `onModeChange(mode, broadcast)` is told when the player switches between
+ * 'live', 'vod' (with the broadcast) and 'offline'.
+ */
+export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
   const video = byId('video');
   const overlay = byId('player-overlay');
   const title = byId('player-title');
   const text = byId('player-text');
+  const retry = byId('player-retry');
   const unmute = byId('unmute');
   const root = byId('player');
 
   let live = false;
   let decided = false;
+  let mode = 'offline';
+  let vod = null; // the broadcast playing as video on demand
   let hls = null;
   let retryTimer = null;
+  let mediaErrors = [];
+  let offlineText = 'The streamer is not live right now. The chat is still open, so say hi!';
 
-  function showCard(state, heading, sentence) {
+  function showCard(state, heading, sentence, { canRetry = false } = {}) {
     root.dataset.state = state;
     overlay.hidden = false;
     title.textContent = heading;
     text.textContent = sentence;
+    retry.hidden = !canRetry;
   }
 
   function hideCard() {
     root.dataset.state = 'playing';
     overlay.hidden = true;
+    retry.hidden = true;
+  }
+
+  function setMode(next, broadcast = null) {
+    mode = next;
+    vod = broadcast;
+    root.dataset.mode = next;
+    video.setAttribute('aria-label', next === 'vod' && broadcast ? `Past broadcast of ${dateTime(broadcast.started_at)}` : 'Live video');
+    onModeChange(next, broadcast);
   }
 
   function teardown() {
@@ -47,7 +97,7 @@ export function createPlayer(hlsUrl) {
   function retrySoon() {
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
-      if (live) start();
+      if (mode === 'live' && live) start();
     }, RETRY_MS);
   }
 
@@ -64,34 +114,81 @@ export function createPlayer(hlsUrl) {
     }
   }
 
-  function start() {
+  function giveUp() {
     teardown();
-    showCard('loading', 'Starting the stream…', 'Hang tight, the first seconds of video are on their way.');
+    showCard('error', "This video can't be played here", 'Your browser kept failing to decode it. Try again, reload the page, or use another browser.', {
+      canRetry: true,
+    });
+  }
+
+  /** A fatal decode error: recover a bounded number of times, then say so instead of looping forever. */
+  function onMediaError() {
+    const now = Date.now();
+    mediaErrors = mediaErrors.filter((t) => now - t < MEDIA_ERROR_WINDOW_MS);
+    if (mediaErrors.length >= MEDIA_RECOVERIES) {
+      giveUp();
+      return;
+    }
+    mediaErrors.push(now);
+    // The second try swaps the audio codec hls.js assumed (HE-AAC vs AAC-LC), the usual culprit.
+    if (mediaErrors.length === 2) hls.swapAudioCodec();
+    hls.recoverMediaError();
+  }
+
+  /** Loads `url` into a fresh hls.js (or the native player) with `config`; `onNetworkFatal` decides what a dead network means. */
+  function load(url, config, onNetworkFatal) {
+    teardown();
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
-      // No Web Worker: hls.js would build it from a blob: URL, which our Content-Security-Policy does not allow.
-      hls = new Hls({ enableWorker: false, liveSyncDurationCount: 3, backBufferLength: 30 });
+      hls = new Hls(config);
       hls.on(Hls.Events.MANIFEST_PARSED, () => play());
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (!data.fatal) return;
-        if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
-          hls.recoverMediaError();
-          return;
-        }
-        showCard('loading', 'Waiting for video…', 'The stream is live; the picture will appear in a moment.');
-        retrySoon();
+        if (data.type === Hls.ErrorTypes.MEDIA_ERROR) onMediaError();
+        else onNetworkFatal();
       });
-      hls.loadSource(hlsUrl);
+      hls.loadSource(url);
       hls.attachMedia(video);
     } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
-      video.src = hlsUrl;
+      video.src = url;
       video.addEventListener('loadedmetadata', play, { once: true });
-      video.addEventListener('error', () => live && retrySoon(), { once: true });
+      video.addEventListener('error', onNetworkFatal, { once: true });
     } else {
-      showCard('error', 'This browser cannot play live video', 'Try a recent Chrome, Firefox, Edge or Safari.');
+      showCard('error', 'This browser cannot play this video', 'Try a recent Chrome, Firefox, Edge or Safari.');
     }
   }
 
+  function start() {
+    setMode('live');
+    showCard('loading', 'Starting the stream…', 'Hang tight, the first seconds of video are on their way.');
+    load(hlsUrl, LIVE_CONFIG, () => {
+      showCard('loading', 'Waiting for video…', 'The stream is live; the picture will appear in a moment.');
+      retrySoon();
+    });
+  }
+
+  function startVod(broadcast) {
+    setMode('vod', broadcast);
+    showCard('loading', 'Loading the broadcast…', dateTime(broadcast.started_at));
+    load(broadcast.playlist_url, VOD_CONFIG, () => {
+      teardown();
+      showCard('error', "This broadcast can't be loaded", 'It may have been deleted, or the connection dropped.', { canRetry: true });
+    });
+  }
+
+  function showOffline() {
+    teardown();
+    setMode('offline');
+    unmute.hidden = true;
+    showCard('offline', 'The stream is offline', offlineText);
+  }
+
+  retry.addEventListener('click', () => {
+    mediaErrors = [];
+    if (mode === 'vod' && vod) startVod(vod);
+    else if (live) start();
+    else showOffline();
+  });
   unmute.addEventListener('click', () => {
     video.muted = false;
     unmute.hidden = true;
@@ -107,17 +204,33 @@ export function createPlayer(hlsUrl) {
       if (decided && next === live) return;
       decided = true;
       live = next;
-      if (live) {
-        start();
-      } else {
-        teardown();
-        unmute.hidden = true;
-        showCard('offline', 'The stream is offline', 'The streamer is not live right now. The chat is still open, so say hi!');
-      }
+      mediaErrors = [];
+      // Going live ends any replay: viewers came for the stream.
+      if (live) start();
+      else showOffline();
+    },
+    /** Plays a past broadcast from its start, with the normal seek controls (only while the stream is offline). */
+    playBroadcast(broadcast) {
+      if (live) return;
+      mediaErrors = [];
+      startVod(broadcast);
+      video.focus();
+    },
+    /** The sentence on the offline card (the page says whether past broadcasts are below). */
+    setOfflineText(sentence) {
+      offlineText = sentence;
+      if (mode === 'offline' && root.dataset.state === 'offline') text.textContent = sentence;
     },
     showMissing() {
       teardown();
       showCard('error', 'Stream not found', '');
+    },
+    /** For diagnostics and the browser suite: what is playing and, live, how far behind the edge (hls.js). */
+    get mode() {
+      return mode;
+    },
+    get latency() {
+      return hls && mode === 'live' ? hls.latency : null;
     },
   };
 }
