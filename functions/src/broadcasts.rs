@@ -183,9 +183,18 @@ pub async fn delete(app: &App, req: Request, stream_id: &str, broadcast_id: &str
         });
     }
     mark_deleted(app, &stream.id, id.as_str()).await?;
-    // Most broadcasts fit in the rounds one request may spend; the cron finishes the rest.
+    // This colo's cached playlist goes at once (other colos' copies expire within CACHE_ENDED_PLAYLIST; segments,
+    // unreachable without a playlist, within a day).
+    if let Ok(mut url) = req.url() {
+        url.set_path(&format!("/hls/{}/{}/index.m3u8", stream.id, id.as_str()));
+        url.set_query(None);
+        let _ = worker::Cache::default().delete(url.as_str(), false).await;
+    }
+    // Most broadcasts fit in the rounds one request may spend; the cron finishes the rest (or retries a failure).
     let bucket = app.media()?;
-    purge_one(app, &bucket, &stream.id, id.as_str()).await?;
+    if let Err(e) = purge_one(app, &bucket, &stream.id, id.as_str()).await {
+        worker::console_warn!("broadcast {}: purge left to the cron: {e}", id.as_str());
+    }
     http::no_content()
 }
 
