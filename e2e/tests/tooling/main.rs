@@ -213,12 +213,14 @@ impl Fixture {
         Ok(guard)
     }
 
-    /// Stops scripts/dev the way Ctrl-C does (its trap stops every service), then makes sure nothing is left.
+    /// Stops scripts/dev through its trap (which stops every service), then makes sure nothing is left. SIGTERM,
+    /// not SIGINT: a shell that started us in the background may have left SIGINT ignored, and bash cannot trap a
+    /// signal ignored on entry.
     fn stop_dev(&self) {
         let Ok(mut guard) = self.dev.lock() else { return };
         let Some(mut dev) = guard.take() else { return };
         let group = format!("-{}", dev.child.id());
-        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if matches!(dev.child.try_wait(), Ok(Some(_))) {
@@ -226,7 +228,7 @@ impl Fixture {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("tooling: scripts/dev ignored Ctrl-C for 30 s; stopping its services by pid");
+        eprintln!("tooling: scripts/dev ignored SIGTERM for 30 s; stopping its services by pid");
         for line in std::fs::read_to_string(self.copy.join(".run/dev/services"))
             .unwrap_or_default()
             .lines()
