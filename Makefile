@@ -9,10 +9,11 @@ export WRANGLER_SEND_ERROR_REPORTS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_HIDE_BANNER := true
 
-.PHONY: dev test setup build lint unit e2e bench size clean
+.PHONY: dev test setup build lint unit e2e bench size deploy deploy-dry-run clean
 
-## make dev: build everything and run the whole stack locally (Ctrl-C stops it all).
-dev: setup build
+## make dev: build everything and run the whole stack locally (Ctrl-C stops it all); Rust edits are rebuilt and
+## swapped in while it runs (scripts/dev).
+dev: setup
 	@cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader
 	@scripts/dev
 
@@ -29,13 +30,17 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --lib -p sunnylive-functions -p durable-objects -p sunnylive-core -- -D warnings
+	cargo deny --offline check licenses bans
 
 unit:
 	cargo test --workspace --exclude sunnylive-e2e
 
+## The suite against one stack, then the tooling checks (make dev, make size, wrangler deploy --dry-run,
+## scripts/deploy --dry-run) in a fresh copy of the checkout inside a 0700 directory (e2e/tests/tooling/).
 e2e: build
 	cargo build -q -p midtrans-sandbox -p sunnylive-origin-uploader
 	cargo test -p sunnylive-e2e --test suite
+	cargo test -p sunnylive-e2e --test tooling
 
 ## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
 ## (medians, p99, ratios). scripts/size leaves a release (wasm-opt) build in functions/build for them.
@@ -46,6 +51,14 @@ bench: setup
 ## make size: the upload size wrangler would deploy (raw and gzip), from a release build with wasm-opt.
 size: setup
 	scripts/size
+
+## make deploy: the guided, re-runnable deploy to your Cloudflare account (scripts/deploy); make deploy-dry-run
+## prints every step and checks the configuration without touching an account.
+deploy: setup
+	scripts/deploy
+
+deploy-dry-run: setup
+	scripts/deploy --dry-run
 
 clean:
 	rm -rf target functions/build .run web/vendor e2e/artifacts

@@ -116,53 +116,52 @@ impl ApiError {
         }
     }
 
+    /// The contract's error code (the `code` of the JSON body; also what a request log line names).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "malformed_body",
+            ApiError::Unauthenticated { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Upstream { code, .. } => code,
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Invalid(_) => "validation_failed",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Misconfigured => "misconfigured",
+            ApiError::Internal { .. } => "internal_error",
+        }
+    }
+
     /// The JSON body. Internal errors say nothing about their context.
     pub fn body(&self) -> String {
-        let (code, message, fields): (&str, String, Option<&FieldErrors>) = match self {
-            ApiError::Malformed(why) => (
-                "malformed_body",
-                format!("The request body could not be read: {why}"),
-                None,
-            ),
-            ApiError::Unauthenticated { code, message }
-            | ApiError::Forbidden { code, message }
-            | ApiError::NotFound { code, message }
-            | ApiError::Conflict { code, message }
-            | ApiError::Unprocessable { code, message }
-            | ApiError::Upstream { code, message } => (code, message.clone(), None),
-            ApiError::MethodNotAllowed => (
-                "method_not_allowed",
-                "This route does not accept that method.".into(),
-                None,
-            ),
-            ApiError::TooLarge { limit } => (
-                "body_too_large",
-                format!("The request body is larger than {limit} bytes."),
-                None,
-            ),
-            ApiError::UnsupportedMediaType { expected } => {
-                ("unsupported_media_type", format!("Send the body as {expected}."), None)
+        let (message, fields): (String, Option<&FieldErrors>) = match self {
+            ApiError::Malformed(why) => (format!("The request body could not be read: {why}"), None),
+            ApiError::Unauthenticated { message, .. }
+            | ApiError::Forbidden { message, .. }
+            | ApiError::NotFound { message, .. }
+            | ApiError::Conflict { message, .. }
+            | ApiError::Unprocessable { message, .. }
+            | ApiError::Upstream { message, .. } => (message.clone(), None),
+            ApiError::MethodNotAllowed => ("This route does not accept that method.".into(), None),
+            ApiError::TooLarge { limit } => (format!("The request body is larger than {limit} bytes."), None),
+            ApiError::UnsupportedMediaType { expected } => (format!("Send the body as {expected}."), None),
+            ApiError::Invalid(fields) => ("Some fields are invalid.".into(), Some(fields)),
+            ApiError::RateLimited { retry_after } => {
+                (format!("Too many requests; try again in {retry_after} s."), None)
             }
-            ApiError::Invalid(fields) => ("validation_failed", "Some fields are invalid.".into(), Some(fields)),
-            ApiError::RateLimited { retry_after } => (
-                "rate_limited",
-                format!("Too many requests; try again in {retry_after} s."),
-                None,
-            ),
             ApiError::Misconfigured => (
-                "misconfigured",
                 "This deployment is not configured yet; the operator has been told.".into(),
                 None,
             ),
-            ApiError::Internal { .. } => (
-                "internal_error",
-                "Something went wrong on our side. Please try again.".into(),
-                None,
-            ),
+            ApiError::Internal { .. } => ("Something went wrong on our side. Please try again.".into(), None),
         };
         serde_json::to_string(&Body {
             error: Inner {
-                code,
+                code: self.code(),
                 message: &message,
                 fields,
             },

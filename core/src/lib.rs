@@ -12,6 +12,7 @@ pub mod midtrans;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
+pub mod request_log;
 pub mod secret;
 pub mod stream;
 pub mod stream_key;

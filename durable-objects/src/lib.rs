@@ -21,7 +21,7 @@
 //! Errors use the API's error body (`{"error": {"code", "message"}}`).
 //!
 //! # Sockets
-//! Frames are those of API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
+//! Frames are those of docs/API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
 //! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
 //! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive).
 //! Close codes: 1009 a client frame over 16 KiB; 1008 policy (the user was banned, or a socket without identity);

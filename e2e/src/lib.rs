@@ -155,10 +155,6 @@ impl TestApp {
     /// (`make e2e` does both).
     pub fn start() -> Result<TestApp, BoxError> {
         let root = repo_root();
-        ensure!(
-            root.join("functions/build/index.js").exists(),
-            "functions/build is missing: run `make build` first"
-        );
         let run_dir = root.join(".run").join(format!("e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir)?;
@@ -334,31 +330,29 @@ impl TestApp {
         self.wait_for_port(self.origin_http_port, "nginx-origin (HTTP)")
     }
 
-    /// A private copy of the built worker and a wrangler config pointing at it, so that a `make build` elsewhere
-    /// (which wrangler dev would hot-reload, resetting every socket) cannot disturb a running suite.
+    /// A private copy of the built worker and a wrangler config pointing at it (scripts/dev-config), published
+    /// under the build lock (scripts/build-worker --publish-current), so that a `make build` or `make size`
+    /// elsewhere, which rewrites functions/build, can neither hand us a half-written file nor disturb a running
+    /// suite.
     fn prepare_worker_copy(&self) -> Result<PathBuf, BoxError> {
         let root = repo_root();
         let dir = self.run_dir.join("worker");
-        std::fs::create_dir_all(dir.join("build/worker"))?;
-        for f in ["index.js", "index_bg.wasm", "package.json", "worker/shim.mjs"] {
-            let from = root.join("functions/build").join(f);
-            if from.exists() {
-                std::fs::copy(&from, dir.join("build").join(f))?;
+        for (script, arg) in [
+            ("scripts/dev-config", dir.clone()),
+            ("scripts/build-worker", dir.join("worker")),
+        ] {
+            let mut cmd = Command::new(root.join(script));
+            if script.ends_with("build-worker") {
+                cmd.arg("--publish-current");
             }
-        }
-        let config = std::fs::read_to_string(root.join("wrangler.toml"))?
-            .replace(
-                "main = \"functions/build/index.js\"",
-                &format!("main = {:?}", dir.join("build/index.js")),
-            )
-            .replace("directory = \"web\"", &format!("directory = {:?}", root.join("web")))
-            .replace(
-                "migrations_dir = \"d1-migrations\"",
-                &format!("migrations_dir = {:?}", root.join("d1-migrations")),
+            let out = cmd.arg(&arg).current_dir(&root).output()?;
+            ensure!(
+                out.status.success(),
+                "{script} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             );
-        std::fs::write(dir.join("wrangler.toml"), config)?;
-        // wrangler dev reads .dev.vars beside the config.
-        std::fs::copy(root.join(".dev.vars"), dir.join(".dev.vars"))?;
+        }
         Ok(dir)
     }
 

@@ -196,14 +196,14 @@ pub fn no_content() -> Result<Response, ApiError> {
     Ok(Response::empty().or_internal("response")?.with_status(204))
 }
 
-/// Turns a handler's result into the response sent. Internal errors are logged with their context; the client
-/// only ever sees the opaque contract error.
-pub fn respond(result: Result<Response, ApiError>, method: &str, path: &str) -> Response {
+/// Turns a handler's result into the response sent. Internal errors are logged with their context and the
+/// request id (which the request's own log line carries too); the client only ever sees the opaque contract error.
+pub fn respond(result: Result<Response, ApiError>, method: &str, request_id: &str) -> Response {
     match result {
         Ok(r) => r,
         Err(e) => {
             if let ApiError::Internal { context } = &e {
-                worker::console_error!("500 on {method} {path}: {context}");
+                worker::console_error!("500 on {method} (request {request_id}): {context}");
             }
             error_response(&e)
         }

@@ -2,9 +2,11 @@
 //! every other non-API path to the static file itself, all fetched through the ASSETS binding, with the security
 //! headers (Content-Security-Policy, nosniff, Referrer-Policy) added on the way out.
 //!
-//! wrangler.toml sets `run_worker_first = true`, so every request reaches this code and no file is served without
-//! these headers. The asset server keeps its default `html_handling` ("auto-trailing-slash"): `watch.html` is
-//! fetched as `/watch`, and a request for `/watch.html` itself is answered with a redirect to the clean path.
+//! wrangler.toml's `run_worker_first` sends the pages (and the page templates' own names, answered 404) here; every
+//! other static file is served by Cloudflare without the Worker, with the headers of `web/_headers`. Unknown paths
+//! fall through to this code too (the 404 page). The asset server keeps its default `html_handling`
+//! ("auto-trailing-slash"): `watch.html` is fetched as `/watch`, and a request for `/watch.html` itself is answered
+//! with a redirect to the clean path.
 
 use sunnylive_core::error::ApiError;
 use worker::{Headers, Method, Request, RequestInit, RequestRedirect, Response};
@@ -71,7 +73,7 @@ pub fn target(path: &str) -> Target {
     Target::Asset
 }
 
-/// Ids are opaque URL-safe strings (API.md): one path segment of `[A-Za-z0-9_-]`, bounded.
+/// Ids are opaque URL-safe strings (docs/API.md): one path segment of `[A-Za-z0-9_-]`, bounded.
 fn is_id(segment: &str) -> bool {
     (1..=100).contains(&segment.len())
         && segment
@@ -186,7 +188,10 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
         "permissions-policy",
         "camera=(), microphone=(), geolocation=(), payment=()",
     )?;
-    if !frameable {
+    if frameable {
+        // web/_headers gives every asset X-Frame-Options: DENY; the overlay is the one page that may be framed.
+        headers.delete("x-frame-options").or_internal("security headers")?;
+    } else {
         set("x-frame-options", "DENY")?;
     }
     if html {

@@ -3,6 +3,7 @@
 //! Paths outside `/api/`, `/hls/` (video) and `/healthz` are the web client's pages and files.
 
 use sunnylive_core::error::ApiError;
+use sunnylive_core::request_log::{self, RouteName};
 use worker::{Env, Request, Response};
 
 use crate::app::App;
@@ -141,10 +142,41 @@ fn is_api(path: &str) -> bool {
     path == "/healthz" || path == "/api" || path.starts_with("/api/") || path.starts_with("/hls/")
 }
 
-/// Entry point for every HTTP request.
+/// The pattern of a route's row (the first, when several methods share it).
+fn pattern(route: Route) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|(_, _, r)| *r == route)
+        .map(|(_, p, _)| *p)
+        .expect("BUG: every Route has a row in ROUTES")
+}
+
+/// What a request is, for its log line: the API route's pattern or the kind of web path. Never the path itself.
+fn route_name(method: &str, path: &str) -> RouteName {
+    if !is_api(path) {
+        return match pages::target(path) {
+            pages::Target::Page { .. } => RouteName::Page,
+            pages::Target::Asset => RouteName::Asset,
+            pages::Target::NotFound => RouteName::NotFound,
+        };
+    }
+    match find(method, path) {
+        Ok(Some((route, _))) => RouteName::Api(pattern(route)),
+        _ => RouteName::UnknownApi,
+    }
+}
+
+/// Entry point for every HTTP request. Each one gets a request id (Cloudflare's `cf-ray` when there is one),
+/// returned as `x-request-id` and written with the route, status and duration as one JSON line
+/// (`sunnylive_core::request_log`), which `wrangler tail` and Workers Logs show.
 pub async fn handle(req: Request, env: Env) -> Response {
+    // The clock only moves across I/O inside a Worker: this is wall time spent waiting, which is what costs.
+    let started = js_sys::Date::now();
+    let request_id = request_log::id_from_ray(req.headers().get("cf-ray").ok().flatten().as_deref())
+        .unwrap_or_else(|| request_log::id_from_random(crate::crypto::random()));
     let method = req.method().to_string();
     let path = req.path();
+    let name = route_name(&method, &path);
     let result = async {
         let app = App::new(env)?;
         if !is_api(&path) {
@@ -159,7 +191,16 @@ pub async fn handle(req: Request, env: Env) -> Response {
         }
     }
     .await;
-    respond(result, &method, &path)
+    let error = result.as_ref().err().map(ApiError::code);
+    let mut response = respond(result, &method, &request_id);
+    // A WebSocket upgrade answered by the chat room's Durable Object has immutable headers; its line still has the id.
+    let _ = response.headers_mut().set("x-request-id", &request_id);
+    let duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    worker::console_log!(
+        "{}",
+        request_log::line(&request_id, &method, name, response.status_code(), duration_ms, error)
+    );
+    response
 }
 
 async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Result<Response, ApiError> {
@@ -223,6 +264,22 @@ mod tests {
         let (route, params) = find("GET", "/hls/s/b/12.ts").unwrap().unwrap();
         assert_eq!((route, params.get(2)), (Route::HlsFile, "12.ts"));
         assert_eq!(find("GET", "/hls/s/live.m3u8").unwrap().unwrap().0, Route::LivePlaylist);
+    }
+
+    #[test]
+    fn a_log_names_the_route_pattern_and_never_the_path() {
+        assert_eq!(
+            route_name("GET", "/api/streams/abc123/key"),
+            RouteName::Api("/api/streams/{id}/key")
+        );
+        assert_eq!(
+            route_name("POST", "/api/rtmp/on-publish"),
+            RouteName::Api("/api/rtmp/on-publish")
+        );
+        assert_eq!(route_name("GET", "/api/sk_abc_def"), RouteName::UnknownApi);
+        assert_eq!(route_name("GET", "/s/abc123"), RouteName::Page);
+        assert_eq!(route_name("GET", "/css/sunnylive.css"), RouteName::Asset);
+        assert_eq!(route_name("GET", "/watch.html"), RouteName::NotFound);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The WebSocket frames of the chat contract (API.md, "Chat"): JSON objects with a `type`. Server frames are built
+//! The WebSocket frames of the chat contract (docs/API.md, "Chat"): JSON objects with a `type`. Server frames are built
 //! here and serialized once; client frames are parsed here, and anything that does not parse is a `bad_frame`.
 
 use serde::{Deserialize, Serialize};

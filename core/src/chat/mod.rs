@@ -1,4 +1,4 @@
-//! The chat room of one stream, as plain Rust: the frames of the WebSocket contract (API.md, "Chat"), the checked
+//! The chat room of one stream, as plain Rust: the frames of the WebSocket contract (docs/API.md, "Chat"), the checked
 //! inputs (`ChatText`, `Identity`, `RoomDonation`), and `Room`, a state machine that turns events into effects.
 //!
 //! The `ChatRoom` Durable Object (crate `durable-objects`) is a thin shell around `Room`: it owns the sockets, the

@@ -21,7 +21,7 @@ use crate::streams::callback;
 const WAIT: Duration = Duration::from_secs(10);
 /// How long we listen to be sure a frame that should not come does not.
 const QUIET: Duration = Duration::from_millis(1500);
-/// Idle time after which local workerd has evicted a hibernatable object (measured ~20 s; TOOLCHAIN.md).
+/// Idle time after which local workerd has evicted a hibernatable object (measured ~20 s; docs/TOOLCHAIN.md).
 const PAST_EVICTION: Duration = Duration::from_secs(28);
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {

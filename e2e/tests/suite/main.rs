@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod chat;
 mod donations;
+mod ops;
 mod rtmp;
 mod streams;
 mod video;
@@ -22,6 +23,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
+    trials.extend(ops::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials.extend(video::tests(app.clone()));

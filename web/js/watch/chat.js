@@ -1,4 +1,4 @@
-// The chat panel of the watch page, speaking the room protocol of API.md: `welcome` (history, role, viewers,
+// The chat panel of the watch page, speaking the room protocol of docs/API.md: `welcome` (history, role, viewers,
 // status, slow mode) then live `chat`, `donation`, `presence`, `status`, `deleted`, `slow_mode` and `error` frames.
 // Message text is only ever set with textContent. Hosts get per-message moderation (delete, timeout, ban) and
 // a slow-mode selector; the room enforces all of it server-side, these controls only send the frames.

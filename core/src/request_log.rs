@@ -1,0 +1,132 @@
+//! The one log line per request that the Worker writes (functions/src/routes.rs, `handle`): JSON that `wrangler tail`
+//! and Workers Logs show and that an operator can filter (`route`, `status`, `duration_ms`, `request_id`). It names
+//! the route by its pattern (`/api/streams/{id}`), never the concrete path, query string, headers or body: RTMP
+//! callbacks carry stream keys in their bodies, sign-ins passwords, and a mistyped URL may carry anything.
+
+use serde::Serialize;
+
+/// What the request was, as logged: an API route's pattern, or what kind of non-API path it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteName {
+    /// A row of the route table: its method-independent pattern, e.g. `/api/streams/{id}/chat`.
+    Api(&'static str),
+    /// An `/api/` path that is not in the table.
+    UnknownApi,
+    /// A page of the web client (`/`, `/s/{id}`, ...).
+    Page,
+    /// A static file that reached the Worker (unknown files, and every file when `run_worker_first` covers it).
+    Asset,
+    /// A path that is no page and no file: the 404 page.
+    NotFound,
+}
+
+impl RouteName {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RouteName::Api(pattern) => pattern,
+            RouteName::UnknownApi => "(unknown api route)",
+            RouteName::Page => "(page)",
+            RouteName::Asset => "(static file)",
+            RouteName::NotFound => "(not found)",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    request_id: &'a str,
+    method: &'a str,
+    route: &'static str,
+    status: u16,
+    duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+/// The JSON line for one request. `error` is the contract's error code when the answer was an error.
+pub fn line(
+    request_id: &str,
+    method: &str,
+    route: RouteName,
+    status: u16,
+    duration_ms: u64,
+    error: Option<&'static str>,
+) -> String {
+    serde_json::to_string(&Line {
+        kind: "request",
+        request_id,
+        // A method is a short token; anything else is not worth logging verbatim.
+        method: if method.len() <= 10 && method.bytes().all(|b| b.is_ascii_uppercase()) {
+            method
+        } else {
+            "OTHER"
+        },
+        route: route.as_str(),
+        status,
+        duration_ms,
+        error,
+    })
+    .expect("BUG: a log line of plain fields always serializes")
+}
+
+/// A request id from Cloudflare's `cf-ray` (so a line can be matched with Cloudflare's own logs), if it looks like
+/// one; `None` means: generate one.
+pub fn id_from_ray(cf_ray: Option<&str>) -> Option<String> {
+    let ray = cf_ray?;
+    ((8..=40).contains(&ray.len()) && ray.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| ray.to_string())
+}
+
+/// A request id from 8 random bytes, as 16 hex digits.
+pub fn id_from_random(bytes: [u8; 8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_json_object_with_the_route_pattern_and_no_path() {
+        let text = line(
+            "abc123",
+            "POST",
+            RouteName::Api("/api/rtmp/on-publish"),
+            403,
+            7,
+            Some("invalid_stream_key"),
+        );
+        assert!(!text.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "request");
+        assert_eq!(v["request_id"], "abc123");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["route"], "/api/rtmp/on-publish");
+        assert_eq!(v["status"], 403);
+        assert_eq!(v["duration_ms"], 7);
+        assert_eq!(v["error"], "invalid_stream_key");
+    }
+
+    #[test]
+    fn a_success_has_no_error_field_and_an_odd_method_is_not_logged_verbatim() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line("x", "sk_secret?", RouteName::Page, 200, 1, None)).unwrap();
+        assert!(v.get("error").is_none());
+        assert_eq!(v["method"], "OTHER");
+        assert_eq!(v["route"], "(page)");
+    }
+
+    #[test]
+    fn a_ray_id_is_the_request_id_and_anything_else_is_replaced() {
+        assert_eq!(
+            id_from_ray(Some("8f1b2c3d4e5f6789-SIN")).as_deref(),
+            Some("8f1b2c3d4e5f6789-SIN")
+        );
+        assert_eq!(id_from_ray(Some("x")), None);
+        assert_eq!(id_from_ray(Some("8f1b2c3d4e5f6789\"}-SIN")), None);
+        assert_eq!(id_from_ray(None), None);
+        assert_eq!(id_from_random([0, 1, 2, 0xab, 4, 5, 6, 0xff]), "000102ab040506ff");
+    }
+}
