@@ -409,6 +409,42 @@ impl TestApp {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// Bytes the local D1 database takes on disk (database, WAL and shared-memory files), for growth checks.
+    pub fn d1_bytes(&self) -> u64 {
+        let mut total = 0;
+        let mut dirs = vec![self.state_dir.join("v3").join("d1")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => dirs.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+
+    /// Runs one read-only SQL statement against the local D1 (`wrangler d1 execute --local`) and returns its rows.
+    pub fn d1_query(&self, sql: &str) -> Result<Vec<Value>, BoxError> {
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(self.run_dir.join("worker"))
+            .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+            .arg(&self.state_dir)
+            .args(["--command", sql]);
+        wrangler_env(&mut cmd);
+        let out = cmd.output()?;
+        ensure!(
+            out.status.success(),
+            "d1 execute failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v[0]["results"].as_array().cloned().unwrap_or_default())
+    }
 }
 
 impl Drop for TestApp {
@@ -438,11 +474,10 @@ fn strip_ansi(text: &str) -> String {
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 
 /// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
+/// Each one in its own /64, because the worker buckets IPv6 clients by /64 for its per-IP limits.
 pub fn next_ip() -> String {
-    format!(
-        "2001:db8::{:x}",
-        COUNTER.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id()) * 1000
-    )
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("2001:db8:{:x}:{:x}::1", std::process::id() & 0xffff, n & 0xffff)
 }
 
 /// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.

@@ -12,6 +12,7 @@ mod browser;
 mod chat;
 mod donations;
 mod rtmp;
+mod security;
 mod streams;
 
 /// Tests that share the stack and may run concurrently.
@@ -22,6 +23,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
+    trials.extend(security::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials
 }
@@ -32,6 +34,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
+    trials.extend(security::serial_tests(app.clone()));
     trials
 }
 
