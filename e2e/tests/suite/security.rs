@@ -30,7 +30,11 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
 
 /// Run after the parallel tests: these measure the database or flood the worker.
 pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
-    sunnylive_e2e::trials!(app, junk_webhook_posts_grow_the_database_by_a_small_bounded_amount)
+    sunnylive_e2e::trials!(
+        app,
+        junk_webhook_posts_grow_the_database_by_a_small_bounded_amount,
+        production_refuses_short_shared_sandbox_and_placeholder_configuration,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -481,5 +485,88 @@ async fn logout_with_only_an_access_token_revokes_the_login_and_closes_its_socke
     let pong: Value = kept.next_of_type("pong", Duration::from_secs(5)).await?;
     ensure!(pong["type"] == "pong", "the other login's socket is open");
     kept.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Item 8: what production refuses to serve with
+
+async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(app: &TestApp) -> TestResult {
+    // Every problem at once: the worker logs each by variable name and answers 503 `misconfigured`.
+    let bad = app
+        .start_extra_worker(
+            "prod-bad",
+            "ENVIRONMENT=production\n\
+             JWT_SECRET=only-twenty-six-bytes-long\n\
+             STREAM_KEY_SECRET=the-same-secret-for-two-jobs-0123456789\n\
+             ORIGIN_TOKEN=the-same-secret-for-two-jobs-0123456789\n\
+             MIDTRANS_SERVER_KEY=SB-Mid-server-0123456789abcdefghijklmn\n\
+             MIDTRANS_SNAP_BASE_URL=https://app.sandbox.midtrans.com\n\
+             MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
+             PUBLIC_BASE_URL=https://sunnylive.example.com\n\
+             HLS_BASE_URL=https://hls.example.com/hls\n\
+             RTMP_INGEST_URL=rtmp://ingest.example.com/live\n",
+        )
+        .await?;
+    let a = Api::new(&bad.base, sunnylive_e2e::next_ip());
+    let me = a.get("/api/streams", None).await?;
+    ensure!(
+        me.status == 503 && me.code() == "misconfigured",
+        "a misconfigured production worker answers {} {}",
+        me.status,
+        me.text
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = bad.log_text();
+    for needle in [
+        "JWT_SECRET is shorter than 32 bytes",
+        "STREAM_KEY_SECRET equals ORIGIN_TOKEN",
+        "MIDTRANS_SERVER_KEY is a sandbox key",
+        "MIDTRANS_SNAP_BASE_URL points at the Midtrans sandbox",
+        "MIDTRANS_API_BASE_URL points at the Midtrans sandbox",
+        "PUBLIC_BASE_URL is still a placeholder",
+        "HLS_BASE_URL is still a placeholder",
+        "RTMP_INGEST_URL is still a placeholder",
+    ] {
+        ensure!(log.contains(needle), "the log names the problem {needle:?}:\n{log}");
+    }
+    for secret in [
+        "only-twenty-six-bytes-long",
+        "the-same-secret-for-two-jobs",
+        "0123456789abcdefghijklmn",
+    ] {
+        ensure!(
+            !log.contains(secret) && !me.text.contains(secret),
+            "a secret value reached the log or answer"
+        );
+    }
+    drop(bad);
+
+    // The sandbox is fine when asked for explicitly, with long, distinct secrets and real hosts.
+    let good = app
+        .start_extra_worker(
+            "prod-sandbox",
+            "ENVIRONMENT=production\n\
+             MIDTRANS_ENVIRONMENT=sandbox\n\
+             JWT_SECRET=jwt-0123456789abcdef0123456789abcdef\n\
+             STREAM_KEY_SECRET=key-0123456789abcdef0123456789abcdef\n\
+             ORIGIN_TOKEN=origin-0123456789abcdef0123456789abcdef\n\
+             MIDTRANS_SERVER_KEY=SB-Mid-server-0123456789abcdefghijklmn\n\
+             MIDTRANS_SNAP_BASE_URL=https://app.sandbox.midtrans.com\n\
+             MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
+             PUBLIC_BASE_URL=https://sunnylive.test\n\
+             HLS_BASE_URL=https://hls.sunnylive.test/hls\n\
+             RTMP_INGEST_URL=rtmp://ingest.sunnylive.test/live\n",
+        )
+        .await?;
+    let h = Api::new(&good.base, sunnylive_e2e::next_ip())
+        .get("/healthz", None)
+        .await?;
+    ensure!(
+        h.status == 200,
+        "an explicit sandbox configuration serves: {} {}",
+        h.status,
+        h.text
+    );
     Ok(())
 }
