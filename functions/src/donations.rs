@@ -46,7 +46,7 @@ const EXPIRY_GRACE_SECONDS: i64 = 10 * 60;
 
 /// Columns every donation query selects.
 const DONATION_COLUMNS: &str = "order_id, stream_id, donor_name, message, amount, currency, status,
-     payment_type, midtrans_transaction_id, created_at, paid_at";
+     payment_type, midtrans_transaction_id, created_at, paid_at, (donor_user_id IS NULL) AS guest";
 
 #[derive(Debug, Clone, Deserialize)]
 struct DonationRow {
@@ -61,6 +61,8 @@ struct DonationRow {
     midtrans_transaction_id: Option<String>,
     created_at: String,
     paid_at: Option<String>,
+    /// 1 when the donor was not signed in (SQLite has no booleans).
+    guest: i64,
 }
 
 /// The contract's donation object.
@@ -139,7 +141,10 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
 
     let donor_name = match (&donor, checked.donor_name) {
         (Some(user), _) => DonorName::from_username(&user.username),
-        (None, Some(name)) => name,
+        (None, Some(name)) => {
+            refuse_registered_name(app, &name).await?;
+            name
+        }
         (None, None) => DonorName::anonymous(),
     };
     let order_id = OrderId::generate(random());
@@ -212,6 +217,30 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
             }
             Err(e.to_api_error())
         }
+    }
+}
+
+/// 422 when a guest's chosen name is a registered username (case-insensitively, as usernames compare): a guest
+/// must not pose as the streamer or any other user in the alert. Signed-in donors are shown under their own name.
+async fn refuse_registered_name(app: &App, name: &DonorName) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Taken {
+        #[allow(dead_code)]
+        id: String,
+    }
+    let taken: Option<Taken> = db::one(
+        &app.db,
+        "is a guest name a username",
+        "SELECT id FROM users WHERE username = ?1",
+        &[name.as_str().into()],
+    )
+    .await?;
+    match taken {
+        Some(_) => Err(ApiError::invalid(
+            "donor_name",
+            "is the name of a registered user; sign in to donate under your own name, or pick another",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -566,6 +595,7 @@ async fn deliver_alert(app: &App, row: &DonationRow) -> bool {
         donor: row.donor_name.clone(),
         amount: row.amount,
         message: row.message.clone(),
+        guest: row.guest != 0,
     };
     let body = match serde_json::to_value(&post) {
         Ok(v) => v,

@@ -25,6 +25,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         strangers_failures_do_not_lock_out_a_client_that_signed_in_before,
         successful_logins_do_not_count_toward_the_username_lockout,
         logout_with_only_an_access_token_revokes_the_login_and_closes_its_sockets,
+        guests_cannot_pose_as_users_or_hide_formatting_and_are_marked_in_chat,
     )
 }
 
@@ -568,5 +569,105 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
         h.status,
         h.text
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Item 7: guests cannot pose as someone else
+
+/// Pays `order_id` (amount 10,000) with a notification signed like Midtrans's.
+async fn pay_by_notification(api: &Api, order_id: &str) -> TestResult {
+    let sig = hex::encode(Sha512::digest(format!("{order_id}20010000.00{MIDTRANS_SERVER_KEY}")));
+    let n = api
+        .send(
+            api.request(Method::POST, "/api/webhooks/midtrans")
+                .header("content-type", "application/json")
+                .body(
+                    json!({
+                        "order_id": order_id, "status_code": "200", "gross_amount": "10000.00",
+                        "transaction_status": "settlement", "fraud_status": "accept", "signature_key": sig,
+                        "payment_type": "credit_card", "transaction_id": format!("e2e-{order_id}"),
+                    })
+                    .to_string(),
+                ),
+        )
+        .await?;
+    ensure!(n.status == 200, "paying {order_id}: {} {}", n.status, n.text);
+    Ok(())
+}
+
+async fn guests_cannot_pose_as_users_or_hide_formatting_and_are_marked_in_chat(app: &TestApp) -> TestResult {
+    let api = app.api();
+    let host = api.register("posehost").await?;
+    let (stream_id, _) = api.create_stream(&host, "pose test").await?;
+    let path = format!("/api/streams/{stream_id}/donations");
+    let cases = [
+        (
+            json!({ "donor_name": host.username.to_uppercase() }),
+            "donor_name",
+            "the streamer's name, upper-cased",
+        ),
+        (
+            json!({ "donor_name": format!("{}\u{200B}", host.username) }),
+            "donor_name",
+            "a zero-width space",
+        ),
+        (
+            json!({ "donor_name": "\u{202E}iraS" }),
+            "donor_name",
+            "a right-to-left override",
+        ),
+        (json!({ "donor_name": "Sa\u{2066}ri" }), "donor_name", "a bidi isolate"),
+        (
+            json!({ "message": "halo \u{202E}dlrow" }),
+            "message",
+            "a right-to-left override in the message",
+        ),
+        (json!({ "message": "a\u{FEFF}b" }), "message", "a BOM in the message"),
+    ];
+    for (mut body, field, what) in cases {
+        body["amount"] = json!(10000);
+        let a = app.api().post(&path, None, &body).await?;
+        ensure!(
+            a.status == 422 && !a.body["error"]["fields"][field].is_null(),
+            "{what}: {} {}",
+            a.status,
+            a.text
+        );
+    }
+
+    let mut watcher = ChatClient::connect(&app.base, &stream_id, Credentials::Anonymous).await?;
+    let guest = app
+        .api()
+        .post(&path, None, &json!({ "amount": 10000, "donor_name": "Budi Fan" }))
+        .await?;
+    ensure!(
+        guest.status == 201,
+        "a guest with a free name: {} {}",
+        guest.status,
+        guest.text
+    );
+    pay_by_notification(&api, guest.body["order_id"].as_str().unwrap_or_default()).await?;
+    let frame = watcher.next_of_type("donation", Duration::from_secs(10)).await?;
+    ensure!(
+        frame["donor"] == "Budi Fan" && frame["guest"] == true,
+        "a guest's alert says guest: {frame}"
+    );
+
+    let fan = api.register("posefan").await?;
+    let signed = api.post(&path, Some(&fan.access), &json!({ "amount": 10000 })).await?;
+    ensure!(
+        signed.status == 201,
+        "a signed-in donor: {} {}",
+        signed.status,
+        signed.text
+    );
+    pay_by_notification(&api, signed.body["order_id"].as_str().unwrap_or_default()).await?;
+    let frame = watcher.next_of_type("donation", Duration::from_secs(10)).await?;
+    ensure!(
+        frame["donor"] == fan.username.as_str() && frame["guest"] == false,
+        "a signed-in donor's alert is not marked guest: {frame}"
+    );
+    watcher.close().await;
     Ok(())
 }
