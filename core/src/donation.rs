@@ -60,6 +60,36 @@ fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
+/// Invisible characters that change how text around them looks or reads: Unicode's format characters (bidi
+/// embeddings, overrides and isolates, zero-width spaces and joiners, word joiners, the BOM, interlinear annotation
+/// and tag characters) and the blank "filler" letters that render as nothing. In a donor name or a donation message
+/// they let a guest pose as someone else ("Sari" + U+200B) or flip the text shown on stream (U+202E).
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// The zero-width joiner binds emoji sequences (a family, a flag), so a message may keep it; a name may not.
+const ZERO_WIDTH_JOINER: char = '\u{200D}';
+
 /// A donation message: trimmed, at most 200 characters, no control characters (it is shown on stream overlays).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -74,6 +104,9 @@ impl DonationMessage {
         }
         if has_control_chars(t) {
             return Err("must not contain control characters".into());
+        }
+        if t.chars().any(|c| is_format_char(c) && c != ZERO_WIDTH_JOINER) {
+            return Err("must not contain invisible formatting characters (bidi overrides, zero-width spaces)".into());
         }
         Ok((!t.is_empty()).then(|| Self(t.to_string())))
     }
@@ -97,6 +130,9 @@ impl DonorName {
         }
         if has_control_chars(t) {
             return Err("must not contain control characters".into());
+        }
+        if t.chars().any(is_format_char) {
+            return Err("must not contain invisible formatting characters (bidi overrides, zero-width spaces)".into());
         }
         Ok(Self(t.to_string()))
     }
@@ -285,6 +321,29 @@ pub fn decide(current: DonationStatus, outcome: Outcome) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_messages_with_invisible_formatting_characters_are_refused() {
+        for name in [
+            "Sari\u{200B}",
+            "\u{202E}iraS",
+            "Sa\u{2066}ri",
+            "Sari\u{FEFF}",
+            "\u{3164}",
+            "Sa\u{200D}ri",
+        ] {
+            assert!(DonorName::parse(name).is_err(), "{name:?}");
+        }
+        for message in ["halo \u{202E}dlrow", "a\u{200B}b", "x\u{E0041}"] {
+            assert!(DonationMessage::parse(message).is_err(), "{message:?}");
+        }
+        assert!(DonorName::parse("Sari Rahayu").is_ok());
+        assert!(DonationMessage::parse("semangat! \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}").is_ok());
+        assert!(
+            DonationMessage::parse("مرحبا שלום").is_ok(),
+            "right-to-left scripts themselves are fine"
+        );
+    }
     use serde_json::json;
     use DonationStatus as S;
 

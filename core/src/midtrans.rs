@@ -62,6 +62,58 @@ impl std::fmt::Display for OrderId {
     }
 }
 
+/// What the audit log keeps of a notification's body.
+///
+/// A refused notification (bad JSON, forged signature, unknown order, wrong amount) is whatever anyone chose to post:
+/// the log keeps its SHA-256, its size and a short prefix, enough to recognise and group it, never the whole body
+/// (a loop of 64 KiB junk posts would otherwise fill D1). A notification we accepted came from Midtrans and is kept
+/// whole up to `ACCEPTED_BODY_MAX_BYTES` (Midtrans's are 1-2 KB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditBody {
+    /// Hex SHA-256 of the whole body as received.
+    pub sha256: String,
+    /// Size of the whole body in bytes.
+    pub bytes: usize,
+    /// The part kept: lossy UTF-8, cut on a character boundary.
+    pub kept: String,
+}
+
+/// Bytes of a refused notification's body the audit log keeps.
+pub const REFUSED_BODY_PREFIX_BYTES: usize = 256;
+/// Bytes of an accepted notification's body the audit log keeps.
+pub const ACCEPTED_BODY_MAX_BYTES: usize = 8 * 1024;
+/// Characters of a claimed order id or transaction status the audit log (and the worker's log) keeps.
+pub const AUDIT_FIELD_MAX_CHARS: usize = 64;
+
+impl AuditBody {
+    /// The audit record of `body`, keeping at most `keep` bytes of it.
+    pub fn of(body: &[u8], keep: usize) -> AuditBody {
+        let text = String::from_utf8_lossy(&body[..body.len().min(keep)]);
+        AuditBody {
+            sha256: hex::encode(sha2::Sha256::digest(body)),
+            bytes: body.len(),
+            kept: cut_at_boundary(&text, keep).to_string(),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn cut_at_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A claimed field (order id, transaction status) as the audit log keeps it: at most `AUDIT_FIELD_MAX_CHARS`.
+pub fn audit_field(s: &str) -> &str {
+    cut_at_boundary(s, AUDIT_FIELD_MAX_CHARS)
+}
+
 /// `Authorization` header value for Snap and the status API: HTTP Basic with the server key as the user name and an
 /// empty password.
 pub fn basic_auth(server_key: &str) -> String {
@@ -353,6 +405,18 @@ pub fn parse_snap_create_answer(http_status: u16, body: &[u8]) -> Result<SnapSes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_body_is_kept_as_hash_size_and_a_short_prefix() {
+        let body = format!("{{\"x\":\"{}\"}}", "é".repeat(40_000));
+        let a = AuditBody::of(body.as_bytes(), REFUSED_BODY_PREFIX_BYTES);
+        assert_eq!(a.bytes, body.len());
+        assert_eq!(a.sha256, hex::encode(sha2::Sha256::digest(body.as_bytes())));
+        assert!(a.kept.len() <= REFUSED_BODY_PREFIX_BYTES && a.kept.starts_with("{\"x\":\"é"));
+        assert!(!a.kept.contains('\u{fffd}'), "cut on a character boundary: {}", a.kept);
+        assert_eq!(AuditBody::of(b"short", 256).kept, "short");
+        assert_eq!(audit_field(&"o".repeat(9000)).len(), AUDIT_FIELD_MAX_CHARS);
+    }
 
     /// Midtrans's own example ("Receiving notifications": order 1111, status 200, 100000.00, the documented dummy
     /// server key). The page prints only the inputs; this digest was checked with coreutils `sha512sum` and matches

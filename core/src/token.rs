@@ -97,6 +97,11 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The login (refresh-token family) this token was issued for, so a logout with only this token can revoke
+    /// that login and close its chat sockets. Absent from tokens issued before the claim existed (they expire
+    /// within 15 minutes of a deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Signs and verifies access tokens with one secret.
@@ -138,14 +143,23 @@ impl AccessTokens {
         }
     }
 
-    /// Issues a token for `user` at `now` (unix seconds). `jti_random` are random bytes for the token id.
-    pub fn issue(&self, user: &UserId, username: &str, now: i64, jti_random: [u8; 16]) -> (String, AccessClaims) {
+    /// Issues a token for `user`'s login `login` at `now` (unix seconds). `jti_random` are random bytes for the
+    /// token id.
+    pub fn issue(
+        &self,
+        user: &UserId,
+        username: &str,
+        login: &UserId,
+        now: i64,
+        jti_random: [u8; 16],
+    ) -> (String, AccessClaims) {
         let claims = AccessClaims {
             sub: user.as_str().to_string(),
             name: username.to_string(),
             iat: now,
             exp: now + ACCESS_TTL_SECONDS,
             jti: B64URL.encode(jti_random),
+            sid: Some(login.as_str().to_string()),
         };
         let payload = serde_json::to_vec(&claims).expect("BUG: claims are plain data");
         let message = format!("{}.{}", B64URL.encode(HEADER_JSON), B64URL.encode(payload));
@@ -190,7 +204,12 @@ impl AccessTokens {
         if claims.exp <= now {
             return Err(TokenRejection::Expired);
         }
-        if crate::ids::UserId::parse(&claims.sub).is_none() {
+        if crate::ids::UserId::parse(&claims.sub).is_none()
+            || claims
+                .sid
+                .as_deref()
+                .is_some_and(|sid| crate::ids::UserId::parse(sid).is_none())
+        {
             return Err(TokenRejection::Malformed);
         }
         Ok(claims)
@@ -226,22 +245,27 @@ mod tests {
         UserId::generate([3; 10])
     }
 
+    fn login() -> UserId {
+        UserId::generate([4; 10])
+    }
+
     fn tokens() -> AccessTokens {
         AccessTokens::new(b"test-secret-test-secret-test-secret")
     }
 
     #[test]
     fn an_issued_token_verifies_and_carries_the_contract_claims() {
-        let (t, claims) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, claims) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         let back = tokens().verify(&t, NOW + 1).unwrap();
         assert_eq!(back, claims);
         assert_eq!(back.exp - back.iat, 900);
         assert_eq!(back.name, "alice");
+        assert_eq!(back.sid.as_deref(), Some(login().as_str()), "the token names its login");
     }
 
     #[test]
     fn an_expired_token_is_refused() {
-        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         assert_eq!(
             tokens().verify(&t, NOW + ACCESS_TTL_SECONDS),
             Err(TokenRejection::Expired)
@@ -250,7 +274,8 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
-        let (t, _) = AccessTokens::new(b"another-key-another-key-another!").issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) =
+            AccessTokens::new(b"another-key-another-key-another!").issue(&user(), "alice", &login(), NOW, [1; 16]);
         assert_eq!(tokens().verify(&t, NOW), Err(TokenRejection::BadSignature));
     }
 
@@ -268,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_tampered_payload_is_refused() {
-        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         let mut parts: Vec<&str> = t.split('.').collect();
         let evil = B64URL.encode(format!(
             r#"{{"sub":"{}","name":"root","iat":{NOW},"exp":{},"jti":"x"}}"#,
@@ -293,7 +318,7 @@ mod tests {
 
     #[test]
     fn headers_with_members_we_do_not_understand_are_refused() {
-        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         let parts: Vec<&str> = t.split('.').collect();
         let header = B64URL.encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#);
         assert!(tokens()
@@ -303,7 +328,7 @@ mod tests {
 
     #[test]
     fn tokens_with_extra_or_missing_parts_are_malformed() {
-        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         assert_eq!(tokens().verify(&format!("{t}.x"), NOW), Err(TokenRejection::Malformed));
         assert_eq!(
             tokens().verify(t.rsplit_once('.').unwrap().0, NOW),
@@ -313,7 +338,7 @@ mod tests {
 
     #[test]
     fn hs384_headers_are_refused_even_with_the_right_key() {
-        let (t, _) = tokens().issue(&user(), "alice", NOW, [1; 16]);
+        let (t, _) = tokens().issue(&user(), "alice", &login(), NOW, [1; 16]);
         let parts: Vec<&str> = t.split('.').collect();
         let header = B64URL.encode(br#"{"alg":"HS384","typ":"JWT"}"#);
         let forged = format!("{header}.{}.{}", parts[1], parts[2]);

@@ -7,7 +7,8 @@ use std::cell::{OnceCell, RefCell};
 use serde::Serialize;
 use sunnylive_core::chat::{
     ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
-    CLOSE_NORMAL, CLOSE_POLICY, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    CLOSE_NORMAL, CLOSE_POLICY, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
+    HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -290,6 +291,19 @@ impl ChatRoom {
                     format!(r#"{{"messages":[{}],"next_before":{next}}}"#, bodies.join(",")),
                 )
             }
+            (Method::Post, "/internal/logout") => {
+                #[derive(serde::Deserialize)]
+                struct Body {
+                    login_id: String,
+                }
+                let body: Body = read_json(&mut req).await?;
+                // Each socket closes like a banned one; its `websocket_close` then leaves the room as usual.
+                let sockets = self.state.get_websockets_with_tag(&login_tag(&body.login_id));
+                for ws in &sockets {
+                    let _ = ws.close(Some(CLOSE_POLICY), Some("logged out"));
+                }
+                json_response(200, &serde_json::json!({ "closed": sockets.len() }))
+            }
             (Method::Get, "/internal/presence") => {
                 let (viewers, status) = self
                     .with_room(|room| (room.viewers(), room.status()))
@@ -324,8 +338,13 @@ impl ChatRoom {
         raw_socket(&pair.server)
             .serialize_attachment(JsValue::from_str(&connection.to_attachment()))
             .map_err(|e| internal("attachment")(e.into()))?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[connection.conn.as_str()]);
+        // A signed-in socket is also tagged with its login, so `POST /internal/logout` finds it.
+        let login = header(HEADER_LOGIN_ID)
+            .filter(|id| sunnylive_core::ids::looks_like_id(id))
+            .map(|id| login_tag(&id));
+        let mut tags = vec![connection.conn.as_str()];
+        tags.extend(login.as_deref());
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
         let conn = connection.conn.clone();
         let effects = self
             .handle(Event::Join {
@@ -356,6 +375,11 @@ impl ChatRoom {
             worker::console_error!("chat room: socket event failed: {e}");
         }
     }
+}
+
+/// The tag of the sockets opened with one login.
+fn login_tag(login_id: &str) -> String {
+    format!("login:{login_id}")
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {

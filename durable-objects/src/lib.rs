@@ -8,11 +8,12 @@
 //!
 //! | route | request | answer |
 //! |---|---|---|
-//! | `GET /internal/websocket` | `Upgrade: websocket`; `X-Sunnylive-Role: host\|viewer\|anonymous`; `X-Sunnylive-User-Id` and `X-Sunnylive-Username` (not for anonymous); optional `X-Sunnylive-Stream-Status: live\|offline` (D1's view, used until the room has been told a status) | 101 with the client socket; first frame `welcome` |
+//! | `GET /internal/websocket` | `Upgrade: websocket`; `X-Sunnylive-Role: host\|viewer\|anonymous`; `X-Sunnylive-User-Id` and `X-Sunnylive-Username` (not for anonymous); optional `X-Sunnylive-Stream-Status: live\|offline` (D1's view, used until the room has been told a status); optional `X-Sunnylive-Login-Id` (the signed-in socket's login, kept as a tag `login:<id>`) | 101 with the client socket; first frame `welcome` |
 //! | `POST /internal/donation` | JSON `{order_id, donor, amount, message?}` (a donation that just became paid) | 200 `{"delivered": true}` the first time an order id is posted, `{"delivered": false}` after; 422 invalid fields |
 //! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
 //! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
+//! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out" |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
 //! settings table and writes its socket count to D1 (`streams.viewers` of that row) with each presence update, at
@@ -30,8 +31,8 @@
 //! # Hibernation
 //! Sockets are accepted through the state (`accept_websocket_with_tags`), so the runtime may evict the object while
 //! they stay open and construct it again on the next message, close, alarm or request. Each socket's attachment holds
-//! its `Connection` (connection id and identity, well under the 2 KiB attachment limit) and its one tag is the
-//! connection id, so a rebuilt room finds every socket and knows who it is. Everything else the room needs (history,
+//! its `Connection` (connection id and identity, well under the 2 KiB attachment limit) and its tags are the
+//! connection id (and `login:<login id>` for a signed-in socket), so a rebuilt room finds every socket and knows who it is. Everything else the room needs (history,
 //! bans, timeouts, slow mode, status, delivered donation orders, recent sends for the rate limiter) is in SQLite.
 //! The only timer is the alarm for the trailing presence update, which survives eviction too.
 

@@ -49,6 +49,12 @@ test('after signing in, only same-site paths are returned to', () => {
   assert.equal(safeNextPath('/\\evil.example'), '/');
   assert.equal(safeNextPath('https://evil.example/'), '/');
   assert.equal(safeNextPath(null, '/studio'), '/studio');
+  // What the browser makes of them, not what the raw string starts with (issue 12, item 3).
+  assert.equal(safeNextPath('/\t/evil.example'), '/');
+  assert.equal(safeNextPath('/\n/evil.example'), '/');
+  assert.equal(safeNextPath('/\t\\evil.example'), '/');
+  assert.equal(safeNextPath('javascript:alert(1)'), '/');
+  assert.equal(safeNextPath('/studio?tab=keys#top'), '/studio?tab=keys#top');
 });
 
 test('colours derived from ids are stable, and stream tiles stay in the warm range', () => {

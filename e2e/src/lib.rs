@@ -504,6 +504,97 @@ impl TestApp {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// Bytes the local D1 database takes on disk (database, WAL and shared-memory files), for growth checks.
+    pub fn d1_bytes(&self) -> u64 {
+        let mut total = 0;
+        let mut dirs = vec![self.state_dir.join("v3").join("d1")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => dirs.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+
+    /// Starts a second `wrangler dev` of the same build with its own `.dev.vars` (e.g. a production configuration)
+    /// and its own empty state, waits until it answers anything on `/healthz`, and returns its base URL and the
+    /// path of its log. It is stopped when the returned guard is dropped.
+    pub async fn start_extra_worker(&self, label: &str, dev_vars: &str) -> Result<ExtraWorker, BoxError> {
+        let root = repo_root();
+        let dir = self.run_dir.join(label);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(self.run_dir.join("worker/wrangler.toml"), dir.join("wrangler.toml"))?;
+        std::fs::write(dir.join(".dev.vars"), dev_vars)?;
+        let (port, inspector) = (free_port(), free_port());
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&dir)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &inspector.to_string()])
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .args(["--log-level", "log", "--show-interactive-dev-session=false"]);
+        wrangler_env(&mut cmd);
+        let log = dir.join("worker.log");
+        let service = Service::spawn("extra wrangler dev", cmd, &log, true)?;
+        let worker = ExtraWorker {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            service,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if self.http.get(format!("{}/healthz", worker.base)).send().await.is_ok() {
+                return Ok(worker);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(format!("extra wrangler dev {label} did not answer within 120 s").into())
+    }
+
+    /// Runs one read-only SQL statement against the local D1 (`wrangler d1 execute --local`) and returns its rows.
+    pub fn d1_query(&self, sql: &str) -> Result<Vec<Value>, BoxError> {
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(self.run_dir.join("worker"))
+            .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+            .arg(&self.state_dir)
+            .args(["--command", sql]);
+        wrangler_env(&mut cmd);
+        let out = cmd.output()?;
+        ensure!(
+            out.status.success(),
+            "d1 execute failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v[0]["results"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// A second `wrangler dev` (see `TestApp::start_extra_worker`), stopped on drop.
+pub struct ExtraWorker {
+    pub base: String,
+    pub log: PathBuf,
+    service: Service,
+}
+
+impl ExtraWorker {
+    /// What it logged so far, without colour codes.
+    pub fn log_text(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for ExtraWorker {
+    fn drop(&mut self) {
+        self.service.stop();
+    }
 }
 
 impl Drop for TestApp {
@@ -533,11 +624,10 @@ fn strip_ansi(text: &str) -> String {
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 
 /// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
+/// Each one in its own /64, because the worker buckets IPv6 clients by /64 for its per-IP limits.
 pub fn next_ip() -> String {
-    format!(
-        "2001:db8::{:x}",
-        COUNTER.fetch_add(1, Ordering::SeqCst) + u64::from(std::process::id()) * 1000
-    )
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("2001:db8:{:x}:{:x}::1", std::process::id() & 0xffff, n & 0xffff)
 }
 
 /// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.

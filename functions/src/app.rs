@@ -2,7 +2,7 @@
 //! reads by itself (the clock and randomness).
 
 use sunnylive_core::error::ApiError;
-use sunnylive_core::secret::production_problem;
+use sunnylive_core::secret::{equal_secrets, is_placeholder_url, midtrans_problems, production_problem};
 use sunnylive_core::token::AccessTokens;
 use worker::{Bucket, D1Database, Env};
 
@@ -44,12 +44,28 @@ fn number(env: &Env, name: &str, default: i64) -> i64 {
 }
 
 impl Config {
-    /// Reads the configuration. Outside development, a missing secret or a development value refuses every
-    /// request (503) and logs which secret is wrong (its name, never its value).
+    /// Reads the configuration. Outside development, every problem (a secret missing, a development value,
+    /// shorter than 32 bytes, or equal to another secret; the Midtrans sandbox without `MIDTRANS_ENVIRONMENT=sandbox`;
+    /// a URL still on a placeholder host) is logged by variable name, never by value, and every request is refused
+    /// (503 `misconfigured`).
     pub fn load(env: &Env) -> Result<Config, ApiError> {
         let development = var(env, "ENVIRONMENT").as_deref() == Some("development");
         let values: Vec<Option<String>> = SECRETS.iter().map(|name| secret(env, name)).collect();
-        let mut broken = false;
+        let trim = |s: String| s.trim_end_matches('/').to_string();
+        let public_base_url = var(env, "PUBLIC_BASE_URL").map(trim);
+        let media_base_url = var(env, "MEDIA_BASE_URL").map(trim);
+        let rtmp_ingest_url = trim(var(env, "RTMP_INGEST_URL").unwrap_or_else(|| "rtmp://127.0.0.1:1935/live".into()));
+        let sandbox = var(env, "MIDTRANS_ENVIRONMENT").as_deref() == Some("sandbox");
+        // Without a URL configured, production talks to production Midtrans and the sandbox to the sandbox.
+        let (snap_default, api_default) = if sandbox || development {
+            ("https://app.sandbox.midtrans.com", "https://api.sandbox.midtrans.com")
+        } else {
+            ("https://app.midtrans.com", "https://api.midtrans.com")
+        };
+        let midtrans_snap_base_url = trim(var(env, "MIDTRANS_SNAP_BASE_URL").unwrap_or_else(|| snap_default.into()));
+        let midtrans_api_base_url = trim(var(env, "MIDTRANS_API_BASE_URL").unwrap_or_else(|| api_default.into()));
+
+        let mut problems: Vec<(String, String)> = Vec::new();
         for (name, value) in SECRETS.iter().zip(&values) {
             let problem = if development {
                 value.is_none().then_some("is missing")
@@ -57,36 +73,70 @@ impl Config {
                 production_problem(value.as_deref())
             };
             if let Some(problem) = problem {
-                worker::console_error!(
-                    "refusing to serve: secret {name} {problem} (set it with `wrangler secret put {name}`)"
-                );
-                broken = true;
+                problems.push((
+                    name.to_string(),
+                    format!("{problem} (set it with `wrangler secret put {name}`)"),
+                ));
             }
         }
-        if broken {
+        if !development {
+            let present: Vec<(&str, &str)> = SECRETS
+                .iter()
+                .zip(&values)
+                .filter_map(|(name, v)| v.as_deref().map(|v| (*name, v)))
+                .collect();
+            for (a, b) in equal_secrets(&present) {
+                problems.push((
+                    a.to_string(),
+                    format!("equals {b}: give every secret its own random value"),
+                ));
+            }
+            let urls = [
+                ("MIDTRANS_SNAP_BASE_URL", midtrans_snap_base_url.as_str()),
+                ("MIDTRANS_API_BASE_URL", midtrans_api_base_url.as_str()),
+            ];
+            let server_key = values[3].as_deref().unwrap_or_default();
+            for (name, problem) in midtrans_problems(sandbox, server_key, &urls) {
+                problems.push((name.to_string(), problem.to_string()));
+            }
+            let placeholders = [
+                ("PUBLIC_BASE_URL", public_base_url.as_deref().unwrap_or_default()),
+                ("MEDIA_BASE_URL", media_base_url.as_deref().unwrap_or_default()),
+                ("RTMP_INGEST_URL", rtmp_ingest_url.as_str()),
+                ("MIDTRANS_SNAP_BASE_URL", midtrans_snap_base_url.as_str()),
+                ("MIDTRANS_API_BASE_URL", midtrans_api_base_url.as_str()),
+            ];
+            for (name, url) in placeholders {
+                if is_placeholder_url(url) {
+                    problems.push((
+                        name.to_string(),
+                        "is still a placeholder (*.example.com): set the real one".into(),
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            for (name, problem) in &problems {
+                worker::console_error!("refusing to serve: {name} {problem}");
+            }
             return Err(ApiError::Misconfigured);
         }
         let mut values = values.into_iter().map(|v| v.expect("BUG: checked above"));
-        let trim = |s: String| s.trim_end_matches('/').to_string();
         Ok(Config {
             jwt_secret: values.next().expect("BUG: four secrets"),
             stream_key_secret: values.next().expect("BUG: four secrets"),
             origin_token: values.next().expect("BUG: four secrets"),
             midtrans_server_key: values.next().expect("BUG: four secrets"),
-            public_base_url: var(env, "PUBLIC_BASE_URL").map(trim),
-            media_base_url: var(env, "MEDIA_BASE_URL").map(trim),
+            public_base_url,
+            media_base_url,
             broadcast_retention_days: number(
                 env,
                 "BROADCAST_RETENTION_DAYS",
                 sunnylive_core::hls::DEFAULT_RETENTION_DAYS,
             ),
-            rtmp_ingest_url: trim(var(env, "RTMP_INGEST_URL").unwrap_or_else(|| "rtmp://127.0.0.1:1935/live".into())),
-            midtrans_snap_base_url: trim(
-                var(env, "MIDTRANS_SNAP_BASE_URL").unwrap_or_else(|| "https://app.sandbox.midtrans.com".into()),
-            ),
-            midtrans_api_base_url: trim(
-                var(env, "MIDTRANS_API_BASE_URL").unwrap_or_else(|| "https://api.sandbox.midtrans.com".into()),
-            ),
+            rtmp_ingest_url,
+            midtrans_snap_base_url,
+            midtrans_api_base_url,
             stale_stream_seconds: number(env, "STALE_STREAM_SECONDS", 90),
             donation_reconcile_after_seconds: number(env, "DONATION_RECONCILE_AFTER_SECONDS", 600),
         })

@@ -10,7 +10,9 @@ use sunnylive_core::error::ApiError;
 use sunnylive_core::ids::UserId;
 use sunnylive_core::password::{StoredPassword, DUMMY_SALT, PBKDF2_ITERATIONS, SALT_LEN};
 use sunnylive_core::rate_limit::{self, Limit};
-use sunnylive_core::token::{hash_refresh_token, new_refresh_token, ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS};
+use sunnylive_core::token::{
+    hash_refresh_token, new_refresh_token, AccessClaims, ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS,
+};
 use worker::{Headers, Request, Response};
 
 use crate::app::{rfc3339, App};
@@ -26,6 +28,18 @@ pub const REFRESH_COOKIE: &str = "sl_refresh";
 pub struct AuthUser {
     pub id: UserId,
     pub username: String,
+    /// The login the access token was issued for (`None` for tokens issued before the `sid` claim existed).
+    pub login_id: Option<String>,
+}
+
+impl AuthUser {
+    fn from_claims(claims: AccessClaims) -> AuthUser {
+        AuthUser {
+            id: UserId::from_trusted(claims.sub),
+            username: claims.name,
+            login_id: claims.sid,
+        }
+    }
 }
 
 fn reject(why: &str) -> ApiError {
@@ -56,8 +70,11 @@ pub fn require_own_origin(app: &App, req: &Request) -> Result<(), ApiError> {
     }
 }
 
-/// Who is calling: `Ok(None)` for anonymous callers. A Bearer token that fails is a 401; a stale access cookie is
-/// treated as anonymous (browsers keep sending it until it is refreshed).
+/// Who is calling: `Ok(None)` for anonymous callers. What authenticated the request decides which rules apply: a
+/// Bearer token, when present, is the only credential looked at (a failing one is a 401, and cookies that came
+/// along, e.g. from a client's cookie jar, are ignored: no Origin check); only a request authenticated by its
+/// access cookie gets the Origin check. A stale access cookie is treated as anonymous (browsers keep sending it
+/// until it is refreshed).
 pub fn authenticate(app: &App, req: &Request) -> Result<Option<AuthUser>, ApiError> {
     let now = app.now();
     if let Some(token) = http::bearer(req) {
@@ -65,10 +82,7 @@ pub fn authenticate(app: &App, req: &Request) -> Result<Option<AuthUser>, ApiErr
             .tokens
             .verify(&token, now)
             .map_err(|why| reject(&format!("bearer: {why:?}")))?;
-        return Ok(Some(AuthUser {
-            id: UserId::from_trusted(claims.sub),
-            username: claims.name,
-        }));
+        return Ok(Some(AuthUser::from_claims(claims)));
     }
     let Some(token) = http::cookie(req, ACCESS_COOKIE) else {
         return Ok(None);
@@ -76,14 +90,23 @@ pub fn authenticate(app: &App, req: &Request) -> Result<Option<AuthUser>, ApiErr
     match app.tokens.verify(&token, now) {
         Ok(claims) => {
             check_origin(app, req)?;
-            Ok(Some(AuthUser {
-                id: UserId::from_trusted(claims.sub),
-                username: claims.name,
-            }))
+            Ok(Some(AuthUser::from_claims(claims)))
         }
         Err(why) => {
             worker::console_log!("auth: ignoring access cookie ({why:?})");
             Ok(None)
+        }
+    }
+}
+
+/// The user of a valid Bearer access token, if the request carries one (no cookie is looked at).
+fn bearer_user(app: &App, req: &Request) -> Option<AuthUser> {
+    let token = http::bearer(req)?;
+    match app.tokens.verify(&token, app.now()) {
+        Ok(claims) => Some(AuthUser::from_claims(claims)),
+        Err(why) => {
+            worker::console_log!("auth: ignoring a Bearer token at logout ({why:?})");
+            None
         }
     }
 }
@@ -212,19 +235,21 @@ async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) ->
         ])
         .await
         .or_internal("insert login family")?;
-    session_response(app, req, user, &refresh.token, status)
+    session_response(app, req, user, family.as_str(), &refresh.token, status)
 }
 
 fn session_response(
     app: &App,
     req: &Request,
     user: &UserRow,
+    login_id: &str,
     refresh_token: &str,
     status: u16,
 ) -> Result<Response, ApiError> {
     let (access, _) = app.tokens.issue(
         &UserId::from_trusted(user.id.clone()),
         &user.username,
+        &UserId::from_trusted(login_id.to_string()),
         app.now(),
         random(),
     );
@@ -302,18 +327,19 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         }
         return Err(ApiError::Invalid(fields));
     };
-    count_attempt(
-        app,
-        &format!("login-ip:{}", http::client_ip(&req)),
-        rate_limit::LOGIN_PER_IP,
-    )
-    .await?;
-    count_attempt(
-        app,
-        &format!("login-user:{}", username.to_lowercase()),
-        rate_limit::LOGIN_PER_USERNAME,
-    )
-    .await?;
+    let client = http::client_ip(&req);
+    count_attempt(app, &format!("login-ip:{client}"), rate_limit::LOGIN_PER_IP).await?;
+    // The username lockout counts failures: the attempt is counted now (so parallel guesses cannot slip past the
+    // limit) and taken back if the password is right. A name that cannot exist has no account to protect.
+    let name = Username::parse(username).ok();
+    let lockout_key = match &name {
+        Some(name) => {
+            let key = lockout_key(app, name, &client).await?;
+            count_attempt(app, &key, rate_limit::LOGIN_PER_USERNAME).await?;
+            Some(key)
+        }
+        None => None,
+    };
 
     // Flat rows (no `#[serde(flatten)]`): flattening buffers every field through serde's generic Content
     // type, which costs kilobytes of wasm for no benefit here.
@@ -326,8 +352,8 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         password_hash: String,
     }
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
-    let row: Option<Row> = match Username::parse(username) {
-        Ok(name) => {
+    let row: Option<Row> = match &name {
+        Some(name) => {
             db::one(
                 &app.db,
                 "load user for login",
@@ -336,7 +362,7 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
             )
             .await?
         }
-        Err(_) => None,
+        None => None,
     };
     let stored = row.as_ref().and_then(|r| StoredPassword::parse(&r.password_hash));
     let (salt, iterations) = match &stored {
@@ -356,6 +382,9 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
     if !stored.matches(&derived) {
         return Err(invalid_credentials());
     }
+    if let (Some(name), Some(key)) = (&name, &lockout_key) {
+        signed_in_from(app, name, &client, key).await?;
+    }
     if stored.needs_rehash() {
         if let Ok(p) = Password::parse(password) {
             let upgraded = hash_new_password(&p).await?;
@@ -369,6 +398,52 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         }
     }
     start_session(app, &req, &user, 200).await
+}
+
+/// The lockout key of this login attempt: apart from strangers' when this client signed in to the account before.
+async fn lockout_key(app: &App, name: &Username, client: &str) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct Known {
+        #[allow(dead_code)]
+        last_ok_at: i64,
+    }
+    let known: Option<Known> = db::one(
+        &app.db,
+        "is this a known login client",
+        "SELECT last_ok_at FROM login_known_clients WHERE username = ?1 AND client = ?2",
+        &[name.as_str().to_ascii_lowercase().as_str().into(), client.into()],
+    )
+    .await?;
+    Ok(rate_limit::login_lockout_key(name, known.is_some().then_some(client)))
+}
+
+/// A successful sign-in: takes back the attempt counted against the lockout, and remembers the client as one
+/// that signs in to this account.
+async fn signed_in_from(app: &App, name: &Username, client: &str, lockout_key: &str) -> Result<(), ApiError> {
+    let now = app.now();
+    db::run(
+        &app.db,
+        "take back a successful login attempt",
+        "UPDATE rate_limits SET count = count - 1 WHERE key = ?1 AND window_start = ?2 AND count > 0",
+        &[
+            lockout_key.into(),
+            rate_limit::LOGIN_PER_USERNAME.window_start(now).into(),
+        ],
+    )
+    .await?;
+    db::run(
+        &app.db,
+        "remember a known login client",
+        "INSERT INTO login_known_clients (username, client, last_ok_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (username, client) DO UPDATE SET last_ok_at = excluded.last_ok_at",
+        &[
+            name.as_str().to_ascii_lowercase().as_str().into(),
+            client.into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 fn invalid_credentials() -> ApiError {
@@ -393,12 +468,86 @@ async fn presented_refresh_token(app: &App, req: &mut Request) -> Result<Option<
     }
 }
 
+/// Revokes a login: its refresh tokens stop working at once, and every chat socket it opened is closed (the rooms
+/// it opened sockets in are recorded by `chat_login`). Its access tokens expire within 15 minutes and can open no
+/// new chat socket meanwhile. A room that cannot be reached is logged; the revocation stands.
 async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
     db::run(
         &app.db,
         "revoke login family",
         "UPDATE login_families SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
         &[app.now_rfc3339().as_str().into(), family_id.into()],
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct Room {
+        stream_id: String,
+    }
+    let rooms: Vec<Room> = db::all(
+        &app.db,
+        "rooms of a revoked login",
+        "DELETE FROM login_chat_rooms WHERE login_id = ?1 RETURNING stream_id",
+        &[family_id.into()],
+    )
+    .await?;
+    let body = serde_json::json!({ "login_id": family_id });
+    for room in rooms {
+        match crate::chat::post_to_room(app, &room.stream_id, "/internal/logout", &body).await {
+            Ok(code) if (200..300).contains(&code) => {}
+            Ok(code) => worker::console_error!("auth: room {} answered {code} to a logout", room.stream_id),
+            Err(e) => worker::console_error!("auth: room {} unreachable for a logout: {e}", room.stream_id),
+        }
+    }
+    Ok(())
+}
+
+/// Called when `user` opens a chat socket in `stream_id`: refuses (401) a login that was revoked (its access token
+/// may still be unexpired), and records the room so a later revocation can close the socket. Returns the login id
+/// to hand to the room.
+pub async fn chat_login(app: &App, user: &AuthUser, stream_id: &str) -> Result<Option<String>, ApiError> {
+    let Some(login_id) = &user.login_id else {
+        return Ok(None);
+    };
+    #[derive(Deserialize)]
+    struct Login {
+        revoked_at: Option<String>,
+    }
+    let login: Option<Login> = db::one(
+        &app.db,
+        "load login of a chat socket",
+        "SELECT revoked_at FROM login_families WHERE id = ?1",
+        &[login_id.into()],
+    )
+    .await?;
+    if login.is_none_or(|l| l.revoked_at.is_some()) {
+        return Err(reject("chat: the access token's login is revoked"));
+    }
+    db::run(
+        &app.db,
+        "remember the room of a login",
+        "INSERT INTO login_chat_rooms (login_id, stream_id, seen_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (login_id, stream_id) DO UPDATE SET seen_at = excluded.seen_at",
+        &[login_id.into(), stream_id.into(), app.now().into()],
+    )
+    .await?;
+    Ok(Some(login_id.clone()))
+}
+
+/// Cron: forgets known login clients and logins' chat rooms unused for longer than a login lives.
+pub async fn forget_old_known_clients(app: &App) -> Result<(), ApiError> {
+    let before = app.now() - REFRESH_TTL_SECONDS;
+    db::run(
+        &app.db,
+        "forget old known login clients",
+        "DELETE FROM login_known_clients WHERE last_ok_at < ?1",
+        &[before.into()],
+    )
+    .await?;
+    db::run(
+        &app.db,
+        "forget old chat rooms of logins",
+        "DELETE FROM login_chat_rooms WHERE seen_at < ?1",
+        &[before.into()],
     )
     .await?;
     Ok(())
@@ -473,31 +622,47 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         email: row.email,
         created_at: row.created_at,
     };
-    session_response(app, &req, &user, &next.token, 200)
+    session_response(app, &req, &user, &row.family_id, &next.token, 200)
 }
 
-/// `POST /api/auth/logout`: revokes the presented login (refresh token from body or cookie) and clears cookies.
-/// Always 204: logging out twice, or with nothing to revoke, is not an error.
+/// `POST /api/auth/logout`: revokes the caller's login and clears cookies. Which login is decided by what
+/// authenticated the request: a valid Bearer access token (its login, from the `sid` claim; cookies that came
+/// along are ignored and no Origin is needed), else a refresh token in the body, else the refresh cookie (a cookie
+/// sign-in, so it must come from our own origin). Always 204: logging out twice, or with nothing to revoke, is not
+/// an error.
 pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    if let Some(token) = presented_refresh_token(app, &mut req).await? {
-        #[derive(Deserialize)]
-        struct Row {
-            family_id: String,
+    let mut logins = Vec::new();
+    if let Some(user) = bearer_user(app, &req) {
+        let body = http::read_optional_json(&mut req, JSON_LIMIT).await?;
+        logins.extend(user.login_id);
+        if let Some(token) = body.opt_str("refresh_token")? {
+            logins.extend(login_of_refresh_token(app, token).await?);
         }
-        let row: Option<Row> = db::one(
-            &app.db,
-            "find login to revoke",
-            "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1",
-            &[hash_refresh_token(&token).as_str().into()],
-        )
-        .await?;
-        if let Some(row) = row {
-            revoke_family(app, &row.family_id).await?;
-        }
+    } else if let Some(token) = presented_refresh_token(app, &mut req).await? {
+        logins.extend(login_of_refresh_token(app, &token).await?);
+    }
+    logins.dedup();
+    for login in &logins {
+        revoke_family(app, login).await?;
     }
     let response = http::no_content()?;
     clear_cookies(&req, response.headers())?;
     Ok(response)
+}
+
+async fn login_of_refresh_token(app: &App, token: &str) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        family_id: String,
+    }
+    let row: Option<Row> = db::one(
+        &app.db,
+        "find login to revoke",
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1",
+        &[hash_refresh_token(token).as_str().into()],
+    )
+    .await?;
+    Ok(row.map(|r| r.family_id))
 }
 
 /// `GET /api/me`

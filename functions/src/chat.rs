@@ -7,7 +7,7 @@
 //! from scratch and carries no header the client sent. The room's internal contract is documented in
 //! durable-objects/src/lib.rs.
 
-use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_STREAM_ID, HEADER_STREAM_STATUS};
+use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS};
 use sunnylive_core::error::ApiError;
 use worker::{Headers, Method, Request, RequestInit, Response, Stub};
 
@@ -52,7 +52,13 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     }
     let stream = streams::load(app, id).await?;
     refuse_cross_site_cookie(app, &req)?;
-    let identity = match auth::authenticate(app, &req)? {
+    let caller = auth::authenticate(app, &req)?;
+    // A revoked login's access token opens no socket; the room tags the socket with its login for a later logout.
+    let login = match &caller {
+        Some(user) => auth::chat_login(app, user, &stream.id).await?,
+        None => None,
+    };
+    let identity = match caller {
         None => Identity::Anonymous,
         Some(user) if user.id.as_str() == stream.owner_id => Identity::Host {
             id: user.id,
@@ -67,6 +73,9 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     headers.set("upgrade", "websocket").or_internal("headers")?;
     for (name, value) in identity.headers() {
         headers.set(name, &value).or_internal("headers")?;
+    }
+    if let Some(login) = &login {
+        headers.set(HEADER_LOGIN_ID, login).or_internal("headers")?;
     }
     headers
         .set(HEADER_STREAM_STATUS, &stream.status)

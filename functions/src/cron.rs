@@ -1,12 +1,13 @@
 //! The minute cron: ends streams whose heartbeats stopped (and their broadcasts), removes deleted and expired
-//! broadcasts' video, asks Midtrans about donations pending too long,
-//! redelivers chat alerts for paid donations, and forgets expired rate-limit windows. Each task runs
+//! broadcasts' video, asks Midtrans about donations pending too long, redelivers chat alerts for paid donations,
+//! prunes the refused part of the Midtrans audit log, and forgets expired rate-limit windows and long-unused known
+//! login clients. Each task runs
 //! even when another fails, and failures are logged with context.
 
 use worker::Env;
 
 use crate::app::App;
-use crate::{broadcasts, db, donations, rtmp};
+use crate::{auth, broadcasts, db, donations, rtmp};
 
 pub async fn run(env: Env) {
     let app = match App::new(env) {
@@ -35,6 +36,14 @@ pub async fn run(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: delivered {n} owed donation alert(s)"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: donation alert redelivery failed: {e}"),
+    }
+    match donations::prune_audit_log(&app).await {
+        Ok(n) if n > 0 => worker::console_log!("cron: pruned {n} refused notification(s) from the audit log"),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: audit log pruning failed: {e}"),
+    }
+    if let Err(e) = auth::forget_old_known_clients(&app).await {
+        worker::console_error!("cron: known login clients cleanup failed: {e}");
     }
     // The longest window is an hour; anything older than two is dead weight.
     if let Err(e) = db::run(

@@ -17,8 +17,9 @@ use sunnylive_core::chat::DonationPost;
 use sunnylive_core::donation::{decide, Decision, DonationRequest, DonationStatus, DonorName, Rupiah};
 use sunnylive_core::error::ApiError;
 use sunnylive_core::midtrans::{
-    basic_auth, parse_snap_create_answer, parse_status_answer, snap_create_body, Notification, OrderId, Outcome,
-    SnapCheckout, SnapError, SnapSession, StatusAnswer, SNAP_EXPIRY_MINUTES,
+    audit_field, basic_auth, parse_snap_create_answer, parse_status_answer, snap_create_body, AuditBody, Notification,
+    OrderId, Outcome, SnapCheckout, SnapError, SnapSession, StatusAnswer, ACCEPTED_BODY_MAX_BYTES,
+    REFUSED_BODY_PREFIX_BYTES, SNAP_EXPIRY_MINUTES,
 };
 use sunnylive_core::page::{decode_cursor, encode_cursor, parse_limit};
 use sunnylive_core::rate_limit::DONATE_PER_IP;
@@ -45,7 +46,7 @@ const EXPIRY_GRACE_SECONDS: i64 = 10 * 60;
 
 /// Columns every donation query selects.
 const DONATION_COLUMNS: &str = "order_id, stream_id, donor_name, message, amount, currency, status,
-     payment_type, midtrans_transaction_id, created_at, paid_at";
+     payment_type, midtrans_transaction_id, created_at, paid_at, (donor_user_id IS NULL) AS guest";
 
 #[derive(Debug, Clone, Deserialize)]
 struct DonationRow {
@@ -60,6 +61,8 @@ struct DonationRow {
     midtrans_transaction_id: Option<String>,
     created_at: String,
     paid_at: Option<String>,
+    /// 1 when the donor was not signed in (SQLite has no booleans).
+    guest: i64,
 }
 
 /// The contract's donation object.
@@ -138,7 +141,10 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
 
     let donor_name = match (&donor, checked.donor_name) {
         (Some(user), _) => DonorName::from_username(&user.username),
-        (None, Some(name)) => name,
+        (None, Some(name)) => {
+            refuse_registered_name(app, &name).await?;
+            name
+        }
         (None, None) => DonorName::anonymous(),
     };
     let order_id = OrderId::generate(random());
@@ -211,6 +217,30 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
             }
             Err(e.to_api_error())
         }
+    }
+}
+
+/// 422 when a guest's chosen name is a registered username (case-insensitively, as usernames compare): a guest
+/// must not pose as the streamer or any other user in the alert. Signed-in donors are shown under their own name.
+async fn refuse_registered_name(app: &App, name: &DonorName) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Taken {
+        #[allow(dead_code)]
+        id: String,
+    }
+    let taken: Option<Taken> = db::one(
+        &app.db,
+        "is a guest name a username",
+        "SELECT id FROM users WHERE username = ?1",
+        &[name.as_str().into()],
+    )
+    .await?;
+    match taken {
+        Some(_) => Err(ApiError::invalid(
+            "donor_name",
+            "is the name of a registered user; sign in to donate under your own name, or pick another",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -382,35 +412,103 @@ async fn learn_payment_details(app: &App, row: &DonationRow, n: &Notification) -
     Ok(())
 }
 
-/// Appends one notification to the audit log with the answer we are about to give.
+/// Refused notifications the audit log takes per minute, whoever sends them. Past this a refusal is only logged to
+/// the worker's log: a flood of junk costs no D1 write at all, and the cron's retention (`prune_audit_log`) bounds
+/// what stays.
+const REFUSED_AUDIT_PER_MINUTE: i64 = 60;
+/// Refused notifications the audit log keeps at most, and for how long.
+const REFUSED_AUDIT_KEEP_ROWS: i64 = 10_000;
+const REFUSED_AUDIT_KEEP_SECONDS: i64 = 30 * 24 * 3600;
+
+/// Appends one notification to the audit log with the answer we are about to give. An accepted notification (from
+/// Midtrans, signature checked) is kept whole up to `ACCEPTED_BODY_MAX_BYTES`; a refused one only as hash, size and
+/// a short prefix, and only while this minute's refusals are under `REFUSED_AUDIT_PER_MINUTE`.
 async fn log_notification(
     app: &App,
     source: &str,
-    body: &str,
+    body: &[u8],
     n: Option<&Notification>,
     signature_ok: Option<bool>,
     answer_status: u16,
     answer_code: &str,
 ) -> Result<(), ApiError> {
+    let refused = answer_status >= 400;
+    let audit = AuditBody::of(
+        body,
+        if refused {
+            REFUSED_BODY_PREFIX_BYTES
+        } else {
+            ACCEPTED_BODY_MAX_BYTES
+        },
+    );
+    let now = app.now();
+    let received_at = rfc3339(now);
+    let minute_start = rfc3339(now - now.rem_euclid(60));
+    let args = [
+        (&received_at).into(),
+        source.into(),
+        n.map(|n| audit_field(&n.order_id)).into(),
+        n.map(|n| audit_field(&n.transaction_status)).into(),
+        audit.kept.as_str().into(),
+        audit.sha256.as_str().into(),
+        (audit.bytes as i64).into(),
+        signature_ok.map_or(Arg::Null, |ok| Arg::Int(i64::from(ok))),
+        i64::from(answer_status).into(),
+        answer_code.into(),
+        (&minute_start).into(),
+        REFUSED_AUDIT_PER_MINUTE.into(),
+    ];
+    let columns = "(received_at, source, order_id, transaction_status, body, body_sha256, body_bytes, signature_ok,
+                    answer_status, answer_code)";
+    let written = if refused {
+        db::run(
+            &app.db,
+            "log refused midtrans notification",
+            &format!(
+                "INSERT INTO midtrans_notifications {columns}
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+                  WHERE (SELECT count(*) FROM midtrans_notifications
+                          WHERE answer_status >= 400 AND received_at >= ?11) < ?12"
+            ),
+            &args,
+        )
+        .await?
+    } else {
+        db::run(
+            &app.db,
+            "log midtrans notification",
+            &format!("INSERT INTO midtrans_notifications {columns} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            &args[..10],
+        )
+        .await?
+    };
+    if written == 0 {
+        worker::console_log!(
+            "{source}: refused notification not audited (over {REFUSED_AUDIT_PER_MINUTE}/min): {} bytes, sha256 {}",
+            audit.bytes,
+            audit.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Cron: keeps the refused part of the audit log within `REFUSED_AUDIT_KEEP_ROWS` rows and
+/// `REFUSED_AUDIT_KEEP_SECONDS`. Accepted notifications are the payments' record and stay. Returns rows deleted.
+pub async fn prune_audit_log(app: &App) -> Result<usize, ApiError> {
     db::run(
         &app.db,
-        "log midtrans notification",
-        "INSERT INTO midtrans_notifications
-             (received_at, source, order_id, transaction_status, body, signature_ok, answer_status, answer_code)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "prune refused notifications",
+        "DELETE FROM midtrans_notifications
+          WHERE answer_status >= 400
+            AND (received_at < ?1
+                 OR id <= (SELECT id FROM midtrans_notifications WHERE answer_status >= 400
+                            ORDER BY id DESC LIMIT 1 OFFSET ?2))",
         &[
-            (&app.now_rfc3339()).into(),
-            source.into(),
-            n.map(|n| n.order_id.as_str()).into(),
-            n.map(|n| n.transaction_status.as_str()).into(),
-            body.into(),
-            signature_ok.map_or(Arg::Null, |ok| Arg::Int(i64::from(ok))),
-            i64::from(answer_status).into(),
-            answer_code.into(),
+            (&rfc3339(app.now() - REFUSED_AUDIT_KEEP_SECONDS)).into(),
+            REFUSED_AUDIT_KEEP_ROWS.into(),
         ],
     )
     .await
-    .map(|_| ())
 }
 
 /// An error's contract code, for the audit log.
@@ -423,11 +521,11 @@ fn error_code(e: &ApiError) -> String {
 
 /// `POST /api/webhooks/midtrans`. In order: parse (400), signature (401, checked before anything is looked up so
 /// a forger learns nothing about which orders exist), order (404), amount (422), state machine (200 whatever it
-/// decides). Every notification is logged raw with the answer given. Only a failure of ours is a 5xx, which makes
+/// decides). Every notification is logged with the answer given (a refused one only as an excerpt, and within a
+/// per-minute cap: see `log_notification`). Only a failure of ours is a 5xx, which makes
 /// Midtrans retry; applying a notification twice is harmless, so a retry after a half-done attempt is safe.
 pub async fn webhook(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let bytes = http::read_body(&mut req, WEBHOOK_LIMIT).await?;
-    let raw = String::from_utf8_lossy(&bytes).into_owned();
     let checked = check_notification(app, &bytes).await;
     let (n, row) = match checked {
         Ok(pair) => pair,
@@ -438,13 +536,13 @@ pub async fn webhook(app: &App, mut req: Request) -> Result<Response, ApiError> 
             worker::console_log!(
                 "webhook: refused {} for order {:?}: {}",
                 e.status(),
-                n.as_ref().map(|n| n.order_id.as_str()),
+                n.as_ref().map(|n| audit_field(&n.order_id)),
                 error_code(&e)
             );
             log_notification(
                 app,
                 "webhook",
-                &raw,
+                &bytes,
                 n.as_ref(),
                 signature_ok,
                 e.status(),
@@ -455,7 +553,7 @@ pub async fn webhook(app: &App, mut req: Request) -> Result<Response, ApiError> 
         }
     };
     let (applied, row) = apply_outcome(app, row, &n).await?;
-    log_notification(app, "webhook", &raw, Some(&n), Some(true), 200, applied.code()).await?;
+    log_notification(app, "webhook", &bytes, Some(&n), Some(true), 200, applied.code()).await?;
     if let Applied::Moved(decision) = applied {
         worker::console_log!("webhook: donation {} is now {}", row.order_id, row.status);
         if decision.credits() {
@@ -497,6 +595,7 @@ async fn deliver_alert(app: &App, row: &DonationRow) -> bool {
         donor: row.donor_name.clone(),
         amount: row.amount,
         message: row.message.clone(),
+        guest: row.guest != 0,
     };
     let body = match serde_json::to_value(&post) {
         Ok(v) => v,
@@ -635,7 +734,6 @@ async fn reconcile_one(app: &App, row: DonationRow, expired_before: &str) -> Res
         }
         StatusAnswer::NotFound => return Ok(false),
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
     // The answer came over our authenticated call, but it must still be about this order, for this amount, and,
     // when Midtrans signs it (it does), signed with our key.
     let signature_ok = (!n.signature_key.is_empty()).then(|| n.signature_is_valid(&app.config.midtrans_server_key));
@@ -649,14 +747,14 @@ async fn reconcile_one(app: &App, row: DonationRow, expired_before: &str) -> Res
         None
     };
     if let Some(code) = refusal {
-        log_notification(app, "status_api", &raw, Some(&n), signature_ok, status, code).await?;
+        log_notification(app, "status_api", &body, Some(&n), signature_ok, status, code).await?;
         return Err(ApiError::internal(format!(
             "status answer for {} refused: {code}",
             row.order_id
         )));
     }
     let (applied, row) = apply_outcome(app, row, &n).await?;
-    log_notification(app, "status_api", &raw, Some(&n), signature_ok, status, applied.code()).await?;
+    log_notification(app, "status_api", &body, Some(&n), signature_ok, status, applied.code()).await?;
     let Applied::Moved(decision) = applied else {
         return Ok(false);
     };

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sunnylive_core::error::ApiError;
@@ -32,7 +33,9 @@ fn content_type(req: &Request) -> String {
         .to_ascii_lowercase()
 }
 
-/// Reads the body as bytes, refusing (413) anything over `limit` before and after reading it.
+/// Reads the body as bytes, refusing (413) anything over `limit`. A declared Content-Length over the limit is
+/// refused before reading; otherwise the body is read chunk by chunk and reading stops at the limit, because a
+/// chunked body declares no length and reading it whole first would buffer whatever the client chose to send.
 pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     if let Some(len) = req
         .headers()
@@ -45,12 +48,20 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiEr
             return Err(ApiError::TooLarge { limit });
         }
     }
-    let bytes = req
-        .bytes()
-        .await
+    // A request without a body (GET, or a POST that sent none) has no stream to read.
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req
+        .stream()
         .map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
-    if bytes.len() > limit {
-        return Err(ApiError::TooLarge { limit });
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }
@@ -158,13 +169,16 @@ pub fn bearer(req: &Request) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
-/// The client's address as Cloudflare saw it (`CF-Connecting-IP`); "local" under `wrangler dev` without it.
+/// The client as every per-IP limit counts it: the address Cloudflare saw (`CF-Connecting-IP`; "local" under
+/// `wrangler dev` without it), with IPv6 bucketed by /64 (`sunnylive_core::rate_limit::client_bucket`).
 pub fn client_ip(req: &Request) -> String {
-    req.headers()
+    let ip = req
+        .headers()
         .get("cf-connecting-ip")
         .ok()
         .flatten()
-        .unwrap_or_else(|| "local".into())
+        .unwrap_or_else(|| "local".into());
+    sunnylive_core::rate_limit::client_bucket(&ip)
 }
 
 /// The site's own origin (`PUBLIC_BASE_URL` when configured, else this request's scheme://host:port).

@@ -69,10 +69,21 @@ export function safeHttpUrl(raw) {
   }
 }
 
-/** A same-site path to return to after signing in; anything else (//evil.example, https://...) becomes `fallback`. */
+/**
+ * A same-site place to return to after signing in; anything else becomes `fallback`. `raw` is resolved the way the
+ * browser will resolve it (which strips tabs and newlines and reads `\` as `/`, so `/\t/evil.example` is
+ * `//evil.example`), and kept only when the result has this site's origin. Returns path, query and hash.
+ */
 export function safeNextPath(raw, fallback = '/') {
-  if (typeof raw !== 'string' || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\')) return fallback;
-  return raw;
+  if (typeof raw !== 'string' || !raw.startsWith('/')) return fallback;
+  let url;
+  try {
+    url = new URL(raw, location.origin);
+  } catch {
+    return fallback;
+  }
+  if (url.origin !== location.origin) return fallback;
+  return `${url.pathname}${url.search}${url.hash}`;
 }
 
 /** Ids are opaque URL-safe strings; anything else in a path segment is not one of ours. */

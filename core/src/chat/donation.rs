@@ -16,6 +16,9 @@ pub struct DonationPost {
     pub amount: i64,
     #[serde(default)]
     pub message: Option<String>,
+    /// True when the donor was not signed in: `donor` is then a name they chose, not an account.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// A donation the room may show: every field checked.
@@ -25,6 +28,7 @@ pub struct RoomDonation {
     pub donor: String,
     pub amount: i64,
     pub message: Option<String>,
+    pub guest: bool,
 }
 
 /// Longest donation message, in characters (the donations route allows 200).
@@ -72,6 +76,7 @@ impl RoomDonation {
             donor,
             amount: post.amount,
             message,
+            guest: post.guest,
         })
     }
 }
@@ -86,6 +91,7 @@ mod tests {
             donor: " Sari ".into(),
             amount: 25_000,
             message: Some("  ".into()),
+            guest: true,
         }
     }
 

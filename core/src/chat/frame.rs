@@ -57,6 +57,10 @@ pub struct DonationMessage {
     pub currency: String,
     pub message: Option<String>,
     pub ts: String,
+    /// True when the donor was not signed in (`donor` is a name they chose): clients mark it as a guest.
+    /// Absent from items stored before guests were marked.
+    #[serde(default)]
+    pub guest: bool,
 }
 
 /// An entry of the room's history: what the welcome frame and `GET .../messages` return. Deserialize is written
@@ -272,6 +276,7 @@ mod tests {
             currency: "IDR".into(),
             message: Some("semangat!".into()),
             ts: "2026-01-01T00:00:01.000Z".into(),
+            guest: true,
         }
     }
 
@@ -316,7 +321,7 @@ mod tests {
         assert_eq!(
             json_of(&ServerFrame::Donation(donation())),
             json!({"type": "donation", "id": "8", "donor": "Sari", "amount": 50000, "currency": "IDR",
-                   "message": "semangat!", "ts": "2026-01-01T00:00:01.000Z"})
+                   "message": "semangat!", "ts": "2026-01-01T00:00:01.000Z", "guest": true})
         );
     }
 

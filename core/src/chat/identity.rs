@@ -18,6 +18,9 @@ pub const HEADER_STREAM_STATUS: &str = "X-Sunnylive-Stream-Status";
 /// Header carrying the stream id on every request the worker makes to a room, so the room can write its viewer
 /// count to that stream's D1 row. Set only by the worker.
 pub const HEADER_STREAM_ID: &str = "X-Sunnylive-Stream-Id";
+/// Header carrying the login (refresh-token family) a signed-in socket was opened with, so a logout can close that
+/// login's sockets (`POST /internal/logout`). Set only by the worker; absent for anonymous sockets.
+pub const HEADER_LOGIN_ID: &str = "X-Sunnylive-Login-Id";
 
 /// What a socket may do in the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,8 @@ pub use frame::{
 };
 pub use history::{HistoryQuery, MessageId};
 pub use identity::{
-    ConnId, Identity, Role, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    ConnId, Identity, Role, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
+    HEADER_USER_ID,
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use text::{ChatText, ChatTextError};

@@ -514,6 +514,7 @@ impl Room {
             currency: "IDR".into(),
             message: donation.message,
             ts: rfc3339_millis(now_ms),
+            guest: donation.guest,
         });
         self.append(item, id, None, Some(donation.order_id), now_ms, out);
     }

@@ -60,6 +60,7 @@ fn donation(order: &str, amount: i64) -> RoomDonation {
         donor: "Sari".into(),
         amount,
         message: Some("semangat".into()),
+        guest: false,
     })
     .unwrap()
 }
@@ -991,7 +992,7 @@ fn a_donation_is_broadcast_stored_with_its_order_and_kept_in_history() {
         broadcasts(&effects),
         vec![
             json!({"type": "donation", "id": "1", "donor": "Sari", "amount": 50_000, "currency": "IDR",
-                    "message": "semangat", "ts": "2026-01-01T00:00:00.000Z"})
+                    "message": "semangat", "ts": "2026-01-01T00:00:00.000Z", "guest": false})
         ]
     );
     let rows = stored(&effects);

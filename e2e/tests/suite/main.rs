@@ -13,6 +13,7 @@ mod chat;
 mod donations;
 mod ops;
 mod rtmp;
+mod security;
 mod streams;
 mod video;
 
@@ -25,6 +26,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(donations::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
+    trials.extend(security::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials.extend(video::tests(app.clone()));
     trials
@@ -37,6 +39,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(video::serial_tests(app.clone()));
+    trials.extend(security::serial_tests(app.clone()));
     trials
 }
 

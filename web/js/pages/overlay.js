@@ -45,7 +45,15 @@ function next() {
     'div',
     { class: 'alert', attrs: { role: 'alert' }, data: { id: donation.id } },
     h('div', { class: 'alert__burst', attrs: { 'aria-hidden': 'true' } }),
-    h('p', { class: 'alert__headline' }, h('span', { class: 'alert__donor', text: donation.donor || 'Someone' }), h('span', { class: 'alert__verb', text: ' sent ' }), h('span', { class: 'alert__amount', text: rupiah(donation.amount) })),
+    h(
+      'p',
+      { class: 'alert__headline' },
+      h('span', { class: 'alert__donor', text: donation.donor || 'Someone' }),
+      // A guest's name is whatever they typed: say so on stream, so nobody reads it as an account.
+      donation.guest ? h('span', { class: 'alert__guest', text: ' (guest)' }) : null,
+      h('span', { class: 'alert__verb', text: ' sent ' }),
+      h('span', { class: 'alert__amount', text: rupiah(donation.amount) }),
+    ),
     donation.message ? h('p', { class: 'alert__message', text: donation.message }) : null,
   );
   stage.replaceChildren(alert);

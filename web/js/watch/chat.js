@@ -140,7 +140,14 @@ export function createChat({ streamId, ownerId, user, onStatus, onPresence, onDo
         'div',
         { class: 'donation-card' },
         h('span', { class: 'donation-card__amount', text: rupiah(item.amount) }),
-        h('span', { class: 'donation-card__who' }, h('strong', { text: item.donor || 'Someone' }), ' sent some sunshine'),
+        h(
+          'span',
+          { class: 'donation-card__who' },
+          h('strong', { text: item.donor || 'Someone' }),
+          // A guest's name is whatever they typed: say so, so nobody reads it as an account.
+          item.guest ? h('span', { class: 'donation-card__guest', text: ' (guest)' }) : null,
+          ' sent some sunshine',
+        ),
         item.message ? h('span', { class: 'donation-card__message', text: item.message }) : null,
       ),
     );
