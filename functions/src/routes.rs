@@ -94,11 +94,7 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 /// Finds the route for `method` and `path`. `Err(MethodNotAllowed)` when the path exists with other methods,
 /// `Ok(None)` when no API route has this path.
 pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiError> {
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
+    let path = without_trailing_slash(path);
     let mut path_known = false;
     for (m, pattern, route) in ROUTES {
         if let Some(params) = matches(pattern, path) {
@@ -113,6 +109,33 @@ pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiErro
     } else {
         Ok(None)
     }
+}
+
+fn without_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    }
+}
+
+/// The `Allow` header of a 405 (RFC 9110 requires one): the methods the route table has for `path`, plus HEAD
+/// wherever GET is (`find` answers HEAD with the GET handler); pages and files answer GET and HEAD only.
+pub fn allowed_methods(path: &str) -> String {
+    if !is_api(path) {
+        return "GET, HEAD".into();
+    }
+    let path = without_trailing_slash(path);
+    let mut methods: Vec<&str> = Vec::new();
+    for (m, pattern, _) in ROUTES {
+        if matches(pattern, path).is_some() && !methods.contains(m) {
+            methods.push(m);
+        }
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
 }
 
 fn is_api(path: &str) -> bool {
@@ -137,7 +160,11 @@ pub async fn handle(req: Request, env: Env) -> Response {
         }
     }
     .await;
-    respond(result, &method, &path)
+    let mut response = respond(result, &method, &path);
+    if response.status_code() == 405 {
+        let _ = response.headers_mut().set("allow", &allowed_methods(&path));
+    }
+    response
 }
 
 async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Result<Response, ApiError> {
@@ -186,6 +213,13 @@ mod tests {
         assert_eq!(find("PUT", "/api/streams").err(), Some(ApiError::MethodNotAllowed));
         assert!(find("GET", "/api/nope").unwrap().is_none());
         assert!(find("GET", "/api/streams//key").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_405_names_every_method_the_path_answers() {
+        assert_eq!(allowed_methods("/api/streams/abc"), "GET, PATCH, DELETE, HEAD");
+        assert_eq!(allowed_methods("/api/auth/login/"), "POST");
+        assert_eq!(allowed_methods("/watch/abc"), "GET, HEAD");
     }
 
     #[test]
