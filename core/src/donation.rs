@@ -126,7 +126,8 @@ pub struct DonationRequest {
 }
 
 impl DonationRequest {
-    /// Checks every field and reports all problems at once. `signed_in` donors' `donor_name` is ignored.
+    /// Checks every field and reports all problems at once. `donor_name` is checked for everyone (one rule in the
+    /// contract) and then dropped for `signed_in` donors, who are shown under their username.
     pub fn parse(body: &Value, signed_in: bool) -> Result<Self, ApiError> {
         let Some(obj) = body.as_object() else {
             return Err(ApiError::Malformed("expected a JSON object".into()));
@@ -157,20 +158,22 @@ impl DonationRequest {
                 None
             }
         };
-        let donor_name = match (signed_in, obj.get("donor_name")) {
-            (true, _) | (false, None | Some(Value::Null)) => None,
-            (false, Some(Value::String(s))) => match DonorName::parse(s) {
+        // Checked for everyone, so the contract is one rule whoever calls; a signed-in donor's is then dropped.
+        let donor_name = match obj.get("donor_name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match DonorName::parse(s) {
                 Ok(n) => Some(n),
                 Err(why) => {
                     fields.insert("donor_name".into(), why);
                     None
                 }
             },
-            (false, Some(_)) => {
+            Some(_) => {
                 fields.insert("donor_name".into(), "must be a string".into());
                 None
             }
-        };
+        }
+        .filter(|_| !signed_in);
         match amount {
             Some(amount) if fields.is_empty() => Ok(Self {
                 amount,
@@ -357,9 +360,10 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_in_donor_name_field_is_ignored() {
-        let r = DonationRequest::parse(&json!({"amount": 25000, "donor_name": ""}), true).unwrap();
+    fn a_signed_in_donors_valid_name_is_dropped_and_an_invalid_one_refused_like_anyone_elses() {
+        let r = DonationRequest::parse(&json!({"amount": 25000, "donor_name": "Sari"}), true).unwrap();
         assert_eq!(r.donor_name, None);
+        assert!(DonationRequest::parse(&json!({"amount": 25000, "donor_name": ""}), true).is_err());
     }
 
     #[test]
