@@ -231,11 +231,19 @@ mod tests {
     fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
         let doc: serde_json::Value = serde_json::from_str(openapi::OPENAPI_JSON).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        for (method, pattern, _) in ROUTES {
+        for (method, pattern, route) in ROUTES {
             let op = &paths
                 .get(*pattern)
                 .unwrap_or_else(|| panic!("{pattern} missing from openapi.json"))[method.to_lowercase()];
             assert!(op.is_object(), "{method} {pattern} missing from openapi.json");
+            // Generated clients name their methods after operationId: the route's own name, in lowerCamelCase.
+            let name = format!("{route:?}");
+            let expected = format!("{}{}", name[..1].to_lowercase(), &name[1..]);
+            assert_eq!(
+                op["operationId"],
+                expected.as_str(),
+                "operationId of {method} {pattern}"
+            );
         }
         for (pattern, ops) in paths {
             for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
