@@ -10,6 +10,7 @@ use sunnylive_e2e::TestApp;
 mod auth;
 mod browser;
 mod chat;
+mod contract;
 mod donations;
 mod rtmp;
 mod streams;
@@ -32,6 +33,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
+    trials.extend(contract::serial_tests(app.clone()));
     trials
 }
 
