@@ -12,6 +12,7 @@ mod browser;
 mod chat;
 mod contract;
 mod donations;
+mod faults;
 mod rtmp;
 mod streams;
 
@@ -34,6 +35,8 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(contract::serial_tests(app.clone()));
+    // Each starts a stack of its own and kills parts of it.
+    trials.extend(faults::serial_tests());
     trials
 }
 
