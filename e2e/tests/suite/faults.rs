@@ -5,6 +5,8 @@
 //! - `wrangler dev` SIGKILLed while chat, donations and an RTMP publish are flowing, then started on the same state:
 //!   every chat message acknowledged before the kill is in history once, every paid donation is credited once and
 //!   alerted once, and the stream is live again or ended, never stuck live.
+//! - The same kill under a viewer's watch page in Chromium: its chat socket reconnects with backoff and shows the
+//!   messages it missed, each once.
 //! - The origin SIGKILLed mid-stream: the stream is offline within the stale window, and a new publish works.
 //! - The Midtrans stand-in hung (SIGSTOP: longer than the worker's timeout), failing (500) and down (connection
 //!   refused): checkout answers 502 in the contract's error shape within a bounded time and leaves a failed row, not
@@ -28,6 +30,10 @@ pub fn serial_tests() -> Vec<Trial> {
         own_stack(
             "a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_donation_once",
             a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_donation_once,
+        ),
+        own_stack(
+            "the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium",
+            the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium,
         ),
         own_stack(
             "a_killed_origin_shows_the_stream_offline_within_the_stale_window_and_a_new_publish_works",
@@ -444,6 +450,97 @@ fn a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_do
         Ok::<_, BoxError>(())
     })?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The web client through a worker kill (Chromium)
+
+/// Sends `texts` as `who` and waits until the room has echoed each one (acknowledged).
+async fn say_all(base: &str, stream_id: &str, who: &Session, texts: &[String]) -> TestResult {
+    let mut client = ChatClient::connect(base, stream_id, Credentials::Bearer(&who.access)).await?;
+    let mut pending: HashSet<&str> = texts.iter().map(String::as_str).collect();
+    for t in texts {
+        client.send_json(&json!({"type": "chat", "text": t})).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending.is_empty() {
+        ensure!(Instant::now() < deadline, "no echo for {pending:?}");
+        let frame = client.next_frame(Duration::from_secs(15)).await?;
+        let mut chats = Vec::new();
+        chat_objects(&frame, &mut chats);
+        for c in chats {
+            pending.remove(c["text"].as_str().unwrap_or_default());
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium(
+    stack: &TestApp,
+) -> TestResult {
+    use std::io::{BufRead, Write};
+    let api = stack.api();
+    let before: Vec<String> = (1..=3).map(|i| format!("before the crash #{i}")).collect();
+    let after: Vec<String> = (1..=3).map(|i| format!("sent while you were away #{i}")).collect();
+    let (host, stream_id) = stack.block_on(async {
+        let host = api.register("bhost").await?;
+        let (id, _) = api.create_stream(&host, "browser through a crash").await?;
+        say_all(&stack.base, &id, &host, &before).await?;
+        Ok::<_, BoxError>((host, id))
+    })?;
+    let mut node = Command::new("node")
+        .arg("e2e/browser/fault-reconnect.mjs")
+        .current_dir(sunnylive_e2e::repo_root())
+        .env("SUNNYLIVE_BASE_URL", &stack.base)
+        .env("SUNNYLIVE_RTMP_URL", &stack.rtmp_url)
+        .env("SUNNYLIVE_MIDTRANS_URL", &stack.midtrans)
+        .env("SUNNYLIVE_HLS_BASE_URL", &stack.hls_base)
+        .env("SUNNYLIVE_FAULT_STREAM", &stream_id)
+        .env("SUNNYLIVE_FAULT_BEFORE", serde_json::to_string(&before)?)
+        .env("SUNNYLIVE_FAULT_AFTER", serde_json::to_string(&after)?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("could not run node: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = node.stdout.take().ok_or("node stdout")?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |prefix: &str, timeout: Duration, seen: &mut Vec<String>| -> Result<String, BoxError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) || line.starts_with("FAIL") => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(format!("no {prefix} from the browser within {timeout:?}: {seen:?}").into()),
+            }
+        }
+    };
+    let ready = wait_for("READY", Duration::from_secs(90), &mut seen);
+    let outcome = (|| -> TestResult {
+        let ready = ready?;
+        ensure!(ready == "READY", "the browser did not get ready: {ready}");
+        stack.kill_worker();
+        std::thread::sleep(Duration::from_secs(1));
+        stack.start_worker_again()?;
+        stack.block_on(say_all(&stack.base, &stream_id, &host, &after))?;
+        let mut stdin = node.stdin.take().ok_or("node stdin")?;
+        writeln!(stdin, "SENT {}", after.len())?;
+        let verdict = wait_for("PASS", Duration::from_secs(120), &mut seen)?;
+        ensure!(verdict.starts_with("PASS"), "the watch page after the crash: {verdict}");
+        eprintln!("faults: chromium {verdict}");
+        Ok(())
+    })();
+    let _ = node.kill();
+    let _ = node.wait();
+    outcome
 }
 
 // ---------------------------------------------------------------------------------------------------------------
