@@ -144,11 +144,16 @@ fn is_api(path: &str) -> bool {
 
 /// Entry point for every HTTP request.
 pub async fn handle(req: Request, env: Env) -> Response {
-    let method = req.method().to_string();
+    // The method as sent: workers-rs's `Method` turns any method it does not know (QUERY, PROPFIND, ...) into GET,
+    // which would serve them as reads instead of answering 405.
+    let method = req.inner().method();
     let path = req.path();
     let result = async {
         let app = App::new(env)?;
         if !is_api(&path) {
+            if !matches!(method.as_str(), "GET" | "HEAD") {
+                return Err(ApiError::MethodNotAllowed);
+            }
             return pages::serve(&app, req).await;
         }
         match find(&method, &path)? {
