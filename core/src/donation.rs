@@ -36,9 +36,15 @@ impl Rupiah {
         }
     }
 
-    /// Reads a JSON value: only an integer in range counts (not `"10000"`, not `10000.5`).
+    /// Reads a JSON value: only a whole number in range counts (not `"10000"`, not `10000.5`). `10000.0` is the
+    /// same number as `10000` in JSON (and an integer to JSON Schema), so it counts too.
     pub fn from_json(v: &Value) -> Result<Self, String> {
-        match v.as_u64() {
+        let whole = v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_RUPIAH as f64).contains(f))
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) => Self::parse(n),
             None => Err(format!(
                 "must be a whole number of rupiah from {MIN_RUPIAH} to {MAX_RUPIAH}"
@@ -305,11 +311,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_json_integer_is_an_amount() {
+    fn only_a_whole_json_number_is_an_amount() {
         assert!(Rupiah::from_json(&json!(5000)).is_ok());
+        assert_eq!(Rupiah::from_json(&json!(5000.0)).unwrap().get(), 5000);
         for bad in [
             json!("5000"),
             json!(5000.5),
+            json!(1e300),
             json!(-5000),
             json!(null),
             json!([5000]),
