@@ -58,7 +58,8 @@ pub struct Email(String);
 impl Email {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let ok = s.len() <= 254
+        // Characters, not bytes: the limit openapi.json states as maxLength, which counts characters.
+        let ok = s.chars().count() <= 254
             && !s.chars().any(|c| c.is_whitespace() || c.is_control())
             && match s.split_once('@') {
                 Some((local, domain)) => {

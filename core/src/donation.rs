@@ -36,9 +36,15 @@ impl Rupiah {
         }
     }
 
-    /// Reads a JSON value: only an integer in range counts (not `"10000"`, not `10000.5`).
+    /// Reads a JSON value: only a whole number in range counts (not `"10000"`, not `10000.5`). `10000.0` is the
+    /// same number as `10000` in JSON (and an integer to JSON Schema), so it counts too.
     pub fn from_json(v: &Value) -> Result<Self, String> {
-        match v.as_u64() {
+        let whole = v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_RUPIAH as f64).contains(f))
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) => Self::parse(n),
             None => Err(format!(
                 "must be a whole number of rupiah from {MIN_RUPIAH} to {MAX_RUPIAH}"
@@ -162,7 +168,8 @@ pub struct DonationRequest {
 }
 
 impl DonationRequest {
-    /// Checks every field and reports all problems at once. `signed_in` donors' `donor_name` is ignored.
+    /// Checks every field and reports all problems at once. `donor_name` is checked for everyone (one rule in the
+    /// contract) and then dropped for `signed_in` donors, who are shown under their username.
     pub fn parse(body: &Value, signed_in: bool) -> Result<Self, ApiError> {
         let Some(obj) = body.as_object() else {
             return Err(ApiError::Malformed("expected a JSON object".into()));
@@ -193,20 +200,22 @@ impl DonationRequest {
                 None
             }
         };
-        let donor_name = match (signed_in, obj.get("donor_name")) {
-            (true, _) | (false, None | Some(Value::Null)) => None,
-            (false, Some(Value::String(s))) => match DonorName::parse(s) {
+        // Checked for everyone, so the contract is one rule whoever calls; a signed-in donor's is then dropped.
+        let donor_name = match obj.get("donor_name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match DonorName::parse(s) {
                 Ok(n) => Some(n),
                 Err(why) => {
                     fields.insert("donor_name".into(), why);
                     None
                 }
             },
-            (false, Some(_)) => {
+            Some(_) => {
                 fields.insert("donor_name".into(), "must be a string".into());
                 None
             }
-        };
+        }
+        .filter(|_| !signed_in);
         match amount {
             Some(amount) if fields.is_empty() => Ok(Self {
                 amount,
@@ -361,11 +370,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_json_integer_is_an_amount() {
+    fn only_a_whole_json_number_is_an_amount() {
         assert!(Rupiah::from_json(&json!(5000)).is_ok());
+        assert_eq!(Rupiah::from_json(&json!(5000.0)).unwrap().get(), 5000);
         for bad in [
             json!("5000"),
             json!(5000.5),
+            json!(1e300),
             json!(-5000),
             json!(null),
             json!([5000]),
@@ -416,9 +427,10 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_in_donor_name_field_is_ignored() {
-        let r = DonationRequest::parse(&json!({"amount": 25000, "donor_name": ""}), true).unwrap();
+    fn a_signed_in_donors_valid_name_is_dropped_and_an_invalid_one_refused_like_anyone_elses() {
+        let r = DonationRequest::parse(&json!({"amount": 25000, "donor_name": "Sari"}), true).unwrap();
         assert_eq!(r.donor_name, None);
+        assert!(DonationRequest::parse(&json!({"amount": 25000, "donor_name": ""}), true).is_err());
     }
 
     #[test]

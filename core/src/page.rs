@@ -1,11 +1,9 @@
-//! Pagination: `?limit=` (default 20, max 100) and an opaque `cursor` that encodes the last row's sort key.
-
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+//! Pagination: `?limit=` (default 20, max 100) and a `cursor` that names the last row's sort key (opaque to clients,
+//! but of a fixed shape that `openapi.json` states as a pattern).
 
 use crate::error::ApiError;
+use crate::ids::looks_like_id;
+use crate::midtrans::OrderId;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
@@ -24,18 +22,54 @@ pub fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
     }
 }
 
-/// Encodes a sort key as an opaque cursor.
-pub fn encode_cursor<T: Serialize>(key: &T) -> String {
-    B64URL.encode(serde_json::to_vec(key).expect("BUG: cursor keys are plain data"))
+/// A cursor's timestamp part: RFC 3339 in whole seconds and UTC, as the rows store it (compared as text, so only
+/// the shape matters).
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }
 
-/// Decodes a cursor made by `encode_cursor`; anything else is a 422 on `cursor`.
-pub fn decode_cursor<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
-    B64URL
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API handed out"))
+fn bad_cursor() -> ApiError {
+    ApiError::invalid("cursor", "is not a cursor this API handed out")
+}
+
+/// The public listing's cursor, `<1 if live else 0>.<created_at>.<stream id>`: plain text of a fixed shape, so the
+/// OpenAPI pattern can say exactly which cursors are accepted (every string of that shape is a valid position).
+pub fn encode_stream_cursor(live: bool, created_at: &str, id: &str) -> String {
+    format!("{}.{created_at}.{id}", u8::from(live))
+}
+
+/// Reads `encode_stream_cursor`'s text back as (is live, created_at, id); anything else is a 422 on `cursor`.
+pub fn decode_stream_cursor(raw: &str) -> Result<(i64, String, String), ApiError> {
+    let mut parts = raw.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(live @ ("0" | "1")), Some(at), Some(id)) if is_timestamp(at) && looks_like_id(id) => {
+            Ok((i64::from(live == "1"), at.to_string(), id.to_string()))
+        }
+        _ => Err(bad_cursor()),
+    }
+}
+
+/// The owner's donation list cursor, `<created_at>.<order id>`.
+pub fn encode_donation_cursor(created_at: &str, order_id: &str) -> String {
+    format!("{created_at}.{order_id}")
+}
+
+/// Reads `encode_donation_cursor`'s text back as (created_at, order id); anything else is a 422 on `cursor`.
+pub fn decode_donation_cursor(raw: &str) -> Result<(String, String), ApiError> {
+    match raw.split_once('.') {
+        Some((at, order_id)) if is_timestamp(at) && OrderId::parse(order_id).is_ok() => {
+            Ok((at.to_string(), order_id.to_string()))
+        }
+        _ => Err(bad_cursor()),
+    }
 }
 
 #[cfg(test)]
@@ -52,11 +86,34 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_round_trips_and_garbage_is_refused() {
-        let c = encode_cursor(&(1, "2026-01-01T00:00:00Z", "abc"));
-        let back: (i32, String, String) = decode_cursor(&c).unwrap();
-        assert_eq!(back.2, "abc");
-        assert!(decode_cursor::<(i32, String, String)>("%%%").is_err());
-        assert!(decode_cursor::<(i32, String, String)>("e30").is_err());
+    fn a_stream_cursor_round_trips_and_anything_else_is_refused() {
+        let c = encode_stream_cursor(true, "2026-01-01T00:00:00Z", "abcdefghijkmnpqr");
+        assert_eq!(c, "1.2026-01-01T00:00:00Z.abcdefghijkmnpqr");
+        let back = decode_stream_cursor(&c).unwrap();
+        assert_eq!(back, (1, "2026-01-01T00:00:00Z".into(), "abcdefghijkmnpqr".into()));
+        for bad in [
+            "%%%",
+            "e30",
+            "2.2026-01-01T00:00:00Z.abcdefghijkmnpqr",
+            "1.2026-01-01 00:00:00Z.abcdefghijkmnpqr",
+            "1.2026-01-01T00:00:00Z.abcdefghijkmnpq0",
+            "1.2026-01-01T00:00:00Z.abcdefghijkmnpqr.x",
+        ] {
+            assert!(decode_stream_cursor(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_donation_cursor_round_trips_and_anything_else_is_refused() {
+        let c = encode_donation_cursor("2026-01-01T00:00:00Z", "sl-abc.d");
+        assert_eq!(decode_donation_cursor(&c).unwrap().1, "sl-abc.d");
+        for bad in [
+            "nonsense",
+            "2026-01-01T00:00:00Z.",
+            "2026-01-01T00:00:00Z.a b",
+            "x.sl-abc",
+        ] {
+            assert!(decode_donation_cursor(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -88,6 +88,20 @@ impl Service {
         Ok(Service { name, child, group })
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT", "KILL") to the service's whole process group.
+    fn signal(&self, signal: &str) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), "--", &group])
+            .status();
+    }
+
+    /// A crash, not a shutdown: SIGKILL to the whole group (nginx's workers too, so the ports come free), then reap.
+    fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -155,7 +169,12 @@ impl TestApp {
     /// (`make e2e` does both).
     pub fn start() -> Result<TestApp, BoxError> {
         let root = repo_root();
-        let run_dir = root.join(".run").join(format!("e2e-{}", std::process::id()));
+        // The shared stack is `e2e-<pid>`; stacks a test starts for itself (the fault suite) get `-<n>` after it.
+        let n = STACKS.fetch_add(1, Ordering::SeqCst);
+        let run_dir = root.join(".run").join(match n {
+            0 => format!("e2e-{}", std::process::id()),
+            n => format!("e2e-{}-{n}", std::process::id()),
+        });
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir)?;
         let (worker_port, rtmp_port, origin_http_port, midtrans_port, inspector_port, tls_port) = (
@@ -446,6 +465,63 @@ impl TestApp {
         self.start_worker()
     }
 
+    /// SIGKILLs `wrangler dev` and the workerd it started, as a crash would (no graceful shutdown, nothing flushed
+    /// on the way out). `start_worker_again` brings it back on the same port and state directory.
+    pub fn kill_worker(&self) {
+        if let Some(mut w) = self.worker.lock().expect("BUG: poisoned").take() {
+            w.kill();
+        }
+    }
+
+    /// Starts `wrangler dev` again after `kill_worker`, on the same port with the same persisted state.
+    pub fn start_worker_again(&self) -> Result<(), BoxError> {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.start_worker()
+    }
+
+    /// SIGKILLs the nginx origin (master and workers) mid-whatever; `start_origin_again` starts a fresh one.
+    pub fn kill_origin(&self) {
+        self.kill_service("nginx-origin");
+    }
+
+    /// Starts the origin again on the same ports after `kill_origin`.
+    pub fn start_origin_again(&self) -> Result<(), BoxError> {
+        self.start_origin()
+    }
+
+    /// SIGSTOP (`frozen`) or SIGCONT the Midtrans stand-in: while stopped, the kernel still accepts connections but
+    /// nothing answers, which is what a hung upstream looks like to the worker.
+    pub fn freeze_midtrans(&self, frozen: bool) {
+        if let Some(s) = self
+            .others
+            .lock()
+            .expect("BUG: poisoned")
+            .iter()
+            .find(|s| s.name == "midtrans-sandbox")
+        {
+            s.signal(if frozen { "STOP" } else { "CONT" });
+        }
+    }
+
+    /// SIGKILLs the Midtrans stand-in: connections are refused until `start_midtrans_again` (its orders, kept in
+    /// memory, are gone with it).
+    pub fn kill_midtrans(&self) {
+        self.kill_service("midtrans-sandbox");
+    }
+
+    /// Starts the stand-in again on the same port after `kill_midtrans`.
+    pub fn start_midtrans_again(&self) -> Result<(), BoxError> {
+        self.start_midtrans()
+    }
+
+    fn kill_service(&self, name: &str) {
+        let mut others = self.others.lock().expect("BUG: poisoned");
+        if let Some(i) = others.iter().position(|s| s.name == name) {
+            let mut s = others.remove(i);
+            s.kill();
+        }
+    }
+
     /// Stops everything. Idempotent; also run on drop.
     pub fn stop(&self) {
         if let Some(mut w) = self.worker.lock().map(|mut g| g.take()).unwrap_or(None) {
@@ -464,6 +540,17 @@ impl TestApp {
         self.rt
             .block_on(f)
             .map_err(|e| libtest_mimic::Failed::from(e.to_string()))
+    }
+
+    /// Runs async code on this stack's runtime and hands back its value (for tests that alternate async phases
+    /// with the blocking kill/start calls, which must not run inside the runtime).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// A handle to spawn background load that keeps running between `block_on` phases (while a process is killed).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.handle().clone()
     }
 
     /// Everything the worker and the origin have logged so far (for "no secret in logs" checks).
@@ -622,6 +709,8 @@ fn strip_ansi(text: &str) -> String {
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(1);
+/// Stacks started by this process (the shared one first).
+static STACKS: AtomicU64 = AtomicU64::new(0);
 
 /// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
 /// Each one in its own /64, because the worker buckets IPv6 clients by /64 for its per-IP limits.

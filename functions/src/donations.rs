@@ -21,7 +21,7 @@ use sunnylive_core::midtrans::{
     OrderId, Outcome, SnapCheckout, SnapError, SnapSession, StatusAnswer, ACCEPTED_BODY_MAX_BYTES,
     REFUSED_BODY_PREFIX_BYTES, SNAP_EXPIRY_MINUTES,
 };
-use sunnylive_core::page::{decode_cursor, encode_cursor, parse_limit};
+use sunnylive_core::page::{decode_donation_cursor, encode_donation_cursor, parse_limit};
 use sunnylive_core::rate_limit::DONATE_PER_IP;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -784,7 +784,7 @@ pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let after: Option<ListKey> = match query.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c)?),
+        Some(c) => Some(decode_donation_cursor(c)?),
         None => None,
     };
     let mut args: Vec<Arg> = vec![(&stream.id).into()];
@@ -798,7 +798,7 @@ pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<
     let mut rows: Vec<DonationRow> = db::all(&app.db, "list donations", &sql, &args).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(&r.created_at, &r.order_id)))
+        rows.last().map(|r| encode_donation_cursor(&r.created_at, &r.order_id))
     } else {
         None
     };

@@ -117,11 +117,7 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 /// Finds the route for `method` and `path`. `Err(MethodNotAllowed)` when the path exists with other methods,
 /// `Ok(None)` when no API route has this path.
 pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiError> {
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
+    let path = without_trailing_slash(path);
     let mut path_known = false;
     for (m, pattern, route) in ROUTES {
         if let Some(params) = matches(pattern, path) {
@@ -136,6 +132,33 @@ pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiErro
     } else {
         Ok(None)
     }
+}
+
+fn without_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    }
+}
+
+/// The `Allow` header of a 405 (RFC 9110 requires one): the methods the route table has for `path`, plus HEAD
+/// wherever GET is (`find` answers HEAD with the GET handler); pages and files answer GET and HEAD only.
+pub fn allowed_methods(path: &str) -> String {
+    if !is_api(path) {
+        return "GET, HEAD".into();
+    }
+    let path = without_trailing_slash(path);
+    let mut methods: Vec<&str> = Vec::new();
+    for (m, pattern, _) in ROUTES {
+        if matches(pattern, path).is_some() && !methods.contains(m) {
+            methods.push(m);
+        }
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
 }
 
 fn is_api(path: &str) -> bool {
@@ -174,12 +197,17 @@ pub async fn handle(req: Request, env: Env) -> Response {
     let started = js_sys::Date::now();
     let request_id = request_log::id_from_ray(req.headers().get("cf-ray").ok().flatten().as_deref())
         .unwrap_or_else(|| request_log::id_from_random(crate::crypto::random()));
-    let method = req.method().to_string();
+    // The method as sent: workers-rs's `Method` turns any method it does not know (QUERY, PROPFIND, ...) into GET,
+    // which would serve them as reads instead of answering 405.
+    let method = req.inner().method();
     let path = req.path();
     let name = route_name(&method, &path);
     let result = async {
         let app = App::new(env)?;
         if !is_api(&path) {
+            if !matches!(method.as_str(), "GET" | "HEAD") {
+                return Err(ApiError::MethodNotAllowed);
+            }
             return pages::serve(&app, req).await;
         }
         match find(&method, &path)? {
@@ -193,6 +221,9 @@ pub async fn handle(req: Request, env: Env) -> Response {
     .await;
     let error = result.as_ref().err().map(ApiError::code);
     let mut response = respond(result, &method, &request_id);
+    if response.status_code() == 405 {
+        let _ = response.headers_mut().set("allow", &allowed_methods(&path));
+    }
     // A WebSocket upgrade answered by the chat room's Durable Object has immutable headers; its line still has the id.
     let _ = response.headers_mut().set("x-request-id", &request_id);
     let duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
@@ -283,6 +314,13 @@ mod tests {
     }
 
     #[test]
+    fn a_405_names_every_method_the_path_answers() {
+        assert_eq!(allowed_methods("/api/streams/abc"), "GET, PATCH, DELETE, HEAD");
+        assert_eq!(allowed_methods("/api/auth/login/"), "POST");
+        assert_eq!(allowed_methods("/watch/abc"), "GET, HEAD");
+    }
+
+    #[test]
     fn a_trailing_slash_is_forgiven() {
         assert_eq!(find("GET", "/api/me/").unwrap().unwrap().0, Route::Me);
     }
@@ -291,11 +329,19 @@ mod tests {
     fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
         let doc: serde_json::Value = serde_json::from_str(openapi::OPENAPI_JSON).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        for (method, pattern, _) in ROUTES {
+        for (method, pattern, route) in ROUTES {
             let op = &paths
                 .get(*pattern)
                 .unwrap_or_else(|| panic!("{pattern} missing from openapi.json"))[method.to_lowercase()];
             assert!(op.is_object(), "{method} {pattern} missing from openapi.json");
+            // Generated clients name their methods after operationId: the route's own name, in lowerCamelCase.
+            let name = format!("{route:?}");
+            let expected = format!("{}{}", name[..1].to_lowercase(), &name[1..]);
+            assert_eq!(
+                op["operationId"],
+                expected.as_str(),
+                "operationId of {method} {pattern}"
+            );
         }
         for (pattern, ops) in paths {
             for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sunnylive_core::error::ApiError;
 use sunnylive_core::ids::StreamId;
-use sunnylive_core::page::{decode_cursor, encode_cursor, parse_limit};
+use sunnylive_core::page::{decode_stream_cursor, encode_stream_cursor, parse_limit};
 use sunnylive_core::stream::{fts_query, StreamChanges};
 use sunnylive_core::stream_key;
 use worker::Request;
@@ -276,7 +276,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
         return http::json(200, &serde_json::json!({ "streams": [], "next_cursor": null }));
     }
     let after: Option<ListingKey> = match query.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c)?),
+        Some(c) => Some(decode_stream_cursor(c)?),
         None => None,
     };
 
@@ -313,7 +313,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last()
-            .map(|r| encode_cursor(&(i64::from(r.status == "live"), &r.created_at, &r.id)))
+            .map(|r| encode_stream_cursor(r.status == "live", &r.created_at, &r.id))
     } else {
         None
     };

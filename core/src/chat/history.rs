@@ -8,8 +8,9 @@ use crate::page;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(i64);
 
-/// Largest id we hand out: JavaScript clients must be able to hold it exactly.
-const MAX_SEQ: i64 = (1 << 53) - 1;
+/// Largest id we hand out: 15 digits, below 2^53 (JavaScript clients hold it exactly) and a rule `openapi.json`
+/// can state as a pattern (`before`: 1-15 digits without a leading zero).
+const MAX_SEQ: i64 = 999_999_999_999_999;
 
 impl MessageId {
     /// The id following `seq` (the room's last sequence number).
@@ -20,9 +21,9 @@ impl MessageId {
     pub fn from_seq(seq: i64) -> Self {
         Self(seq)
     }
-    /// Accepts ids exactly as this module writes them: 1-16 digits, no sign, no leading zero.
+    /// Accepts ids exactly as this module writes them: 1-15 digits, no sign, no leading zero.
     pub fn parse(s: &str) -> Option<Self> {
-        if s.is_empty() || s.len() > 16 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || s.len() > 15 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         s.parse::<i64>().ok().filter(|n| *n <= MAX_SEQ).map(Self)
@@ -90,11 +91,12 @@ mod tests {
             "1e3",
             "abc",
             "99999999999999999",
-            "9007199254740993",
+            "9007199254740991",
+            "1000000000000000",
         ] {
             assert_eq!(MessageId::parse(bad), None, "{bad:?}");
         }
-        assert!(MessageId::parse("9007199254740991").is_some());
+        assert!(MessageId::parse("999999999999999").is_some());
     }
 
     #[test]

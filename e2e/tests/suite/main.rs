@@ -10,8 +10,10 @@ use sunnylive_e2e::TestApp;
 mod auth;
 mod browser;
 mod chat;
+mod contract;
 mod donations;
 mod ops;
+mod faults;
 mod rtmp;
 mod security;
 mod streams;
@@ -40,6 +42,9 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(video::serial_tests(app.clone()));
     trials.extend(security::serial_tests(app.clone()));
+    trials.extend(contract::serial_tests(app.clone()));
+    // Each starts a stack of its own and kills parts of it.
+    trials.extend(faults::serial_tests());
     trials
 }
 

@@ -1,0 +1,727 @@
+//! The fault suite: what users see when a process dies mid-evening. Each test starts a whole stack of its own
+//! (`TestApp::start`, own ports and state directory) and kills parts of *that* stack, so the shared stack the other
+//! tests use is never touched; they run serially, after the parallel tests, one extra stack at a time.
+//!
+//! - `wrangler dev` SIGKILLed while chat, donations and an RTMP publish are flowing, then started on the same state:
+//!   every chat message acknowledged before the kill is in history once, every paid donation is credited once and
+//!   alerted once, and the stream is live again or ended, never stuck live.
+//! - The same kill under a viewer's watch page in Chromium: its chat socket reconnects with backoff and shows the
+//!   messages it missed, each once.
+//! - The origin SIGKILLed mid-stream: the stream is offline within the stale window, and a new publish works.
+//! - The Midtrans stand-in hung (SIGSTOP: longer than the worker's timeout), failing (500) and down (connection
+//!   refused): checkout answers 502 in the contract's error shape within a bounded time and leaves a failed row, not
+//!   a pending one; a donation paid while the stand-in hangs is settled by the cron once it answers again.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Failed, Trial};
+use serde_json::{json, Value};
+use sunnylive_e2e::ws::{ChatClient, Credentials};
+use sunnylive_e2e::{
+    ensure, eventually, Api, BoxError, Session, TestApp, TestResult, TEST_HEARTBEAT_SECONDS, TEST_STALE_STREAM_SECONDS,
+};
+
+pub fn serial_tests() -> Vec<Trial> {
+    vec![
+        own_stack(
+            "a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_donation_once",
+            a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_donation_once,
+        ),
+        own_stack(
+            "the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium",
+            the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium,
+        ),
+        own_stack(
+            "a_killed_origin_shows_the_stream_offline_within_the_stale_window_and_a_new_publish_works",
+            a_killed_origin_shows_the_stream_offline_within_the_stale_window_and_a_new_publish_works,
+        ),
+        own_stack(
+            "midtrans_hung_failing_or_down_gives_a_bounded_502_and_no_donation_left_unresolvable",
+            midtrans_hung_failing_or_down_gives_a_bounded_502_and_no_donation_left_unresolvable,
+        ),
+    ]
+}
+
+/// A trial that starts a stack of its own, runs `test` (blocking code that alternates `block_on` phases with kills
+/// and restarts), and always stops the stack.
+fn own_stack(name: &'static str, test: fn(&TestApp) -> TestResult) -> Trial {
+    Trial::test(format!("faults::{name}"), move || {
+        let stack = TestApp::start().map_err(|e| Failed::from(format!("starting a stack of its own: {e}")))?;
+        let result = test(&stack);
+        stack.stop();
+        result.map_err(|e| Failed::from(format!("{e}\n(logs: {})", stack.run_dir.display())))
+    })
+}
+
+/// How long after its last heartbeat a stream may still show live: the stale threshold, one heartbeat, and a margin
+/// for the cron run that notices (in production the cron runs every minute; here the test runs it every second).
+fn stale_bound() -> Duration {
+    Duration::from_secs(TEST_STALE_STREAM_SECONDS + TEST_HEARTBEAT_SECONDS + 8)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+
+/// An ffmpeg publisher (blocking `std` child, so it can be started and stopped outside the runtime).
+struct Publisher(Child);
+
+impl Publisher {
+    fn start(stack: &TestApp, key: &str) -> Result<Publisher, BoxError> {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=15"])
+            .args(["-f", "lavfi", "-i", "sine", "-t", "600"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "30",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+            ])
+            .arg(format!("{}/{key}", stack.rtmp_url))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting ffmpeg: {e}"))?;
+        Ok(Publisher(child))
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn stream_status(api: &Api, id: &str) -> Result<String, BoxError> {
+    Ok(api.stream(id).await?["status"].as_str().unwrap_or_default().to_string())
+}
+
+/// Every `{"type": "chat"}` object anywhere in a frame (a plain chat frame, or one inside a batch of frames).
+fn chat_objects<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("chat") {
+                out.push(v);
+            }
+            map.values().for_each(|x| chat_objects(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| chat_objects(x, out)),
+        _ => {}
+    }
+}
+
+/// The whole history of a room, oldest first, paging back with `before`.
+async fn full_history(api: &Api, stream_id: &str) -> Result<Vec<Value>, BoxError> {
+    let mut all = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..200 {
+        let q = before
+            .as_ref()
+            .map_or("limit=100".to_string(), |b| format!("limit=100&before={b}"));
+        let a = api.get(&format!("/api/streams/{stream_id}/messages?{q}"), None).await?;
+        ensure!(a.status == 200, "history: {} {}", a.status, a.text);
+        let mut page = a.body["messages"].as_array().cloned().unwrap_or_default();
+        page.extend(all);
+        all = page;
+        match a.body["next_before"].as_str() {
+            Some(b) => before = Some(b.to_string()),
+            None => return Ok(all),
+        }
+    }
+    Err("history did not end within 200 pages".into())
+}
+
+/// Starts a donation as a guest with `message`; (order id, redirect url) on 201, the answer otherwise.
+async fn donate(stack: &TestApp, stream_id: &str, amount: u64, message: &str) -> Result<(String, String), String> {
+    let a = stack
+        .api()
+        .post(
+            &format!("/api/streams/{stream_id}/donations"),
+            None,
+            &json!({"amount": amount, "message": message, "donor_name": "Fault"}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if a.status != 201 {
+        return Err(format!("{} {}", a.status, a.text));
+    }
+    Ok((
+        a.body["order_id"].as_str().unwrap_or_default().to_string(),
+        a.body["redirect_url"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Pays on the stand-in's page by card (the stand-in then notifies the worker).
+async fn pay(stack: &TestApp, redirect_url: &str) -> Result<(), BoxError> {
+    let r = stack
+        .http()
+        .post(format!("{redirect_url}/pay"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("method=card")
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 303, "pay: {}", r.status());
+    Ok(())
+}
+
+async fn control(stack: &TestApp, path: &str, body: Value) -> TestResult {
+    let r = stack
+        .http()
+        .post(format!("{}/_control/{path}", stack.midtrans))
+        .json(&body)
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "control {path}: {}", r.status());
+    Ok(())
+}
+
+/// The owner's view of every donation to the stream and the paid total.
+async fn owner_donations(api: &Api, owner: &Session, stream_id: &str) -> Result<(Vec<Value>, i64), BoxError> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor
+            .as_ref()
+            .map_or("limit=100".to_string(), |c| format!("limit=100&cursor={c}"));
+        let a = api
+            .get(&format!("/api/streams/{stream_id}/donations?{q}"), Some(&owner.access))
+            .await?;
+        ensure!(a.status == 200, "owner list: {} {}", a.status, a.text);
+        rows.extend(a.body["donations"].as_array().cloned().unwrap_or_default());
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok((rows, a.body["total_paid"].as_i64().unwrap_or(-1))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// wrangler dev killed mid-load
+
+/// Sends a chat line about every 1.1 s (inside the room's rate limit) until `stop` or the socket dies, and records
+/// every chat text the room echoed back to this socket: those are acknowledged.
+async fn chatter(
+    base: String,
+    stream_id: String,
+    who: Session,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<HashSet<String>>>,
+) -> Result<u32, BoxError> {
+    let mut client = ChatClient::connect(&base, &stream_id, Credentials::Bearer(&who.access)).await?;
+    let mut sent = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let text = format!("{}-{sent}", who.username);
+        if client.send_json(&json!({"type": "chat", "text": text})).await.is_err() {
+            break;
+        }
+        sent += 1;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1100);
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match client.next_frame(left).await {
+                Ok(frame) => {
+                    let mut chats = Vec::new();
+                    chat_objects(&frame, &mut chats);
+                    let mut acked = acked.lock().expect("BUG: poisoned");
+                    for c in chats {
+                        if let Some(t) = c["text"].as_str() {
+                            acked.insert(t.to_string());
+                        }
+                    }
+                }
+                Err(e) if e.to_string().starts_with("no frame within") => break,
+                // The worker died under us: everything acknowledged so far is recorded.
+                Err(_) => return Ok(sent),
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Starts and pays a donation every ~700 ms until `stop`, recording what the worker answered 201 for.
+async fn donor(base: String, stream_id: String, stop: Arc<AtomicBool>, made: Arc<Mutex<Vec<String>>>) {
+    let api = Api::new(&base, sunnylive_e2e::next_ip());
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let body = json!({"amount": 1000 + n, "message": format!("flow-{n}"), "donor_name": "Fault"});
+        if let Ok(a) = api
+            .post(&format!("/api/streams/{stream_id}/donations"), None, &body)
+            .await
+        {
+            if a.status == 201 {
+                made.lock()
+                    .expect("BUG: poisoned")
+                    .push(a.body["order_id"].as_str().unwrap_or_default().into());
+                if let Some(url) = a.body["redirect_url"].as_str() {
+                    let _ = api
+                        .client
+                        .post(format!("{url}/pay"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body("method=card")
+                        .send()
+                        .await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+fn a_worker_killed_mid_load_keeps_every_acknowledged_message_and_credits_each_donation_once(
+    stack: &TestApp,
+) -> TestResult {
+    let api = stack.api();
+    let (host, stream_id, key, chatters) = stack.block_on(async {
+        let host = api.register("khost").await?;
+        let (id, key) = api.create_stream(&host, "fault night").await?;
+        let mut chatters = Vec::new();
+        for _ in 0..4 {
+            chatters.push(stack.api().register("kchat").await?);
+        }
+        Ok::<_, BoxError>((host, id, key, chatters))
+    })?;
+
+    // Arrange: a live publish, two donations paid and alerted, four chatters and a donor keeping load up.
+    let mut publisher = Publisher::start(stack, &key)?;
+    stack.block_on(eventually(Duration::from_secs(30), "the stream to go live", || async {
+        Ok(stream_status(&api, &stream_id).await? == "live")
+    }))?;
+    let settled_before = stack.block_on(async {
+        let mut paid = Vec::new();
+        for (amount, msg) in [(20_000, "before-1"), (30_000, "before-2")] {
+            let (order, url) = donate(stack, &stream_id, amount, msg).await?;
+            pay(stack, &url).await?;
+            paid.push(order);
+        }
+        eventually(Duration::from_secs(20), "the two donations to be paid", || async {
+            let (rows, _) = owner_donations(&api, &host, &stream_id).await?;
+            Ok(rows.iter().filter(|r| r["status"] == "paid").count() == 2)
+        })
+        .await?;
+        Ok::<_, BoxError>(paid)
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let rt = stack.handle();
+    let chat_tasks: Vec<_> = chatters
+        .iter()
+        .map(|who| {
+            rt.spawn(chatter(
+                stack.base.clone(),
+                stream_id.clone(),
+                who.clone(),
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
+        .collect();
+    let donor_task = rt.spawn(donor(stack.base.clone(), stream_id.clone(), stop.clone(), made.clone()));
+    std::thread::sleep(Duration::from_secs(6));
+
+    // Act: the crash. Nothing is flushed on the way out.
+    let acked_at_kill = acked.lock().expect("BUG: poisoned").len();
+    stack.kill_worker();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    stack.start_worker_again()?;
+
+    stack.block_on(async {
+        let mut sent = 0;
+        for t in chat_tasks {
+            sent += t.await?.map_err(|e| format!("a chatter failed before the kill: {e}"))?;
+        }
+        donor_task.await?;
+        let acked: HashSet<String> = acked.lock().expect("BUG: poisoned").clone();
+        ensure!(
+            acked_at_kill >= 8 && acked.len() >= acked_at_kill,
+            "too little chat flowed before the kill ({acked_at_kill} acknowledged of {sent} sent)"
+        );
+
+        // Chat: every acknowledged line is in history, exactly once; no id twice.
+        let history = full_history(&api, &stream_id).await?;
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut ids = HashSet::new();
+        for m in &history {
+            ensure!(ids.insert(m["id"].to_string()), "message id {} twice in history", m["id"]);
+            if m["type"] == "chat" {
+                *counts.entry(m["text"].as_str().unwrap_or_default()).or_default() += 1;
+            }
+        }
+        let mut lost: Vec<&String> = acked.iter().filter(|t| !counts.contains_key(t.as_str())).collect();
+        lost.sort();
+        ensure!(
+            lost.is_empty(),
+            "{} of {} acknowledged chat messages are missing from history after the restart: {lost:?}",
+            lost.len(),
+            acked.len()
+        );
+        let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        ensure!(doubled.is_empty(), "chat messages stored twice: {doubled:?}");
+
+        // Donations: the cron settles whatever was paid while the worker was down and redelivers alerts; then
+        // every paid donation is credited once and alerted once, and nothing paid before the kill is lost.
+        let last = Mutex::new(String::new());
+        let settled = eventually(Duration::from_secs(90), "every paid donation credited and alerted", || async {
+            stack.run_cron().await?;
+            let (rows, total) = owner_donations(&api, &host, &stream_id).await?;
+            let history = full_history(&api, &stream_id).await?;
+            let paid: Vec<&Value> = rows.iter().filter(|r| r["status"] == "paid").collect();
+            let sum: i64 = paid.iter().map(|r| r["amount"].as_i64().unwrap_or(0)).sum();
+            let alerts = |msg: &Value| history.iter().filter(|m| m["type"] == "donation" && m["message"] == *msg).count();
+            let alerted_once = paid.iter().all(|r| alerts(&r["message"]) == 1);
+            let never_twice = rows.iter().all(|r| alerts(&r["message"]) <= 1);
+            let unpaid_silent = rows.iter().filter(|r| r["status"] != "paid").all(|r| alerts(&r["message"]) == 0);
+            let seen = format!(
+                "{} rows, {} paid summing {sum}, total_paid {total}, alerted once: {alerted_once}, \
+                 none twice: {never_twice}, unpaid silent: {unpaid_silent}",
+                rows.len(),
+                paid.len()
+            );
+            let last = {
+                let mut l = last.lock().expect("BUG: poisoned");
+                *l = seen.clone();
+                seen
+            };
+            ensure!(never_twice, "a donation was alerted twice: {last}");
+            ensure!(total <= sum, "credited more than was paid: {last}");
+            let before_ok = settled_before
+                .iter()
+                .all(|o| rows.iter().any(|r| r["order_id"] == o.as_str() && r["status"] == "paid"));
+            ensure!(before_ok, "a donation paid before the kill is no longer paid: {last}");
+            Ok(total == sum && alerted_once && unpaid_silent)
+        })
+        .await;
+        let last = last.into_inner().expect("BUG: poisoned");
+        settled.map_err(|e| format!("{e}; last seen: {last}"))?;
+        eprintln!(
+            "faults: {} chat lines acknowledged ({acked_at_kill} at the kill) all in history; donations: {last}; {} started by the donor",
+            acked.len(),
+            made.lock().expect("BUG: poisoned").len()
+        );
+        Ok::<_, BoxError>(())
+    })?;
+
+    // RTMP: live again (the publisher survived) or ended by the sweep; never left live without a publisher.
+    stack.block_on(async {
+        tokio::time::sleep(Duration::from_secs(2 * TEST_HEARTBEAT_SECONDS)).await;
+        let status = stream_status(&api, &stream_id).await?;
+        eprintln!("faults: after the restart the stream is {status}");
+        Ok::<_, BoxError>(())
+    })?;
+    let survived = publisher.running();
+    drop(publisher);
+    stack.block_on(async {
+        let started = Instant::now();
+        eventually(
+            stale_bound(),
+            "the stream to end after its publisher is gone",
+            || async {
+                stack.run_cron().await?;
+                Ok(stream_status(&api, &stream_id).await? == "offline")
+            },
+        )
+        .await?;
+        eprintln!(
+            "faults: publisher {} the kill; offline {:.1} s after it stopped",
+            if survived { "survived" } else { "was dropped by" },
+            started.elapsed().as_secs_f64()
+        );
+        Ok::<_, BoxError>(())
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The web client through a worker kill (Chromium)
+
+/// Sends `texts` as `who` and waits until the room has echoed each one (acknowledged).
+async fn say_all(base: &str, stream_id: &str, who: &Session, texts: &[String]) -> TestResult {
+    let mut client = ChatClient::connect(base, stream_id, Credentials::Bearer(&who.access)).await?;
+    let mut pending: HashSet<&str> = texts.iter().map(String::as_str).collect();
+    for t in texts {
+        client.send_json(&json!({"type": "chat", "text": t})).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pending.is_empty() {
+        ensure!(Instant::now() < deadline, "no echo for {pending:?}");
+        let frame = client.next_frame(Duration::from_secs(15)).await?;
+        let mut chats = Vec::new();
+        chat_objects(&frame, &mut chats);
+        for c in chats {
+            pending.remove(c["text"].as_str().unwrap_or_default());
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_in_chromium(
+    stack: &TestApp,
+) -> TestResult {
+    use std::io::{BufRead, Write};
+    let api = stack.api();
+    let before: Vec<String> = (1..=3).map(|i| format!("before the crash #{i}")).collect();
+    let after: Vec<String> = (1..=3).map(|i| format!("sent while you were away #{i}")).collect();
+    let (host, stream_id) = stack.block_on(async {
+        let host = api.register("bhost").await?;
+        let (id, _) = api.create_stream(&host, "browser through a crash").await?;
+        say_all(&stack.base, &id, &host, &before).await?;
+        Ok::<_, BoxError>((host, id))
+    })?;
+    let mut node = Command::new("node")
+        .arg("e2e/browser/fault-reconnect.mjs")
+        .current_dir(sunnylive_e2e::repo_root())
+        .env("SUNNYLIVE_BASE_URL", &stack.base)
+        .env("SUNNYLIVE_RTMP_URL", &stack.rtmp_url)
+        .env("SUNNYLIVE_MIDTRANS_URL", &stack.midtrans)
+        .env("SUNNYLIVE_HLS_BASE_URL", &stack.hls_base)
+        .env("SUNNYLIVE_FAULT_STREAM", &stream_id)
+        .env("SUNNYLIVE_FAULT_BEFORE", serde_json::to_string(&before)?)
+        .env("SUNNYLIVE_FAULT_AFTER", serde_json::to_string(&after)?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("could not run node: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = node.stdout.take().ok_or("node stdout")?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |prefix: &str, timeout: Duration, seen: &mut Vec<String>| -> Result<String, BoxError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) || line.starts_with("FAIL") => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(format!("no {prefix} from the browser within {timeout:?}: {seen:?}").into()),
+            }
+        }
+    };
+    let ready = wait_for("READY", Duration::from_secs(90), &mut seen);
+    let outcome = (|| -> TestResult {
+        let ready = ready?;
+        ensure!(ready == "READY", "the browser did not get ready: {ready}");
+        stack.kill_worker();
+        std::thread::sleep(Duration::from_secs(1));
+        stack.start_worker_again()?;
+        stack.block_on(say_all(&stack.base, &stream_id, &host, &after))?;
+        let mut stdin = node.stdin.take().ok_or("node stdin")?;
+        writeln!(stdin, "SENT {}", after.len())?;
+        let verdict = wait_for("PASS", Duration::from_secs(120), &mut seen)?;
+        ensure!(verdict.starts_with("PASS"), "the watch page after the crash: {verdict}");
+        eprintln!("faults: chromium {verdict}");
+        Ok(())
+    })();
+    let _ = node.kill();
+    let _ = node.wait();
+    outcome
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The origin killed mid-stream
+
+fn a_killed_origin_shows_the_stream_offline_within_the_stale_window_and_a_new_publish_works(
+    stack: &TestApp,
+) -> TestResult {
+    let api = stack.api();
+    let (stream_id, key) = stack.block_on(async {
+        let host = api.register("ohost").await?;
+        api.create_stream(&host, "origin crash").await
+    })?;
+    let publisher = Publisher::start(stack, &key)?;
+    stack.block_on(eventually(Duration::from_secs(30), "the stream to go live", || async {
+        Ok(stream_status(&api, &stream_id).await? == "live")
+    }))?;
+
+    // The crash: nginx dies with no on_publish_done; only the missing heartbeats can tell the worker.
+    stack.kill_origin();
+    let killed = Instant::now();
+    drop(publisher);
+    stack.block_on(async {
+        eventually(stale_bound(), "the stream to show offline", || async {
+            stack.run_cron().await?;
+            Ok(stream_status(&api, &stream_id).await? == "offline")
+        })
+        .await?;
+        eprintln!(
+            "faults: offline {:.1} s after the origin died (stale window {TEST_STALE_STREAM_SECONDS} s)",
+            killed.elapsed().as_secs_f64()
+        );
+        Ok::<_, BoxError>(())
+    })?;
+
+    // A fresh origin on the same ports takes a new publish with the same key.
+    stack.start_origin_again()?;
+    let _publisher = Publisher::start(stack, &key)?;
+    stack.block_on(eventually(
+        Duration::from_secs(30),
+        "a new publish to go live",
+        || async { Ok(stream_status(&api, &stream_id).await? == "live") },
+    ))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Midtrans hung, failing, down
+
+/// The worker gives Midtrans 8 s (`MIDTRANS_TIMEOUT` in functions/src/donations.rs); a checkout must be answered
+/// within that plus the request's own work.
+const CHECKOUT_BOUND: Duration = Duration::from_secs(12);
+
+/// A checkout while Midtrans misbehaves: 502 in the contract's error shape within `bound`, and the row it left is
+/// failed (resolved), not pending.
+async fn checkout_is_refused_cleanly(
+    stack: &TestApp,
+    owner: &Session,
+    stream_id: &str,
+    what: &str,
+    bound: Duration,
+) -> TestResult {
+    let api = stack.api();
+    let started = Instant::now();
+    let a = api
+        .post(
+            &format!("/api/streams/{stream_id}/donations"),
+            None,
+            &json!({"amount": 5000, "message": what}),
+        )
+        .await?;
+    let took = started.elapsed();
+    ensure!(a.status == 502, "{what}: checkout answered {} {}", a.status, a.text);
+    ensure!(
+        a.body["error"]["code"].as_str().is_some_and(|c| !c.is_empty())
+            && a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: not the contract's error shape: {}",
+        a.text
+    );
+    ensure!(took <= bound, "{what}: checkout took {took:?} (bound {bound:?})");
+    let (rows, _) = owner_donations(&api, owner, stream_id).await?;
+    let row = rows
+        .iter()
+        .find(|r| r["message"] == what)
+        .ok_or_else(|| format!("{what}: no donation row"))?;
+    ensure!(
+        row["status"] == "failed",
+        "{what}: the row is {} instead of failed",
+        row["status"]
+    );
+    eprintln!(
+        "faults: Midtrans {what}: 502 {} in {:.1} s",
+        a.code(),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn midtrans_hung_failing_or_down_gives_a_bounded_502_and_no_donation_left_unresolvable(stack: &TestApp) -> TestResult {
+    let api = stack.api();
+    let (owner, stream_id) = stack.block_on(async {
+        let owner = api.register("mhost").await?;
+        let (id, _) = api.create_stream(&owner, "midtrans weather").await?;
+        Ok::<_, BoxError>((owner, id))
+    })?;
+
+    // Failing: Snap answers 500.
+    stack.block_on(async {
+        control(stack, "outage", json!({"on": true, "status": 500})).await?;
+        let r = checkout_is_refused_cleanly(stack, &owner, &stream_id, "failing", CHECKOUT_BOUND).await;
+        control(stack, "outage", json!({"on": false})).await?;
+        r
+    })?;
+
+    // Hung: the stand-in accepts connections and never answers.
+    stack.freeze_midtrans(true);
+    let hung = stack.block_on(checkout_is_refused_cleanly(
+        stack,
+        &owner,
+        &stream_id,
+        "hung",
+        CHECKOUT_BOUND,
+    ));
+    stack.freeze_midtrans(false);
+    hung?;
+
+    // Paid while the notification is lost and the status API hangs: still pending (not failed) after a cron run
+    // that could not ask; settled, credited once, by the first cron run after Midtrans answers again.
+    let order = stack.block_on(async {
+        let (order, url) = donate(stack, &stream_id, 25_000, "paid in the dark").await?;
+        control(stack, "mute-notifications", json!({"on": true})).await?;
+        let paid = pay(stack, &url).await;
+        control(stack, "mute-notifications", json!({"on": false})).await?;
+        paid?;
+        Ok::<_, BoxError>(order)
+    })?;
+    stack.freeze_midtrans(true);
+    let during = stack.block_on(async {
+        let started = Instant::now();
+        let cron = stack.run_cron().await;
+        let status = api.get(&format!("/api/donations/{order}"), None).await?.body["donation"]["status"].clone();
+        Ok::<_, BoxError>((cron, status, started.elapsed()))
+    });
+    stack.freeze_midtrans(false);
+    let (cron, status, took) = during?;
+    cron?;
+    ensure!(
+        status == "pending",
+        "after a cron run against a hung Midtrans the donation is {status}"
+    );
+    eprintln!(
+        "faults: a cron run against a hung Midtrans took {:.1} s and left the donation pending",
+        took.as_secs_f64()
+    );
+    stack.block_on(async {
+        eventually(Duration::from_secs(30), "the cron to settle the donation", || async {
+            stack.run_cron().await?;
+            Ok(api.get(&format!("/api/donations/{order}"), None).await?.body["donation"]["status"] == "paid")
+        })
+        .await?;
+        stack.run_cron().await?;
+        let (_, total) = owner_donations(&api, &owner, &stream_id).await?;
+        ensure!(total == 25_000, "credited once: total_paid {total}");
+        Ok::<_, BoxError>(())
+    })?;
+
+    // Down: connection refused.
+    stack.kill_midtrans();
+    let down = stack.block_on(checkout_is_refused_cleanly(
+        stack,
+        &owner,
+        &stream_id,
+        "down",
+        Duration::from_secs(5),
+    ));
+    stack.start_midtrans_again()?;
+    down?;
+    stack.block_on(async {
+        let (order, _) = donate(stack, &stream_id, 7_000, "back again").await?;
+        ensure!(!order.is_empty(), "a checkout works once the stand-in is back");
+        Ok::<_, BoxError>(())
+    })?;
+    Ok(())
+}
