@@ -72,9 +72,40 @@ pub fn decode_donation_cursor(raw: &str) -> Result<(String, String), ApiError> {
     }
 }
 
+/// A stream's broadcasts cursor, `<started_at>.<broadcast id>`.
+pub fn encode_broadcast_cursor(started_at: &str, id: &str) -> String {
+    format!("{started_at}.{id}")
+}
+
+/// Reads `encode_broadcast_cursor`'s text back as (started_at, broadcast id); anything else is a 422 on `cursor`.
+pub fn decode_broadcast_cursor(raw: &str) -> Result<(String, String), ApiError> {
+    match raw.split_once('.') {
+        Some((at, id)) if is_timestamp(at) && looks_like_id(id) => Ok((at.to_string(), id.to_string())),
+        _ => Err(bad_cursor()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_cursor_round_trips_and_nothing_else_is_one() {
+        let c = encode_broadcast_cursor("2026-12-02T06:00:00Z", "abcdefghijkmnpqr");
+        assert_eq!(
+            decode_broadcast_cursor(&c).unwrap(),
+            ("2026-12-02T06:00:00Z".to_string(), "abcdefghijkmnpqr".to_string())
+        );
+        for bad in [
+            "",
+            "x",
+            "2026-12-02T06:00:00Z.",
+            "2026-12-02T06:00:00Z.short",
+            "2026-12-02.abcdefghijkmnpqr",
+        ] {
+            assert!(decode_broadcast_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn limit_defaults_to_20_and_caps_at_100() {

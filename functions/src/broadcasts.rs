@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls;
 use sunnylive_core::ids::{BroadcastId, StreamId};
-use sunnylive_core::page::{decode_cursor, encode_cursor, parse_limit};
+use sunnylive_core::page::{decode_broadcast_cursor, encode_broadcast_cursor, parse_limit};
 use worker::{Bucket, Request, Response};
 
 use crate::app::App;
@@ -120,7 +120,7 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let after: Option<(String, String)> = match query.get("cursor").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_cursor(c)?),
+        Some(c) => Some(decode_broadcast_cursor(c)?),
         None => None,
     };
     let mut args: Vec<Arg> = vec![stream.id.as_str().into()];
@@ -137,7 +137,7 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
     let mut rows: Vec<BroadcastRow> = db::all(&app.db, "list broadcasts", &sql, &args).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(&(&r.started_at, &r.id)))
+        rows.last().map(|r| encode_broadcast_cursor(&r.started_at, &r.id))
     } else {
         None
     };
