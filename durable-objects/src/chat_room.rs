@@ -3,11 +3,13 @@
 //! then frames; the runtime's output gate holds the frames until the writes are durable).
 
 use std::cell::{OnceCell, RefCell};
+use std::time::Duration;
 
 use serde::Serialize;
 use sunnylive_core::chat::{
     ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
-    CLOSE_NORMAL, CLOSE_POLICY, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
+    HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -150,10 +152,31 @@ impl ChatRoom {
         self.with_room(|room| room.handle(event, now))
     }
 
-    /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
+    /// Carries out effects in order, then, when the room held chat messages and asked for a flush, waits for it on
+    /// a timer and carries out the flush. The wait is an `await` on a timer, not on storage, so the object's input
+    /// gate stays open: the messages that arrive meanwhile are handled (and held) while this one waits. An object
+    /// with a timer pending is not evicted, so what is held is not forgotten before it is flushed.
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
+        let Some(at_ms) = self.run_effects(effects, current).await? else {
+            return Ok(());
+        };
+        let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
+        worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
+        let effects = self.handle(Event::Flush)?;
+        // A flush holds nothing, so it never asks for another one.
+        self.run_effects(effects, None).await.map(|_| ())
+    }
+
+    /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
+    /// Returns when the room wants `Event::Flush`.
+    async fn run_effects(
+        &self,
+        effects: Vec<Effect>,
+        current: Option<(&ConnId, &WebSocket)>,
+    ) -> worker::Result<Option<i64>> {
         let now = now_ms();
         let mut alarm_at = None;
+        let mut flush_at = None;
         let mut viewers = None;
         for effect in effects {
             match effect {
@@ -176,6 +199,7 @@ impl ChatRoom {
                     }
                 }
                 Effect::ScheduleAlarm { at_ms } => alarm_at = Some(at_ms),
+                Effect::ScheduleFlush { at_ms } => flush_at = Some(at_ms),
                 Effect::PublishViewers { viewers: n } => viewers = Some(n),
                 storage_effect => {
                     if let Err(e) = self.storage()?.apply(&storage_effect, now) {
@@ -195,7 +219,7 @@ impl ChatRoom {
         if let Some(n) = viewers {
             self.publish_viewers(n).await;
         }
-        Ok(())
+        Ok(flush_at)
     }
 
     fn sockets_of(&self, conn: &ConnId, current: Option<(&ConnId, &WebSocket)>) -> Vec<WebSocket> {

@@ -23,7 +23,13 @@
 //! # Sockets
 //! Frames are those of API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
 //! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
-//! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive).
+//! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive), and
+//! `{"type":"batch","frames":[<frame>, ...]}`: under load, in a room of at least `COALESCE_MIN_SOCKETS` (32) sockets,
+//! a chat message arriving less than `COALESCE_WINDOW_MS` (50 ms) after the last history broadcast is held; at the
+//! end of the window everything held is stored in one commit and sent as one `batch` frame listing the `chat`
+//! frames oldest first, each exactly as it would have come alone. A quiet room sends each message at once, as a
+//! plain frame. Every other event (a join after its welcome, moderation, a donation, a status) sends what is held
+//! first, so frames keep the order of events; a message is stored before any socket sees it.
 //! Close codes: 1009 a client frame over 16 KiB; 1008 policy (the user was banned, or a socket without identity);
 //! 1000 answering a client's own close. Every other problem is an `error` frame and the socket stays open.
 //!
@@ -33,7 +39,9 @@
 //! its `Connection` (connection id and identity, well under the 2 KiB attachment limit) and its one tag is the
 //! connection id, so a rebuilt room finds every socket and knows who it is. Everything else the room needs (history,
 //! bans, timeouts, slow mode, status, delivered donation orders, recent sends for the rate limiter) is in SQLite.
-//! The only timer is the alarm for the trailing presence update, which survives eviction too.
+//! The alarm is for the trailing presence update, which survives eviction too. The coalescing flush uses a plain
+//! timer: it is at most 50 ms away, and an object with a timer pending is not evicted, so nothing held is lost to
+//! hibernation (held messages have not been stored or shown to anyone yet).
 
 mod chat_room;
 mod storage;

@@ -1,5 +1,10 @@
 //! The WebSocket frames of the chat contract (API.md, "Chat"): JSON objects with a `type`. Server frames are built
 //! here and serialized once; client frames are parsed here, and anything that does not parse is a `bad_frame`.
+//!
+//! One addition to the contract: `{"type":"batch","frames":[<frame>, ...]}`, two or more server frames sent as one
+//! WebSocket message, oldest first, each exactly as it would have been sent alone (today `chat` frames: a busy big
+//! room coalesces the messages of one `COALESCE_WINDOW_MS` window). A client handles it by handling each entry in
+//! order. A batch never nests and never holds a `welcome`.
 
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +175,20 @@ impl ServerFrame {
     /// The JSON text of the frame.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("BUG: server frames are plain data and always serialize")
+    }
+
+    /// `{"type":"batch","frames":[...]}` around frames that are already JSON text: each is copied in as is, so a
+    /// batch costs one concatenation, not a parse and a second serialization.
+    pub fn batch_json<'a>(frames: impl Iterator<Item = &'a str>) -> String {
+        let mut out = String::from(r#"{"type":"batch","frames":["#);
+        for (i, frame) in frames.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(frame);
+        }
+        out.push_str("]}");
+        out
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -355,6 +374,18 @@ mod tests {
         assert_eq!(
             json_of(&ServerFrame::error(ErrorCode::BadFrame, "no")),
             json!({"type": "error", "code": "bad_frame", "message": "no"})
+        );
+    }
+
+    #[test]
+    fn a_batch_frame_lists_its_frames_unchanged_oldest_first() {
+        let one = ServerFrame::Chat(chat()).to_json();
+        let two = ServerFrame::Donation(donation()).to_json();
+        let batch = ServerFrame::batch_json([one.as_str(), two.as_str()].into_iter());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&batch).unwrap(),
+            json!({"type": "batch", "frames": [json_of(&ServerFrame::Chat(chat())),
+                                               json_of(&ServerFrame::Donation(donation()))]})
         );
     }
 

@@ -12,8 +12,8 @@ use super::frame::{StreamStatus, You};
 use super::history::MessageId;
 use super::identity::{ConnId, Identity};
 use super::text::{ChatText, ChatTextError};
-use super::WELCOME_HISTORY;
 use super::{rfc3339_millis, CLOSE_POLICY, CLOSE_TOO_BIG, HISTORY_KEEP, MAX_CLIENT_FRAME_BYTES};
+use super::{COALESCE_MIN_SOCKETS, COALESCE_WINDOW_MS, WELCOME_HISTORY};
 use super::{MAX_SLOW_MODE_SECONDS, MAX_TIMEOUT_SECONDS, PRESENCE_INTERVAL_MS, RATE_BURST, RATE_INTERVAL_MS};
 use crate::ids::UserId;
 
@@ -84,6 +84,9 @@ pub enum Event {
     Status(StreamStatus),
     /// The alarm the room asked for went off.
     Alarm,
+    /// The time asked for by `Effect::ScheduleFlush` came: store and send the held chat messages. (A flush that
+    /// finds nothing held, because another event sent them first, does nothing.)
+    Flush,
 }
 
 /// Kinds of stored history rows.
@@ -171,6 +174,11 @@ pub enum Effect {
     ScheduleAlarm {
         at_ms: i64,
     },
+    /// Call back with `Event::Flush` at this time (unix ms). Short (at most `COALESCE_WINDOW_MS` away) and only
+    /// needed while the object is awake with messages held in memory, so the shell uses a timer, not the alarm.
+    ScheduleFlush {
+        at_ms: i64,
+    },
 }
 
 /// Everything the room needs to start again after eviction: read back from storage and the sockets' attachments.
@@ -211,6 +219,20 @@ struct Sender {
     last_sent_ms: i64,
 }
 
+/// A history item appended but not yet stored or sent: held while chat is coalesced (see `COALESCE_WINDOW_MS`).
+#[derive(Debug)]
+struct Held {
+    row: StoredMessage,
+    item: HistoryItem,
+}
+
+/// Chat coalescing: what is held and when the last history broadcast went out.
+#[derive(Debug, Default)]
+struct Outbox {
+    held: Vec<Held>,
+    last_flush_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Presence {
     last_sent_ms: Option<i64>,
@@ -233,6 +255,7 @@ pub struct Room {
     /// Sockets the room closed whose close has not been reported yet: frames still in flight from them are dropped.
     closing: HashSet<ConnId>,
     presence: Presence,
+    outbox: Outbox,
 }
 
 impl Default for Room {
@@ -257,6 +280,7 @@ impl Room {
             connections: snapshot.connections.into_iter().map(|c| (c.conn, c.identity)).collect(),
             closing: HashSet::new(),
             presence: Presence::default(),
+            outbox: Outbox::default(),
         };
         for (user, ts) in snapshot.recent_sends {
             room.record_send(&user, ts);
@@ -285,6 +309,12 @@ impl Room {
     /// Applies one event at `now_ms` (unix milliseconds) and says what must happen.
     pub fn handle(&mut self, event: Event, now_ms: i64) -> Vec<Effect> {
         let mut out = Vec::new();
+        // Held chat goes out before anything else happens, so every socket sees frames in the order of events.
+        // Two exceptions: a join flushes after its welcome (the joiner is already among the sockets a broadcast
+        // reaches, and its welcome must come first), and a chat message may itself be held (`on_text`).
+        if !matches!(event, Event::Join { .. } | Event::Text { .. }) {
+            self.flush(now_ms, &mut out);
+        }
         match event {
             Event::Join {
                 connection,
@@ -322,6 +352,7 @@ impl Room {
                     });
                 }
             }
+            Event::Flush => {}
             Event::Alarm => {
                 self.presence.alarm_at_ms = None;
                 match self.presence.last_sent_ms {
@@ -357,6 +388,8 @@ impl Room {
             to: connection.conn.clone(),
             frame: welcome.to_json(),
         });
+        // Held messages are not in the welcome's history: the joiner gets them with everyone else, after it.
+        self.flush(now_ms, out);
         if self.connections.insert(connection.conn, connection.identity).is_none() {
             self.presence_changed(now_ms, out);
         }
@@ -390,6 +423,7 @@ impl Room {
         if let ClientFrame::Chat { text } = frame {
             return self.on_chat(&from, &text, now_ms, out);
         }
+        self.flush(now_ms, out);
         // Everything else is moderation: the host only.
         match &from.identity {
             Identity::Anonymous => {
@@ -518,7 +552,8 @@ impl Room {
         self.append(item, id, None, Some(donation.order_id), now_ms, out);
     }
 
-    /// Stores, broadcasts and remembers a new history item: the JSON is made once and used for all three.
+    /// Appends a new history item: it gets the next id now, and is stored, broadcast and remembered at once, or,
+    /// while chat is coalesced, held for the flush at the end of the window. The JSON is made once for all three.
     fn append(
         &mut self,
         item: HistoryItem,
@@ -534,21 +569,61 @@ impl Room {
             HistoryItem::Donation(_) => MessageKind::Donation,
         };
         self.last_seq = id.seq();
-        out.push(Effect::StoreMessage(StoredMessage {
+        let row = StoredMessage {
             seq: id.seq(),
             kind,
             user_id,
             order_id,
             ts_ms: now_ms,
-            body: body.clone(),
-        }));
-        if id.seq() > HISTORY_KEEP {
+            body,
+        };
+        // A donation is never held: the worker's post is answered "delivered" only once its row is stored.
+        let hold = kind == MessageKind::Chat && self.coalescing(now_ms);
+        self.outbox.held.push(Held { row, item });
+        if !hold {
+            self.flush(now_ms, out);
+        } else if self.outbox.held.len() == 1 {
+            let at_ms = self.outbox.last_flush_ms.unwrap_or(now_ms) + COALESCE_WINDOW_MS;
+            out.push(Effect::ScheduleFlush { at_ms });
+        }
+    }
+
+    /// Whether a chat message arriving now is held: the room is big enough for a broadcast to cost something, and
+    /// the last history broadcast went out less than a window ago (or messages are already held). A quiet room
+    /// sends every message the moment it arrives.
+    fn coalescing(&self, now_ms: i64) -> bool {
+        !self.outbox.held.is_empty()
+            || (self.viewers() >= COALESCE_MIN_SOCKETS
+                && self
+                    .outbox
+                    .last_flush_ms
+                    .is_some_and(|last| now_ms < last + COALESCE_WINDOW_MS))
+    }
+
+    /// Stores and broadcasts everything held, in id order: the rows in one event (so one storage commit, which the
+    /// output gate waits for before the frame leaves), one prune, and one frame: the item itself when there is
+    /// one, else a `batch` frame listing them.
+    fn flush(&mut self, now_ms: i64, out: &mut Vec<Effect>) {
+        let held = std::mem::take(&mut self.outbox.held);
+        let Some(last) = held.last() else {
+            return;
+        };
+        let last_seq = last.row.seq;
+        self.outbox.last_flush_ms = Some(now_ms);
+        let frame = match held.as_slice() {
+            [one] => one.row.body.clone(),
+            many => ServerFrame::batch_json(many.iter().map(|h| h.row.body.as_str())),
+        };
+        for h in held {
+            out.push(Effect::StoreMessage(h.row));
+            self.recent.push_back(h.item);
+        }
+        if last_seq > HISTORY_KEEP {
             out.push(Effect::PruneHistory {
-                below_seq: id.seq() - HISTORY_KEEP + 1,
+                below_seq: last_seq - HISTORY_KEEP + 1,
             });
         }
-        out.push(Effect::Broadcast { frame: body });
-        self.recent.push_back(item);
+        out.push(Effect::Broadcast { frame });
         while self.recent.len() > RECENT_KEEP {
             self.recent.pop_front();
         }
