@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sunnylive_core::chat::{
-    ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
-    CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
-    HEADER_USERNAME, HEADER_USER_ID,
+    ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation,
+    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_ROLE, HEADER_STREAM_ID,
+    HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -336,6 +336,10 @@ impl ChatRoom {
             header(HEADER_ROLE).as_deref(),
         )
         .map_err(|why| ApiError::internal(format!("chat room: upgrade without a valid identity: {why}")))?;
+        let client = header(HEADER_CLIENT_ADDRESS)
+            .as_deref()
+            .and_then(ClientAddress::parse)
+            .ok_or_else(|| ApiError::internal("chat room: upgrade without a valid client address"))?;
         let stream_status = header(HEADER_STREAM_STATUS).as_deref().and_then(StreamStatus::parse);
 
         // Restore the room before accepting, so the rebuilt room does not already count the new socket.
@@ -343,6 +347,7 @@ impl ChatRoom {
         let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
         let connection = Connection {
             conn: random_conn_id(),
+            client,
             identity,
         };
         raw_socket(&pair.server)

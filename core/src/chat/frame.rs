@@ -116,7 +116,7 @@ impl From<&Identity> for You {
     }
 }
 
-/// Codes of `error` frames. All are recoverable: the socket stays open.
+/// Codes of `error` frames. All but `too_many_connections` are recoverable: the socket stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -134,6 +134,9 @@ pub enum ErrorCode {
     BadFrame,
     /// A moderation frame from someone who is not the host. (Added to the contract's list.)
     Forbidden,
+    /// The socket's client address already holds `MAX_SOCKETS_PER_ADDRESS` sockets in this room: this error is the
+    /// socket's only frame (instead of the welcome), then it is closed with 1008. (Added to the contract's list.)
+    TooManyConnections,
 }
 
 /// Everything the server sends.
@@ -399,6 +402,7 @@ mod tests {
             (ErrorCode::Banned, "banned"),
             (ErrorCode::BadFrame, "bad_frame"),
             (ErrorCode::Forbidden, "forbidden"),
+            (ErrorCode::TooManyConnections, "too_many_connections"),
         ];
         for (code, text) in codes {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(text));

@@ -21,7 +21,8 @@ pub use frame::{
 };
 pub use history::{HistoryQuery, MessageId};
 pub use identity::{
-    ConnId, Identity, Role, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    ClientAddress, ConnId, Identity, Role, HEADER_CLIENT_ADDRESS, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
+    HEADER_USERNAME, HEADER_USER_ID,
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use text::{ChatText, ChatTextError};
@@ -47,6 +48,9 @@ pub const COALESCE_WINDOW_MS: i64 = 50;
 /// Rooms with fewer sockets than this never hold a message: a broadcast there is cheap, so batching would only add
 /// delay.
 pub const COALESCE_MIN_SOCKETS: u32 = 32;
+/// Sockets one client address may hold in one room; the next is refused (`too_many_connections`, then 1008). Enough
+/// for a household or a small office behind one address with several tabs each; far too few to inflate a count.
+pub const MAX_SOCKETS_PER_ADDRESS: u32 = 20;
 /// Longest slow mode the host may set (one hour).
 pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
 /// Longest timeout the host may give (seven days); longer is what bans are for.

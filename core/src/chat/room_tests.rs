@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::chat::{
+    ClientAddress, COALESCE_MIN_SOCKETS, COALESCE_WINDOW_MS, MAX_SOCKETS_PER_ADDRESS, PRESENCE_INTERVAL_MS,
+};
 use crate::chat::{DonationPost, HistoryItem, CLOSE_POLICY, CLOSE_TOO_BIG, HISTORY_KEEP, MAX_CLIENT_FRAME_BYTES};
-use crate::chat::{COALESCE_MIN_SOCKETS, COALESCE_WINDOW_MS, PRESENCE_INTERVAL_MS};
 
 const T0: i64 = 1_767_225_600_000;
 
@@ -20,9 +22,15 @@ fn conn_id(n: u8) -> ConnId {
     ConnId::generate([100 + n; 10])
 }
 
+/// The client address of socket `n` in these tests: every named socket has its own, unless a test says otherwise.
+fn addr(n: u8) -> ClientAddress {
+    ClientAddress::parse(&format!("192.0.2.{n}")).unwrap()
+}
+
 fn host() -> Connection {
     Connection {
         conn: conn_id(1),
+        client: addr(1),
         identity: Identity::Host {
             id: uid(1),
             username: "host".into(),
@@ -33,6 +41,7 @@ fn host() -> Connection {
 fn viewer(n: u8) -> Connection {
     Connection {
         conn: conn_id(n),
+        client: addr(n),
         identity: Identity::Viewer {
             id: uid(n),
             username: format!("viewer{n}"),
@@ -40,17 +49,18 @@ fn viewer(n: u8) -> Connection {
     }
 }
 
-/// A second socket of viewer `n` (same user, other tab).
+/// A second socket of viewer `n` (same user, other tab, same address).
 fn second_socket_of(n: u8) -> Connection {
     Connection {
         conn: conn_id(n + 50),
-        identity: viewer(n).identity,
+        ..viewer(n)
     }
 }
 
 fn anonymous(n: u8) -> Connection {
     Connection {
         conn: conn_id(n),
+        client: addr(n),
         identity: Identity::Anonymous,
     }
 }
@@ -775,7 +785,7 @@ fn a_banned_user_is_disconnected_with_1008_and_cannot_send_after_reconnecting() 
     h.leave(&second_socket_of(2));
     let reconnect = Connection {
         conn: conn_id(77),
-        identity: viewer(2).identity,
+        ..viewer(2)
     };
     let effects = h.join(&reconnect);
     assert_eq!(
@@ -1148,6 +1158,7 @@ fn crowd(n: u8) -> Vec<Connection> {
     (0..n)
         .map(|i| Connection {
             conn: ConnId::generate([i, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+            client: ClientAddress::parse(&format!("198.51.100.{i}")).unwrap(),
             identity: Identity::Anonymous,
         })
         .collect()
@@ -1346,4 +1357,101 @@ fn flushed_batches_are_history_after_a_rebuild() {
     let w = welcome_of(&h.join(&viewer(3)), &viewer(3));
     let history: Vec<&Value> = w["history"].as_array().unwrap().iter().map(|i| &i["text"]).collect();
     assert_eq!(history, vec!["first", "two", "three"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// sockets per address and the viewer count
+
+/// Anonymous socket `i` from one shared address.
+fn from_one_address(i: u8) -> Connection {
+    Connection {
+        conn: ConnId::generate([i, 9, 9, 9, 9, 9, 9, 9, 9, 9]),
+        client: addr(200),
+        identity: Identity::Anonymous,
+    }
+}
+
+#[test]
+fn one_address_may_hold_twenty_sockets_and_the_next_gets_a_clear_error_then_1008() {
+    let mut h = Harness::new();
+    for i in 0..MAX_SOCKETS_PER_ADDRESS as u8 {
+        let c = from_one_address(i);
+        assert_eq!(welcome_of(&h.join(&c), &c)["type"], "welcome");
+    }
+    let extra = from_one_address(MAX_SOCKETS_PER_ADDRESS as u8);
+    let effects = h.join(&extra);
+    let frames = sent_to(&effects, &extra);
+    assert_eq!(frames.len(), 1, "the error is its only frame: {frames:?}");
+    assert_eq!(frames[0]["type"], "error");
+    assert_eq!(frames[0]["code"], "too_many_connections");
+    assert!(frames[0]["message"].as_str().unwrap().contains("20"));
+    assert_eq!(closes(&effects), vec![(extra.conn.clone(), CLOSE_POLICY)]);
+    assert_eq!(h.room.sockets(), MAX_SOCKETS_PER_ADDRESS);
+    // Its close, when reported, changes nothing; another address is not affected.
+    h.leave(&extra);
+    assert_eq!(h.room.sockets(), MAX_SOCKETS_PER_ADDRESS);
+    assert_eq!(welcome_of(&h.join(&viewer(3)), &viewer(3))["type"], "welcome");
+}
+
+#[test]
+fn a_closed_socket_frees_its_place_under_the_cap() {
+    let mut h = Harness::new();
+    for i in 0..MAX_SOCKETS_PER_ADDRESS as u8 {
+        h.join(&from_one_address(i));
+    }
+    h.leave(&from_one_address(0));
+    let again = from_one_address(MAX_SOCKETS_PER_ADDRESS as u8);
+    assert_eq!(welcome_of(&h.join(&again), &again)["type"], "welcome");
+}
+
+#[test]
+fn viewers_are_distinct_users_and_anonymous_addresses_not_sockets() {
+    let mut h = Harness::new();
+    h.join(&viewer(2));
+    h.join(&second_socket_of(2)); // the same user in another tab: still one viewer
+    for i in 0..5 {
+        h.join(&from_one_address(i)); // five anonymous sockets from one address: one viewer
+    }
+    h.join(&anonymous(7)); // another address
+    let signed_in_there = Connection {
+        conn: conn_id(8),
+        client: addr(200),
+        ..viewer(8)
+    };
+    let effects = h.join(&signed_in_there); // a signed-in user behind the shared address counts on their own
+    assert_eq!(h.room.sockets(), 9);
+    assert_eq!(h.room.viewers(), 4);
+    assert_eq!(welcome_of(&effects, &signed_in_there)["viewers"], 4);
+    h.tick(PRESENCE_INTERVAL_MS);
+    let effects = h.handle(Event::Alarm);
+    assert_eq!(broadcasts(&effects), vec![json!({"type": "presence", "viewers": 4})]);
+    assert_eq!(
+        h.store.published_viewers,
+        Some(4),
+        "D1's viewer count is the same distinct count"
+    );
+    for i in 0..4 {
+        h.leave(&from_one_address(i));
+    }
+    h.leave(&second_socket_of(2));
+    assert_eq!(
+        h.room.viewers(),
+        4,
+        "a viewer counts while any of their sockets is open"
+    );
+    h.leave(&from_one_address(4));
+    assert_eq!(h.room.viewers(), 3);
+}
+
+#[test]
+fn the_tallies_survive_a_rebuild_from_the_open_sockets() {
+    let mut h = Harness::new();
+    let open: Vec<Connection> = (0..MAX_SOCKETS_PER_ADDRESS as u8).map(from_one_address).collect();
+    for c in &open {
+        h.join(c);
+    }
+    h.restart(&open);
+    assert_eq!(h.room.viewers(), 1);
+    let extra = from_one_address(99);
+    assert_eq!(sent_to(&h.join(&extra), &extra)[0]["code"], "too_many_connections");
 }
