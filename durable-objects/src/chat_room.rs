@@ -52,6 +52,9 @@ pub struct ChatRoom {
     /// `None` until the first event after construction (the object may have been evicted and rebuilt), then the room
     /// restored from storage and the open sockets.
     room: RefCell<Option<Room>>,
+    /// The open sockets as of the last accept or close: a broadcast walks this list instead of asking the runtime
+    /// for a fresh array, and wrapping every socket again, for each message. `None` until needed and after a change.
+    open_sockets: RefCell<Option<Vec<WebSocket>>>,
 }
 
 fn now_ms() -> i64 {
@@ -188,12 +191,15 @@ impl ChatRoom {
                 }
                 Effect::Broadcast { frame } => {
                     let frame = JsString::from(frame.as_str());
-                    for ws in self.state.get_websockets() {
-                        let raw: &RawSocket = raw_socket(&ws).unchecked_ref();
+                    let mut open = self.open_sockets.borrow_mut();
+                    for ws in open.get_or_insert_with(|| self.state.get_websockets()).iter() {
+                        let raw: &RawSocket = raw_socket(ws).unchecked_ref();
+                        // A socket closed since the list was made refuses the frame; nothing to do about it.
                         let _ = raw.send_js_string(&frame);
                     }
                 }
                 Effect::Close { conn, code, reason } => {
+                    self.forget_open_sockets();
                     for ws in self.sockets_of(&conn, current) {
                         let _ = ws.close(Some(code), Some(reason));
                     }
@@ -220,6 +226,10 @@ impl ChatRoom {
             self.publish_viewers(n).await;
         }
         Ok(flush_at)
+    }
+
+    fn forget_open_sockets(&self) {
+        *self.open_sockets.borrow_mut() = None;
     }
 
     fn sockets_of(&self, conn: &ConnId, current: Option<(&ConnId, &WebSocket)>) -> Vec<WebSocket> {
@@ -355,6 +365,7 @@ impl ChatRoom {
             .map_err(|e| internal("attachment")(e.into()))?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[connection.conn.as_str()]);
+        self.forget_open_sockets();
         let conn = connection.conn.clone();
         let effects = self
             .handle(Event::Join {
@@ -408,6 +419,7 @@ impl DurableObject for ChatRoom {
             stream_id: RefCell::new(None),
             storage: OnceCell::new(),
             room: RefCell::new(None),
+            open_sockets: RefCell::new(None),
         }
     }
 
@@ -425,6 +437,7 @@ impl DurableObject for ChatRoom {
     }
 
     async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.forget_open_sockets();
         // Complete the closing handshake (a no-op, ignored, when the runtime already answered it).
         let _ = ws.close(Some(CLOSE_NORMAL), Some("bye"));
         self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
@@ -433,6 +446,7 @@ impl DurableObject for ChatRoom {
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> worker::Result<()> {
         worker::console_log!("chat room: socket error: {error}");
+        self.forget_open_sockets();
         self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
         Ok(())
     }
