@@ -26,11 +26,11 @@
 //! Frames are those of API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
 //! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
 //! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive), and
-//! `{"type":"batch","frames":[<frame>, ...]}`: under load, in a room of at least `COALESCE_MIN_SOCKETS` (32) sockets,
-//! a chat message arriving less than `COALESCE_WINDOW_MS` (50 ms) after the last history broadcast is held; at the
-//! end of the window everything held is stored in one commit and sent as one `batch` frame listing the `chat`
-//! frames oldest first, each exactly as it would have come alone. A quiet room sends each message at once, as a
-//! plain frame. Every other event (a join after its welcome, moderation, a donation, a status) sends what is held
+//! `{"type":"batch","frames":[<frame>, ...]}`: in a room of at least `COALESCE_MIN_SOCKETS` (32) sockets, chat
+//! messages are held and flushed by a timer at the next turn of the event loop, or `COALESCE_WINDOW_MS` (50 ms)
+//! after the previous flush if that is later; everything held then is stored in one commit and sent as one frame,
+//! a `batch` listing the `chat` frames oldest first, each exactly as it would have come alone (a lone message goes
+//! out as a plain frame). Every other event (a join after its welcome, moderation, a donation, a status) sends what is held
 //! first, so frames keep the order of events; a message is stored before any socket sees it.
 //! One client address may hold `MAX_SOCKETS_PER_ADDRESS` (20) sockets in a room; the next gets one `error` frame,
 //! code `too_many_connections`, instead of the welcome, and is closed with 1008.

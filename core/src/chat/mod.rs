@@ -40,10 +40,11 @@ pub const RATE_BURST: i64 = 5;
 pub const RATE_INTERVAL_MS: i64 = 1000;
 /// Presence frames go out at most once per this many milliseconds per room, however fast sockets come and go.
 pub const PRESENCE_INTERVAL_MS: i64 = 2000;
-/// Coalescing under load: a chat message arriving less than this many milliseconds after the room's last history
-/// broadcast is held, and everything held goes out together at the end of the window, stored in one commit and
-/// sent to each socket as one `batch` frame. Each socket then gets at most ~20 history frames a second however fast
-/// people type, while a message into a quiet room is never delayed. 50 ms is well under what a reader notices.
+/// Coalescing: in a room of `COALESCE_MIN_SOCKETS` or more, chat messages are held and flushed together, stored in
+/// one commit and sent to each socket as one `batch` frame: at the next turn of the event loop (so what queued up
+/// while the room was busy goes together, and a quiet room waits for nothing), but never sooner than this many
+/// milliseconds after the previous flush. Each socket then gets at most ~20 history frames a second however fast
+/// people type. 50 ms is well under what a reader notices.
 pub const COALESCE_WINDOW_MS: i64 = 50;
 /// Rooms with fewer sockets than this never hold a message: a broadcast there is cheap, so batching would only add
 /// delay.

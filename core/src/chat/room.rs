@@ -695,26 +695,29 @@ impl Room {
             body,
         };
         // A donation is never held: the worker's post is answered "delivered" only once its row is stored.
-        let hold = kind == MessageKind::Chat && self.coalescing(now_ms);
+        let hold = kind == MessageKind::Chat && self.coalescing();
         self.outbox.held.push(Held { row, item });
         if !hold {
             self.flush(now_ms, out);
         } else if self.outbox.held.len() == 1 {
-            let at_ms = self.outbox.last_flush_ms.unwrap_or(now_ms) + COALESCE_WINDOW_MS;
-            out.push(Effect::ScheduleFlush { at_ms });
+            let next_window = self
+                .outbox
+                .last_flush_ms
+                .map_or(now_ms, |last| last + COALESCE_WINDOW_MS);
+            out.push(Effect::ScheduleFlush {
+                at_ms: next_window.max(now_ms),
+            });
         }
     }
 
-    /// Whether a chat message arriving now is held: the room is big enough for a broadcast to cost something, and
-    /// the last history broadcast went out less than a window ago (or messages are already held). A quiet room
-    /// sends every message the moment it arrives.
-    fn coalescing(&self, now_ms: i64) -> bool {
-        !self.outbox.held.is_empty()
-            || (self.sockets.len() >= COALESCE_MIN_SOCKETS
-                && self
-                    .outbox
-                    .last_flush_ms
-                    .is_some_and(|last| now_ms < last + COALESCE_WINDOW_MS))
+    /// Whether a chat message is held rather than sent in this event: always in a room big enough for a broadcast
+    /// to cost something. The flush comes at the next turn of the event loop when the last broadcast is a window
+    /// old (a quiet room waits for nothing), else at the end of that window; either way every message that queued
+    /// up meanwhile, while the object was busy sending, goes out with it. Holding by time alone would not do: the
+    /// clock stands still while the object works, so a room too slow for its traffic would never see two messages
+    /// inside one window, and would fall further behind with a full broadcast per message.
+    fn coalescing(&self) -> bool {
+        !self.outbox.held.is_empty() || self.sockets.len() >= COALESCE_MIN_SOCKETS
     }
 
     /// Stores and broadcasts everything held, in id order: the rows in one event (so one storage commit, which the

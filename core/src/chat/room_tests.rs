@@ -1175,7 +1175,8 @@ fn big_room() -> Harness {
     }
     h.tick(PRESENCE_INTERVAL_MS);
     h.handle(Event::Alarm);
-    assert_eq!(broadcasts_of(&h.say(&host(), "first"), "chat").len(), 1);
+    assert_eq!(flushes(&h.say(&host(), "first")), vec![h.now]);
+    assert_eq!(broadcasts_of(&h.handle(Event::Flush), "chat").len(), 1);
     h
 }
 
@@ -1190,13 +1191,39 @@ fn flushes(effects: &[Effect]) -> Vec<i64> {
 }
 
 #[test]
-fn a_message_into_a_quiet_big_room_goes_out_at_once() {
+fn a_message_into_a_quiet_big_room_is_flushed_without_waiting_as_a_plain_frame() {
     let mut h = big_room();
     h.tick(COALESCE_WINDOW_MS);
     let effects = h.say(&host(), "second");
+    assert_eq!(
+        flushes(&effects),
+        vec![h.now],
+        "the flush is due at once: the next turn of the event loop"
+    );
+    let effects = h.handle(Event::Flush);
     assert_eq!(broadcasts_of(&effects, "chat")[0]["text"], "second");
     assert_eq!(stored(&effects).len(), 1);
-    assert!(flushes(&effects).is_empty());
+}
+
+#[test]
+fn messages_that_queue_up_while_a_big_room_is_busy_go_out_together() {
+    // The clock stands still while the object works: the queued messages arrive "long" after the last flush, but
+    // before the timer of the first one has fired.
+    let mut h = big_room();
+    h.tick(500);
+    let first = h.say(&host(), "one");
+    assert_eq!(flushes(&first), vec![h.now]);
+    h.say(&viewer(2), "two");
+    h.say(&host(), "three");
+    let frames = broadcasts(&h.handle(Event::Flush));
+    assert_eq!(frames.len(), 1);
+    let texts: Vec<&Value> = frames[0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["text"])
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three"]);
 }
 
 #[test]

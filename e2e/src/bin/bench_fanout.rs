@@ -94,7 +94,20 @@ impl Receivers {
         results.into_iter().collect()
     }
 
+    /// Opens one receiver, retrying twice: with thousands of connects in flight a loaded machine resets a few.
     async fn spawn_one(&self, url: String) -> Result<(), BoxError> {
+        let mut last = None;
+        for attempt in 0..3u64 {
+            match self.try_spawn_one(url.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        Err(last.unwrap_or_else(|| "no attempt".into()))
+    }
+
+    async fn try_spawn_one(&self, url: String) -> Result<(), BoxError> {
         let mut req = url.into_client_request()?;
         let ip = receiver_ip(self.opened.fetch_add(1, Ordering::SeqCst));
         req.headers_mut().insert("cf-connecting-ip", ip.parse()?);
@@ -397,7 +410,11 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
         let have = bench.receivers.count.load(Ordering::SeqCst);
         if n > have {
             let t = Instant::now();
-            bench.receivers.add(&target.ws_url, n - have).await?;
+            if let Err(e) = bench.receivers.add(&target.ws_url, n - have).await {
+                // Report what was measured so far rather than nothing.
+                eprintln!("bench: {label}: could not open {n} sockets ({e}); skipping {n} and above");
+                break;
+            }
             eprintln!(
                 "bench: {label}: {n} sockets ({:.1} s to add {})",
                 t.elapsed().as_secs_f64(),
@@ -443,16 +460,25 @@ async fn room_target(base: &str) -> Result<Target, BoxError> {
 /// The floor: a do-nothing broadcaster on its own thread and runtime. Every socket gets a welcome first; every chat
 /// frame any socket sends goes back to every socket as a chat frame of the room's shape, one frame per message.
 fn start_floor() -> Result<Target, BoxError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("floor".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("BUG: a current-thread runtime always builds");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("BUG: a bound listener converts");
+            // A deep accept queue: thousands of receivers connect at once (the default 128 resets some).
+            let listener = tokio::net::TcpSocket::new_v4()
+                .and_then(|s| s.bind(([127, 0, 0, 1], 0).into()).map(|_| s))
+                .and_then(|s| s.listen(4096));
+            let listener = match listener {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = port_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = port_tx.send(listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string()));
             let sockets: Arc<Mutex<Vec<mpsc::UnboundedSender<Message>>>> = Arc::default();
             let next_id = Arc::new(AtomicUsize::new(1));
             while let Ok((tcp, _)) = listener.accept().await {
@@ -495,6 +521,7 @@ fn start_floor() -> Result<Target, BoxError> {
             }
         });
     })?;
+    let port = port_rx.recv()??;
     Ok(Target {
         label: "floor",
         ws_url: format!("ws://127.0.0.1:{port}/"),
