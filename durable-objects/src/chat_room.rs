@@ -3,12 +3,13 @@
 //! then frames; the runtime's output gate holds the frames until the writes are durable).
 
 use std::cell::{OnceCell, RefCell};
+use std::time::Duration;
 
 use serde::Serialize;
 use sunnylive_core::chat::{
-    ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation, StreamStatus,
-    CLOSE_NORMAL, CLOSE_POLICY, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
-    HEADER_USER_ID,
+    ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation,
+    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_ROLE,
+    HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -51,6 +52,9 @@ pub struct ChatRoom {
     /// `None` until the first event after construction (the object may have been evicted and rebuilt), then the room
     /// restored from storage and the open sockets.
     room: RefCell<Option<Room>>,
+    /// The open sockets as of the last accept or close: a broadcast walks this list instead of asking the runtime
+    /// for a fresh array, and wrapping every socket again, for each message. `None` until needed and after a change.
+    open_sockets: RefCell<Option<Vec<WebSocket>>>,
 }
 
 fn now_ms() -> i64 {
@@ -151,10 +155,31 @@ impl ChatRoom {
         self.with_room(|room| room.handle(event, now))
     }
 
-    /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
+    /// Carries out effects in order, then, when the room held chat messages and asked for a flush, waits for it on
+    /// a timer and carries out the flush. The wait is an `await` on a timer, not on storage, so the object's input
+    /// gate stays open: the messages that arrive meanwhile are handled (and held) while this one waits. An object
+    /// with a timer pending is not evicted, so what is held is not forgotten before it is flushed.
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
+        let Some(at_ms) = self.run_effects(effects, current).await? else {
+            return Ok(());
+        };
+        let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
+        worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
+        let effects = self.handle(Event::Flush)?;
+        // A flush holds nothing, so it never asks for another one.
+        self.run_effects(effects, None).await.map(|_| ())
+    }
+
+    /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
+    /// Returns when the room wants `Event::Flush`.
+    async fn run_effects(
+        &self,
+        effects: Vec<Effect>,
+        current: Option<(&ConnId, &WebSocket)>,
+    ) -> worker::Result<Option<i64>> {
         let now = now_ms();
         let mut alarm_at = None;
+        let mut flush_at = None;
         let mut viewers = None;
         for effect in effects {
             match effect {
@@ -166,17 +191,21 @@ impl ChatRoom {
                 }
                 Effect::Broadcast { frame } => {
                     let frame = JsString::from(frame.as_str());
-                    for ws in self.state.get_websockets() {
-                        let raw: &RawSocket = raw_socket(&ws).unchecked_ref();
+                    let mut open = self.open_sockets.borrow_mut();
+                    for ws in open.get_or_insert_with(|| self.state.get_websockets()).iter() {
+                        let raw: &RawSocket = raw_socket(ws).unchecked_ref();
+                        // A socket closed since the list was made refuses the frame; nothing to do about it.
                         let _ = raw.send_js_string(&frame);
                     }
                 }
                 Effect::Close { conn, code, reason } => {
+                    self.forget_open_sockets();
                     for ws in self.sockets_of(&conn, current) {
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
                 Effect::ScheduleAlarm { at_ms } => alarm_at = Some(at_ms),
+                Effect::ScheduleFlush { at_ms } => flush_at = Some(at_ms),
                 Effect::PublishViewers { viewers: n } => viewers = Some(n),
                 storage_effect => {
                     if let Err(e) = self.storage()?.apply(&storage_effect, now) {
@@ -196,7 +225,11 @@ impl ChatRoom {
         if let Some(n) = viewers {
             self.publish_viewers(n).await;
         }
-        Ok(())
+        Ok(flush_at)
+    }
+
+    fn forget_open_sockets(&self) {
+        *self.open_sockets.borrow_mut() = None;
     }
 
     fn sockets_of(&self, conn: &ConnId, current: Option<(&ConnId, &WebSocket)>) -> Vec<WebSocket> {
@@ -326,6 +359,10 @@ impl ChatRoom {
             header(HEADER_ROLE).as_deref(),
         )
         .map_err(|why| ApiError::internal(format!("chat room: upgrade without a valid identity: {why}")))?;
+        let client = header(HEADER_CLIENT_ADDRESS)
+            .as_deref()
+            .and_then(ClientAddress::parse)
+            .ok_or_else(|| ApiError::internal("chat room: upgrade without a valid client address"))?;
         let stream_status = header(HEADER_STREAM_STATUS).as_deref().and_then(StreamStatus::parse);
 
         // Restore the room before accepting, so the rebuilt room does not already count the new socket.
@@ -333,6 +370,7 @@ impl ChatRoom {
         let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
         let connection = Connection {
             conn: random_conn_id(),
+            client,
             identity,
         };
         raw_socket(&pair.server)
@@ -345,6 +383,7 @@ impl ChatRoom {
         let mut tags = vec![connection.conn.as_str()];
         tags.extend(login.as_deref());
         self.state.accept_websocket_with_tags(&pair.server, &tags);
+        self.forget_open_sockets();
         let conn = connection.conn.clone();
         let effects = self
             .handle(Event::Join {
@@ -403,6 +442,7 @@ impl DurableObject for ChatRoom {
             stream_id: RefCell::new(None),
             storage: OnceCell::new(),
             room: RefCell::new(None),
+            open_sockets: RefCell::new(None),
         }
     }
 
@@ -420,6 +460,7 @@ impl DurableObject for ChatRoom {
     }
 
     async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.forget_open_sockets();
         // Complete the closing handshake (a no-op, ignored, when the runtime already answered it).
         let _ = ws.close(Some(CLOSE_NORMAL), Some("bye"));
         self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
@@ -428,6 +469,7 @@ impl DurableObject for ChatRoom {
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> worker::Result<()> {
         worker::console_log!("chat room: socket error: {error}");
+        self.forget_open_sockets();
         self.socket_event(&ws, |from| Event::Leave { conn: from.conn }).await;
         Ok(())
     }

@@ -8,7 +8,7 @@
 //!
 //! | route | request | answer |
 //! |---|---|---|
-//! | `GET /internal/websocket` | `Upgrade: websocket`; `X-Sunnylive-Role: host\|viewer\|anonymous`; `X-Sunnylive-User-Id` and `X-Sunnylive-Username` (not for anonymous); optional `X-Sunnylive-Stream-Status: live\|offline` (D1's view, used until the room has been told a status); optional `X-Sunnylive-Login-Id` (the signed-in socket's login, kept as a tag `login:<id>`) | 101 with the client socket; first frame `welcome` |
+//! | `GET /internal/websocket` | `Upgrade: websocket`; `X-Sunnylive-Role: host\|viewer\|anonymous`; `X-Sunnylive-User-Id` and `X-Sunnylive-Username` (not for anonymous); `X-Sunnylive-Client-Address` (the client's address as the worker keys per-IP limits); optional `X-Sunnylive-Stream-Status: live\|offline` (D1's view, used until the room has been told a status); optional `X-Sunnylive-Login-Id` (the signed-in socket's login, kept as a tag `login:<id>`) | 101 with the client socket; first frame `welcome` (or, past 20 sockets from that address, an `error` `too_many_connections` and close 1008) |
 //! | `POST /internal/donation` | JSON `{order_id, donor, amount, message?}` (a donation that just became paid) | 200 `{"delivered": true}` the first time an order id is posted, `{"delivered": false}` after; 422 invalid fields |
 //! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
@@ -16,25 +16,39 @@
 //! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out" |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
-//! settings table and writes its socket count to D1 (`streams.viewers` of that row) with each presence update, at
-//! most once per 2 s. A D1 failure is logged and changes nothing else.
+//! settings table and writes its viewer count to D1 (`streams.viewers` of that row) with each presence update, at
+//! most once per 2 s. A D1 failure is logged and changes nothing else. The viewer count (there, in `presence` and
+//! `welcome` frames, and from `/internal/presence`) counts people, not sockets: distinct signed-in users plus
+//! distinct addresses of anonymous sockets.
 //!
 //! Errors use the API's error body (`{"error": {"code", "message"}}`).
 //!
 //! # Sockets
 //! Frames are those of docs/API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
 //! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
-//! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive).
-//! Close codes: 1009 a client frame over 16 KiB; 1008 policy (the user was banned, or a socket without identity);
+//! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive), and
+//! `{"type":"batch","frames":[<frame>, ...]}`: in a room of at least `COALESCE_MIN_SOCKETS` (32) sockets, chat
+//! messages are held and flushed by a timer at the next turn of the event loop, or `COALESCE_WINDOW_MS` (50 ms)
+//! after the previous flush if that is later; everything held then is stored in one commit and sent as one frame,
+//! a `batch` listing the `chat` frames oldest first, each exactly as it would have come alone (a lone message goes
+//! out as a plain frame). Every other event (a join after its welcome, moderation, a donation, a status) sends what is held
+//! first, so frames keep the order of events; a message is stored before any socket sees it.
+//! One client address may hold `MAX_SOCKETS_PER_ADDRESS` (20) sockets in a room; the next gets one `error` frame,
+//! code `too_many_connections`, instead of the welcome, and is closed with 1008.
+//! Close codes: 1009 a client frame over 16 KiB; 1008 policy (the user was banned, too many sockets from one
+//! address, or a socket without identity);
 //! 1000 answering a client's own close. Every other problem is an `error` frame and the socket stays open.
 //!
 //! # Hibernation
 //! Sockets are accepted through the state (`accept_websocket_with_tags`), so the runtime may evict the object while
 //! they stay open and construct it again on the next message, close, alarm or request. Each socket's attachment holds
-//! its `Connection` (connection id and identity, well under the 2 KiB attachment limit) and its tags are the
-//! connection id (and `login:<login id>` for a signed-in socket), so a rebuilt room finds every socket and knows who it is. Everything else the room needs (history,
+//! its `Connection` (connection id, client address and identity, well under the 2 KiB attachment limit) and its tags
+//! are the connection id (and `login:<login id>` for a signed-in socket), so a rebuilt room finds every socket, knows
+//! who it is, and recounts its tallies. Everything else the room needs (history,
 //! bans, timeouts, slow mode, status, delivered donation orders, recent sends for the rate limiter) is in SQLite.
-//! The only timer is the alarm for the trailing presence update, which survives eviction too.
+//! The alarm is for the trailing presence update, which survives eviction too. The coalescing flush uses a plain
+//! timer: it is at most 50 ms away, and an object with a timer pending is not evicted, so nothing held is lost to
+//! hibernation (held messages have not been stored or shown to anyone yet).
 
 mod chat_room;
 mod storage;

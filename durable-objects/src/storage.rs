@@ -143,6 +143,7 @@ impl RoomStorage {
             | Effect::Broadcast { .. }
             | Effect::Close { .. }
             | Effect::ScheduleAlarm { .. }
+            | Effect::ScheduleFlush { .. }
             | Effect::PublishViewers { .. } => Ok(()),
         }
     }

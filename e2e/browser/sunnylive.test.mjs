@@ -334,6 +334,57 @@ test('the host moderates from the keyboard: deletes a message, turns slow mode o
   await eventually(async () => viewer.isHidden('#chat-slow'), 'slow mode turns off for viewers');
 });
 
+test('a burst into a big room arrives in batch frames and the watch page shows each message once, in order', { timeout: 90000 }, async () => {
+  const id = need('streamId');
+  const host = state.streamerPage;
+  const viewer = state.viewerPage;
+  // 38 more sockets, from two addresses (a room caps sockets per address at 20), make the room big enough to
+  // coalesce (32+). They count how many batch frames they see.
+  const crowd = [];
+  for (const ip of ['198.18.250.1', '198.18.250.2']) {
+    const context = await browser.newContext({ extraHTTPHeaders: { 'cf-connecting-ip': ip } });
+    const page = await context.newPage();
+    await page.goto(`${stack.base}/healthz`);
+    await page.evaluate(async (url) => {
+      window.__batches = 0;
+      const open = Array.from({ length: 19 }, () => new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        ws.onmessage = (e) => {
+          const frame = JSON.parse(e.data);
+          if (frame.type === 'welcome') resolve();
+          if (frame.type === 'batch') window.__batches += 1;
+        };
+        ws.onclose = () => reject(new Error('closed before its welcome'));
+      }));
+      await Promise.all(open);
+    }, `${stack.base.replace('http', 'ws')}/api/streams/${id}/chat`);
+    crowd.push({ context, page });
+  }
+  try {
+    const burst = Array.from({ length: 12 }, (_, i) => `burst ${i + 1} of 12`);
+    // The host's own extra socket (the access cookie, same origin) sends them back to back.
+    await host.evaluate(async ({ url, texts }) => {
+      const ws = new WebSocket(url);
+      await new Promise((resolve) => { ws.onmessage = resolve; });
+      for (const text of texts) ws.send(JSON.stringify({ type: 'chat', text }));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      ws.close();
+    }, { url: `${stack.base.replace('http', 'ws')}/api/streams/${id}/chat`, texts: burst });
+    for (const page of [viewer, host]) {
+      await eventually(async () => {
+        const shown = (await chatTexts(page)).filter((t) => t.startsWith('burst '));
+        return shown.length >= burst.length && shown;
+      }, 'the whole burst shows');
+      const shown = (await chatTexts(page)).filter((t) => t.startsWith('burst '));
+      assert.deepEqual(shown, burst, 'each message once, in sending order');
+    }
+    const batches = await Promise.all(crowd.map(({ page }) => page.evaluate(() => window.__batches)));
+    assert.ok(batches.some((n) => n > 0), `the burst came in batch frames (${batches})`);
+  } finally {
+    for (const { context } of crowd) await context.close();
+  }
+});
+
 test('a guest donates by card: one alert in each chat and on the overlay, and the result page says paid', { timeout: 120000 }, async () => {
   const id = need('streamId');
   const overlay = state.overlayPage;

@@ -9,6 +9,7 @@ globalThis.location = new URL('http://127.0.0.1:8787/s/abc');
 
 const { clockDuration, parseRupiah, rupiah, durationSince, liveFor, spokenDuration, viewers } = await import('../../web/js/format.js');
 const { safeHttpUrl, safeNextPath, hueFor, warmHueFor } = await import('../../web/js/dom.js');
+const { framesIn } = await import('../../web/js/live-socket.js');
 
 test('amounts typed the Indonesian way, with or without separators, become whole rupiah', () => {
   assert.equal(parseRupiah('50.000'), 50000);
@@ -74,4 +75,14 @@ test('broadcast lengths read like a player clock, and spelled out for screen rea
   assert.equal(spokenDuration(65), '1 min 5 s');
   assert.equal(spokenDuration(3600), '1 h');
   assert.equal(spokenDuration(3723), '1 h 2 min 3 s');
+});
+
+test('a batch frame is unpacked into its frames, in order, and anything else is one frame', () => {
+  const chat = (id) => ({ type: 'chat', id, text: `m${id}` });
+  assert.deepEqual(framesIn({ type: 'batch', frames: [chat('1'), { type: 'donation', id: '2' }, chat('3')] }).map((f) => f.id), ['1', '2', '3']);
+  assert.deepEqual(framesIn(chat('7')), [chat('7')]);
+  assert.deepEqual(framesIn({ type: 'batch', frames: [null, { id: '1' }, { type: 'batch', frames: [chat('2')] }, chat('3')] }), [chat('3')]);
+  assert.deepEqual(framesIn({ type: 'batch' }), []);
+  assert.deepEqual(framesIn(null), []);
+  assert.deepEqual(framesIn(42), []);
 });

@@ -7,7 +7,9 @@
 //! from scratch and carries no header the client sent. The room's internal contract is documented in
 //! durable-objects/src/lib.rs.
 
-use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS};
+use sunnylive_core::chat::{
+    HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
+};
 use sunnylive_core::error::ApiError;
 use worker::{Headers, Method, Request, RequestInit, Response, Stub};
 
@@ -79,6 +81,10 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     }
     headers
         .set(HEADER_STREAM_STATUS, &stream.status)
+        .or_internal("headers")?;
+    // The room caps sockets per address and counts anonymous viewers by it: the same key as every per-IP limit.
+    headers
+        .set(HEADER_CLIENT_ADDRESS, &http::client_ip(&req))
         .or_internal("headers")?;
     let forwarded =
         room_request(&stream.id, Method::Get, "/internal/websocket", headers, None).or_internal("room request")?;

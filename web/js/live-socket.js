@@ -13,9 +13,20 @@ export function chatUrl(streamId) {
   return `${scheme}//${location.host}/api/streams/${encodeURIComponent(streamId)}/chat`;
 }
 
+/**
+ * The frames one WebSocket message carries, in order: a busy room sends `{"type":"batch","frames":[...]}` (several
+ * frames, oldest first, each exactly as it would come alone); anything else is one frame. Entries without a string
+ * `type` are skipped, and a batch never nests.
+ */
+export function framesIn(message) {
+  const frames = message && message.type === 'batch' && Array.isArray(message.frames) ? message.frames : [message];
+  return frames.filter((f) => f && typeof f.type === 'string' && f.type !== 'batch');
+}
+
 export class LiveSocket {
   /**
    * handlers: { frame(obj), state('connecting'|'open'|'waiting', detail) }
+   * `frame` is called once per frame, batches unpacked (so pages never see `batch`).
    * A `welcome` frame counts as a healthy connection and resets the backoff.
    */
   constructor(url, handlers) {
@@ -50,15 +61,16 @@ export class LiveSocket {
     this.ws = ws;
     ws.addEventListener('open', () => this.emitState('open'));
     ws.addEventListener('message', (event) => {
-      let frame;
+      let message;
       try {
-        frame = JSON.parse(event.data);
+        message = JSON.parse(event.data);
       } catch {
         return;
       }
-      if (!frame || typeof frame.type !== 'string') return;
-      if (frame.type === 'welcome') this.attempt = 0;
-      this.handlers.frame(frame);
+      for (const frame of framesIn(message)) {
+        if (frame.type === 'welcome') this.attempt = 0;
+        this.handlers.frame(frame);
+      }
     });
     ws.addEventListener('close', (event) => {
       if (this.ws !== ws) return;

@@ -1,5 +1,10 @@
 //! The WebSocket frames of the chat contract (docs/API.md, "Chat"): JSON objects with a `type`. Server frames are built
 //! here and serialized once; client frames are parsed here, and anything that does not parse is a `bad_frame`.
+//!
+//! One addition to the contract: `{"type":"batch","frames":[<frame>, ...]}`, two or more server frames sent as one
+//! WebSocket message, oldest first, each exactly as it would have been sent alone (today `chat` frames: a busy big
+//! room coalesces the messages of one `COALESCE_WINDOW_MS` window). A client handles it by handling each entry in
+//! order. A batch never nests and never holds a `welcome`.
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +120,7 @@ impl From<&Identity> for You {
     }
 }
 
-/// Codes of `error` frames. All are recoverable: the socket stays open.
+/// Codes of `error` frames. All but `too_many_connections` are recoverable: the socket stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -133,6 +138,9 @@ pub enum ErrorCode {
     BadFrame,
     /// A moderation frame from someone who is not the host. (Added to the contract's list.)
     Forbidden,
+    /// The socket's client address already holds `MAX_SOCKETS_PER_ADDRESS` sockets in this room: this error is the
+    /// socket's only frame (instead of the welcome), then it is closed with 1008. (Added to the contract's list.)
+    TooManyConnections,
 }
 
 /// Everything the server sends.
@@ -174,6 +182,20 @@ impl ServerFrame {
     /// The JSON text of the frame.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("BUG: server frames are plain data and always serialize")
+    }
+
+    /// `{"type":"batch","frames":[...]}` around frames that are already JSON text: each is copied in as is, so a
+    /// batch costs one concatenation, not a parse and a second serialization.
+    pub fn batch_json<'a>(frames: impl Iterator<Item = &'a str>) -> String {
+        let mut out = String::from(r#"{"type":"batch","frames":["#);
+        for (i, frame) in frames.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(frame);
+        }
+        out.push_str("]}");
+        out
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -364,6 +386,18 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_frame_lists_its_frames_unchanged_oldest_first() {
+        let one = ServerFrame::Chat(chat()).to_json();
+        let two = ServerFrame::Donation(donation()).to_json();
+        let batch = ServerFrame::batch_json([one.as_str(), two.as_str()].into_iter());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&batch).unwrap(),
+            json!({"type": "batch", "frames": [json_of(&ServerFrame::Chat(chat())),
+                                               json_of(&ServerFrame::Donation(donation()))]})
+        );
+    }
+
+    #[test]
     fn every_error_code_is_snake_case() {
         let codes = [
             (ErrorCode::RateLimited, "rate_limited"),
@@ -373,6 +407,7 @@ mod tests {
             (ErrorCode::Banned, "banned"),
             (ErrorCode::BadFrame, "bad_frame"),
             (ErrorCode::Forbidden, "forbidden"),
+            (ErrorCode::TooManyConnections, "too_many_connections"),
         ];
         for (code, text) in codes {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(text));

@@ -22,6 +22,28 @@ pub const HEADER_STREAM_ID: &str = "X-Sunnylive-Stream-Id";
 /// login's sockets (`POST /internal/logout`). Set only by the worker; absent for anonymous sockets.
 pub const HEADER_LOGIN_ID: &str = "X-Sunnylive-Login-Id";
 
+/// Header carrying the client's address as the worker keys its per-address limits (`http::client_ip`), on the
+/// upgrade only. The room caps sockets per address and counts anonymous viewers by address. Set only by the worker.
+pub const HEADER_CLIENT_ADDRESS: &str = "X-Sunnylive-Client-Address";
+
+/// Where a socket comes from: the client address the worker saw (an IP, or the worker's key for it). Opaque to the
+/// room, which only compares addresses. Printable ASCII without spaces (it is a field of the attachment text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientAddress(String);
+
+impl ClientAddress {
+    /// An IPv6 address is at most 45 characters; anything longer is not an address.
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Option<Self> {
+        (!s.is_empty() && s.len() <= Self::MAX_LEN && s.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What a socket may do in the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,6 +223,7 @@ mod tests {
         ] {
             let c = crate::chat::Connection {
                 conn: conn.clone(),
+                client: ClientAddress::parse("2001:db8::1").unwrap(),
                 identity,
             };
             let text = c.to_attachment();
@@ -208,7 +231,8 @@ mod tests {
             assert_eq!(crate::chat::Connection::from_attachment(&text), Some(c));
         }
         assert_eq!(
-            crate::chat::Connection::from_attachment(&format!("{} host {ID} sari", conn.as_str())).map(|c| c.identity),
+            crate::chat::Connection::from_attachment(&format!("{} 192.0.2.1 host {ID} sari", conn.as_str()))
+                .map(|c| c.identity),
             Some(Identity::Host {
                 id: UserId::parse(ID).unwrap(),
                 username: "sari".into()
@@ -221,16 +245,30 @@ mod tests {
         let conn = ConnId::generate([3; 10]);
         for bad in [
             String::new(),
-            "nope anonymous".to_string(),
+            "nope 192.0.2.1 anonymous".to_string(),
             conn.as_str().to_string(),
-            format!("{} admin", conn.as_str()),
-            format!("{} anonymous {ID} budi", conn.as_str()),
-            format!("{} viewer {ID}", conn.as_str()),
-            format!("{} viewer not-an-id budi", conn.as_str()),
-            format!("{} viewer {ID} budi extra", conn.as_str()),
+            format!("{} anonymous", conn.as_str()),
+            format!("{} 192.0.2.1 admin", conn.as_str()),
+            format!("{} 192.0.2.1 anonymous {ID} budi", conn.as_str()),
+            format!("{} 192.0.2.1 viewer {ID}", conn.as_str()),
+            format!("{} 192.0.2.1 viewer not-an-id budi", conn.as_str()),
+            format!("{} 192.0.2.1 viewer {ID} budi extra", conn.as_str()),
             format!(r#"{{"conn":"{}","identity":{{"role":"anonymous"}}}}"#, conn.as_str()),
         ] {
             assert_eq!(crate::chat::Connection::from_attachment(&bad), None, "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn client_addresses_are_short_printable_words() {
+        for good in ["192.0.2.1", "2001:db8::1", "local"] {
+            assert_eq!(
+                ClientAddress::parse(good).map(|a| a.as_str().to_string()),
+                Some(good.into())
+            );
+        }
+        for bad in ["", "a b", "x\n", &"1".repeat(65), "é"] {
+            assert_eq!(ClientAddress::parse(bad), None, "accepted {bad:?}");
         }
     }
 

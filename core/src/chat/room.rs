@@ -10,10 +10,10 @@ use super::donation::RoomDonation;
 use super::frame::{ChatMessage, ChatUser, ClientFrame, DonationMessage, ErrorCode, HistoryItem, ServerFrame};
 use super::frame::{StreamStatus, You};
 use super::history::MessageId;
-use super::identity::{ConnId, Identity};
+use super::identity::{ClientAddress, ConnId, Identity};
 use super::text::{ChatText, ChatTextError};
-use super::WELCOME_HISTORY;
 use super::{rfc3339_millis, CLOSE_POLICY, CLOSE_TOO_BIG, HISTORY_KEEP, MAX_CLIENT_FRAME_BYTES};
+use super::{COALESCE_MIN_SOCKETS, COALESCE_WINDOW_MS, MAX_SOCKETS_PER_ADDRESS, WELCOME_HISTORY};
 use super::{MAX_SLOW_MODE_SECONDS, MAX_TIMEOUT_SECONDS, PRESENCE_INTERVAL_MS, RATE_BURST, RATE_INTERVAL_MS};
 use crate::ids::UserId;
 
@@ -23,20 +23,23 @@ const RECENT_KEEP: usize = 2 * WELCOME_HISTORY;
 /// Above this many remembered senders, idle ones are forgotten (their limits have fully recovered anyway).
 const SENDERS_SOFT_CAP: usize = 1024;
 
-/// One socket: its id and who the worker said it is.
+/// One socket: its id, the client address it came from, and who the worker said it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub conn: ConnId,
+    pub client: ClientAddress,
     pub identity: Identity,
 }
 
 impl Connection {
-    /// The socket attachment: `<conn> <role>` or `<conn> <role> <user id> <username>`. Plain text because it is
-    /// read on every socket event after a wake-up; spaces cannot occur in any part (ids are base32, usernames are
-    /// `[A-Za-z0-9_.-]`).
+    /// The socket attachment: `<conn> <client address> <role>`, then ` <user id> <username>` unless anonymous.
+    /// Plain text because it is read on every socket event after a wake-up; spaces cannot occur in any part (ids
+    /// are base32, addresses printable without spaces, usernames `[A-Za-z0-9_.-]`).
     pub fn to_attachment(&self) -> String {
-        let mut out = String::with_capacity(80);
+        let mut out = String::with_capacity(128);
         out.push_str(self.conn.as_str());
+        out.push(' ');
+        out.push_str(self.client.as_str());
         out.push(' ');
         out.push_str(self.identity.role().as_str());
         if let Some((id, username)) = self.identity.user() {
@@ -52,13 +55,104 @@ impl Connection {
     pub fn from_attachment(text: &str) -> Option<Self> {
         let mut parts = text.split(' ');
         let conn = ConnId::parse(parts.next()?)?;
+        let client = ClientAddress::parse(parts.next()?)?;
         let role = parts.next();
         let (user_id, username) = (parts.next(), parts.next());
         if parts.next().is_some() {
             return None;
         }
         let identity = Identity::from_headers(user_id, username, role).ok()?;
-        Some(Self { conn, identity })
+        Some(Self { conn, client, identity })
+    }
+}
+
+/// Who a socket counts as in the viewer count: a signed-in user once however many tabs they open, an anonymous
+/// socket by its address (sockets are cheap to open, people are not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ViewerKey {
+    User(UserId),
+    Address(ClientAddress),
+}
+
+impl ViewerKey {
+    fn of(client: &ClientAddress, identity: &Identity) -> Self {
+        match identity.user_id() {
+            Some(id) => ViewerKey::User(id.clone()),
+            None => ViewerKey::Address(client.clone()),
+        }
+    }
+}
+
+/// The open sockets, and two tallies kept as they come and go (a room of 10,000 must not recount on every join):
+/// sockets per client address, for the cap, and sockets per viewer, whose number is the viewer count.
+#[derive(Debug, Default)]
+struct Sockets {
+    by_conn: HashMap<ConnId, (ClientAddress, Identity)>,
+    per_address: HashMap<ClientAddress, u32>,
+    per_viewer: HashMap<ViewerKey, u32>,
+}
+
+impl Sockets {
+    /// Adds a socket; false when it was already there.
+    fn insert(&mut self, c: Connection) -> bool {
+        if self.by_conn.contains_key(&c.conn) {
+            return false;
+        }
+        *self.per_address.entry(c.client.clone()).or_insert(0) += 1;
+        *self
+            .per_viewer
+            .entry(ViewerKey::of(&c.client, &c.identity))
+            .or_insert(0) += 1;
+        self.by_conn.insert(c.conn, (c.client, c.identity));
+        true
+    }
+
+    /// Removes a socket; false when it was not there.
+    fn remove(&mut self, conn: &ConnId) -> bool {
+        let Some((client, identity)) = self.by_conn.remove(conn) else {
+            return false;
+        };
+        let viewer = ViewerKey::of(&client, &identity);
+        decrement(&mut self.per_address, client);
+        decrement(&mut self.per_viewer, viewer);
+        true
+    }
+
+    fn contains(&self, conn: &ConnId) -> bool {
+        self.by_conn.contains_key(conn)
+    }
+
+    fn len(&self) -> u32 {
+        u32::try_from(self.by_conn.len()).unwrap_or(u32::MAX)
+    }
+
+    fn at_address(&self, client: &ClientAddress) -> u32 {
+        self.per_address.get(client).copied().unwrap_or(0)
+    }
+
+    fn viewers(&self) -> u32 {
+        u32::try_from(self.per_viewer.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The sockets of one user, in id order.
+    fn of_user(&self, user: &UserId) -> Vec<ConnId> {
+        let mut theirs: Vec<ConnId> = self
+            .by_conn
+            .iter()
+            .filter(|(_, (_, identity))| identity.user_id() == Some(user))
+            .map(|(conn, _)| conn.clone())
+            .collect();
+        theirs.sort();
+        theirs
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(tally: &mut HashMap<K, u32>, key: K) {
+    if let std::collections::hash_map::Entry::Occupied(mut e) = tally.entry(key) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
     }
 }
 
@@ -84,6 +178,9 @@ pub enum Event {
     Status(StreamStatus),
     /// The alarm the room asked for went off.
     Alarm,
+    /// The time asked for by `Effect::ScheduleFlush` came: store and send the held chat messages. (A flush that
+    /// finds nothing held, because another event sent them first, does nothing.)
+    Flush,
 }
 
 /// Kinds of stored history rows.
@@ -171,6 +268,11 @@ pub enum Effect {
     ScheduleAlarm {
         at_ms: i64,
     },
+    /// Call back with `Event::Flush` at this time (unix ms). Short (at most `COALESCE_WINDOW_MS` away) and only
+    /// needed while the object is awake with messages held in memory, so the shell uses a timer, not the alarm.
+    ScheduleFlush {
+        at_ms: i64,
+    },
 }
 
 /// Everything the room needs to start again after eviction: read back from storage and the sockets' attachments.
@@ -211,6 +313,20 @@ struct Sender {
     last_sent_ms: i64,
 }
 
+/// A history item appended but not yet stored or sent: held while chat is coalesced (see `COALESCE_WINDOW_MS`).
+#[derive(Debug)]
+struct Held {
+    row: StoredMessage,
+    item: HistoryItem,
+}
+
+/// Chat coalescing: what is held and when the last history broadcast went out.
+#[derive(Debug, Default)]
+struct Outbox {
+    held: Vec<Held>,
+    last_flush_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Presence {
     last_sent_ms: Option<i64>,
@@ -229,10 +345,11 @@ pub struct Room {
     recent: VecDeque<HistoryItem>,
     last_seq: i64,
     senders: HashMap<UserId, Sender>,
-    connections: HashMap<ConnId, Identity>,
+    sockets: Sockets,
     /// Sockets the room closed whose close has not been reported yet: frames still in flight from them are dropped.
     closing: HashSet<ConnId>,
     presence: Presence,
+    outbox: Outbox,
 }
 
 impl Default for Room {
@@ -254,19 +371,28 @@ impl Room {
             recent: snapshot.recent.into_iter().skip(skip).collect(),
             last_seq: snapshot.last_seq.max(0),
             senders: HashMap::new(),
-            connections: snapshot.connections.into_iter().map(|c| (c.conn, c.identity)).collect(),
+            sockets: Sockets::default(),
             closing: HashSet::new(),
             presence: Presence::default(),
+            outbox: Outbox::default(),
         };
+        for c in snapshot.connections {
+            room.sockets.insert(c);
+        }
         for (user, ts) in snapshot.recent_sends {
             room.record_send(&user, ts);
         }
         room
     }
 
-    /// Sockets currently in the room (anonymous ones included).
+    /// Viewers in the room: distinct signed-in users, plus distinct addresses of anonymous sockets.
     pub fn viewers(&self) -> u32 {
-        u32::try_from(self.connections.len()).unwrap_or(u32::MAX)
+        self.sockets.viewers()
+    }
+
+    /// Open sockets (what a broadcast costs).
+    pub fn sockets(&self) -> u32 {
+        self.sockets.len()
     }
 
     /// The status the welcome frame would show.
@@ -285,6 +411,12 @@ impl Room {
     /// Applies one event at `now_ms` (unix milliseconds) and says what must happen.
     pub fn handle(&mut self, event: Event, now_ms: i64) -> Vec<Effect> {
         let mut out = Vec::new();
+        // Held chat goes out before anything else happens, so every socket sees frames in the order of events.
+        // Two exceptions: a join flushes after its welcome (the joiner is already among the sockets a broadcast
+        // reaches, and its welcome must come first), and a chat message may itself be held (`on_text`).
+        if !matches!(event, Event::Join { .. } | Event::Text { .. }) {
+            self.flush(now_ms, &mut out);
+        }
         match event {
             Event::Join {
                 connection,
@@ -292,7 +424,7 @@ impl Room {
             } => self.on_join(connection, stream_status, now_ms, &mut out),
             Event::Leave { conn } => {
                 self.closing.remove(&conn);
-                if self.connections.remove(&conn).is_some() {
+                if self.sockets.remove(&conn) {
                     self.presence_changed(now_ms, &mut out);
                 }
             }
@@ -322,6 +454,7 @@ impl Room {
                     });
                 }
             }
+            Event::Flush => {}
             Event::Alarm => {
                 self.presence.alarm_at_ms = None;
                 match self.presence.last_sent_ms {
@@ -335,11 +468,28 @@ impl Room {
     }
 
     fn on_join(&mut self, connection: Connection, hint: Option<StreamStatus>, now_ms: i64, out: &mut Vec<Effect>) {
+        let conn = connection.conn.clone();
+        if !self.sockets.contains(&conn) && self.sockets.at_address(&connection.client) >= MAX_SOCKETS_PER_ADDRESS {
+            let why = format!(
+                "Too many chat connections from your network to this stream (at most {MAX_SOCKETS_PER_ADDRESS}). \
+                 Close a tab and reconnect."
+            );
+            send_error(out, &conn, ErrorCode::TooManyConnections, why);
+            return self.close(
+                &conn,
+                CLOSE_POLICY,
+                "too many connections from one address",
+                now_ms,
+                out,
+            );
+        }
         if self.status.is_none() {
             if let Some(hint) = hint {
                 self.hinted_status = Some(hint);
             }
         }
+        // The joiner counts: the welcome is the first thing it sees.
+        let added = self.sockets.insert(connection.clone());
         let welcome = ServerFrame::Welcome {
             you: You::from(&connection.identity),
             history: self
@@ -348,16 +498,17 @@ impl Room {
                 .skip(self.recent.len().saturating_sub(WELCOME_HISTORY))
                 .cloned()
                 .collect(),
-            // The joiner counts: the welcome is the first thing it sees.
-            viewers: self.viewers() + u32::from(!self.connections.contains_key(&connection.conn)),
+            viewers: self.viewers(),
             status: self.status(),
             slow_mode_seconds: self.slow_mode_seconds,
         };
         out.push(Effect::Send {
-            to: connection.conn.clone(),
+            to: conn,
             frame: welcome.to_json(),
         });
-        if self.connections.insert(connection.conn, connection.identity).is_none() {
+        // Held messages are not in the welcome's history: the joiner gets them with everyone else, after it.
+        self.flush(now_ms, out);
+        if added {
             self.presence_changed(now_ms, out);
         }
     }
@@ -368,8 +519,7 @@ impl Room {
         if self.closing.contains(&from.conn) {
             return false;
         }
-        if !self.connections.contains_key(&from.conn) {
-            self.connections.insert(from.conn.clone(), from.identity.clone());
+        if self.sockets.insert(from.clone()) {
             self.presence_changed(now_ms, out);
         }
         true
@@ -390,6 +540,7 @@ impl Room {
         if let ClientFrame::Chat { text } = frame {
             return self.on_chat(&from, &text, now_ms, out);
         }
+        self.flush(now_ms, out);
         // Everything else is moderation: the host only.
         match &from.identity {
             Identity::Anonymous => {
@@ -519,7 +670,8 @@ impl Room {
         self.append(item, id, None, Some(donation.order_id), now_ms, out);
     }
 
-    /// Stores, broadcasts and remembers a new history item: the JSON is made once and used for all three.
+    /// Appends a new history item: it gets the next id now, and is stored, broadcast and remembered at once, or,
+    /// while chat is coalesced, held for the flush at the end of the window. The JSON is made once for all three.
     fn append(
         &mut self,
         item: HistoryItem,
@@ -535,21 +687,64 @@ impl Room {
             HistoryItem::Donation(_) => MessageKind::Donation,
         };
         self.last_seq = id.seq();
-        out.push(Effect::StoreMessage(StoredMessage {
+        let row = StoredMessage {
             seq: id.seq(),
             kind,
             user_id,
             order_id,
             ts_ms: now_ms,
-            body: body.clone(),
-        }));
-        if id.seq() > HISTORY_KEEP {
-            out.push(Effect::PruneHistory {
-                below_seq: id.seq() - HISTORY_KEEP + 1,
+            body,
+        };
+        // A donation is never held: the worker's post is answered "delivered" only once its row is stored.
+        let hold = kind == MessageKind::Chat && self.coalescing();
+        self.outbox.held.push(Held { row, item });
+        if !hold {
+            self.flush(now_ms, out);
+        } else if self.outbox.held.len() == 1 {
+            let next_window = self
+                .outbox
+                .last_flush_ms
+                .map_or(now_ms, |last| last + COALESCE_WINDOW_MS);
+            out.push(Effect::ScheduleFlush {
+                at_ms: next_window.max(now_ms),
             });
         }
-        out.push(Effect::Broadcast { frame: body });
-        self.recent.push_back(item);
+    }
+
+    /// Whether a chat message is held rather than sent in this event: always in a room big enough for a broadcast
+    /// to cost something. The flush comes at the next turn of the event loop when the last broadcast is a window
+    /// old (a quiet room waits for nothing), else at the end of that window; either way every message that queued
+    /// up meanwhile, while the object was busy sending, goes out with it. Holding by time alone would not do: the
+    /// clock stands still while the object works, so a room too slow for its traffic would never see two messages
+    /// inside one window, and would fall further behind with a full broadcast per message.
+    fn coalescing(&self) -> bool {
+        !self.outbox.held.is_empty() || self.sockets.len() >= COALESCE_MIN_SOCKETS
+    }
+
+    /// Stores and broadcasts everything held, in id order: the rows in one event (so one storage commit, which the
+    /// output gate waits for before the frame leaves), one prune, and one frame: the item itself when there is
+    /// one, else a `batch` frame listing them.
+    fn flush(&mut self, now_ms: i64, out: &mut Vec<Effect>) {
+        let held = std::mem::take(&mut self.outbox.held);
+        let Some(last) = held.last() else {
+            return;
+        };
+        let last_seq = last.row.seq;
+        self.outbox.last_flush_ms = Some(now_ms);
+        let frame = match held.as_slice() {
+            [one] => one.row.body.clone(),
+            many => ServerFrame::batch_json(many.iter().map(|h| h.row.body.as_str())),
+        };
+        for h in held {
+            out.push(Effect::StoreMessage(h.row));
+            self.recent.push_back(h.item);
+        }
+        if last_seq > HISTORY_KEEP {
+            out.push(Effect::PruneHistory {
+                below_seq: last_seq - HISTORY_KEEP + 1,
+            });
+        }
+        out.push(Effect::Broadcast { frame });
         while self.recent.len() > RECENT_KEEP {
             self.recent.pop_front();
         }
@@ -600,14 +795,7 @@ impl Room {
         self.timeouts.remove(&user);
         out.push(Effect::SaveBan { user_id: user.clone() });
         // Remove the user's open sockets: they may reconnect and read, but never chat again here.
-        let mut theirs: Vec<ConnId> = self
-            .connections
-            .iter()
-            .filter(|(_, identity)| identity.user_id() == Some(&user))
-            .map(|(conn, _)| conn.clone())
-            .collect();
-        theirs.sort();
-        for conn in theirs {
+        for conn in self.sockets.of_user(&user) {
             self.close(&conn, CLOSE_POLICY, "banned", now_ms, out);
         }
     }
@@ -623,7 +811,7 @@ impl Room {
             self.closing.clear();
         }
         self.closing.insert(conn.clone());
-        if self.connections.remove(conn).is_some() {
+        if self.sockets.remove(conn) {
             self.presence_changed(now_ms, out);
         }
     }

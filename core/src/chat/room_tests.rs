@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::chat::{
+    ClientAddress, COALESCE_MIN_SOCKETS, COALESCE_WINDOW_MS, MAX_SOCKETS_PER_ADDRESS, PRESENCE_INTERVAL_MS,
+};
 use crate::chat::{DonationPost, HistoryItem, CLOSE_POLICY, CLOSE_TOO_BIG, HISTORY_KEEP, MAX_CLIENT_FRAME_BYTES};
 
 const T0: i64 = 1_767_225_600_000;
@@ -19,9 +22,15 @@ fn conn_id(n: u8) -> ConnId {
     ConnId::generate([100 + n; 10])
 }
 
+/// The client address of socket `n` in these tests: every named socket has its own, unless a test says otherwise.
+fn addr(n: u8) -> ClientAddress {
+    ClientAddress::parse(&format!("192.0.2.{n}")).unwrap()
+}
+
 fn host() -> Connection {
     Connection {
         conn: conn_id(1),
+        client: addr(1),
         identity: Identity::Host {
             id: uid(1),
             username: "host".into(),
@@ -32,6 +41,7 @@ fn host() -> Connection {
 fn viewer(n: u8) -> Connection {
     Connection {
         conn: conn_id(n),
+        client: addr(n),
         identity: Identity::Viewer {
             id: uid(n),
             username: format!("viewer{n}"),
@@ -39,17 +49,18 @@ fn viewer(n: u8) -> Connection {
     }
 }
 
-/// A second socket of viewer `n` (same user, other tab).
+/// A second socket of viewer `n` (same user, other tab, same address).
 fn second_socket_of(n: u8) -> Connection {
     Connection {
         conn: conn_id(n + 50),
-        identity: viewer(n).identity,
+        ..viewer(n)
     }
 }
 
 fn anonymous(n: u8) -> Connection {
     Connection {
         conn: conn_id(n),
+        client: addr(n),
         identity: Identity::Anonymous,
     }
 }
@@ -135,6 +146,7 @@ struct FakeStore {
     orders: BTreeSet<String>,
     published_viewers: Option<u32>,
     alarm_at: Option<i64>,
+    flush_at: Option<i64>,
 }
 
 impl FakeStore {
@@ -172,6 +184,7 @@ impl FakeStore {
                 Effect::SaveSetting(Setting::SlowModeSeconds(s)) => self.slow_mode_seconds = *s,
                 Effect::SaveSetting(Setting::Status(s)) => self.status = Some(*s),
                 Effect::ScheduleAlarm { at_ms } => self.alarm_at = Some(*at_ms),
+                Effect::ScheduleFlush { at_ms } => self.flush_at = Some(*at_ms),
                 Effect::Send { .. } | Effect::Broadcast { .. } | Effect::Close { .. } => {}
                 Effect::PublishViewers { viewers } => self.published_viewers = Some(*viewers),
             }
@@ -773,7 +786,7 @@ fn a_banned_user_is_disconnected_with_1008_and_cannot_send_after_reconnecting() 
     h.leave(&second_socket_of(2));
     let reconnect = Connection {
         conn: conn_id(77),
-        identity: viewer(2).identity,
+        ..viewer(2)
     };
     let effects = h.join(&reconnect);
     assert_eq!(
@@ -1136,4 +1149,337 @@ fn a_rebuilt_room_sends_presence_at_its_first_chance() {
     h.restart(&[viewer(2), viewer(3)]);
     let effects = h.handle(Event::Alarm);
     assert_eq!(broadcasts(&effects), vec![json!({"type": "presence", "viewers": 2})]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// coalescing under load
+
+/// `n` anonymous readers, enough to make the room big (their ids do not collide with the named sockets above).
+fn crowd(n: u8) -> Vec<Connection> {
+    (0..n)
+        .map(|i| Connection {
+            conn: ConnId::generate([i, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+            client: ClientAddress::parse(&format!("198.51.100.{i}")).unwrap(),
+            identity: Identity::Anonymous,
+        })
+        .collect()
+}
+
+/// A room of the host, viewer 2 and enough readers to coalesce, with the first message already sent (so a
+/// window is open from `T0`).
+fn big_room() -> Harness {
+    let mut h = Harness::new();
+    h.join(&host());
+    h.join(&viewer(2));
+    for c in crowd(COALESCE_MIN_SOCKETS as u8) {
+        h.join(&c);
+    }
+    h.tick(PRESENCE_INTERVAL_MS);
+    h.handle(Event::Alarm);
+    assert_eq!(flushes(&h.say(&host(), "first")), vec![h.now]);
+    assert_eq!(broadcasts_of(&h.handle(Event::Flush), "chat").len(), 1);
+    h
+}
+
+fn flushes(effects: &[Effect]) -> Vec<i64> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ScheduleFlush { at_ms } => Some(*at_ms),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_into_a_quiet_big_room_is_flushed_without_waiting_as_a_plain_frame() {
+    let mut h = big_room();
+    h.tick(COALESCE_WINDOW_MS);
+    let effects = h.say(&host(), "second");
+    assert_eq!(
+        flushes(&effects),
+        vec![h.now],
+        "the flush is due at once: the next turn of the event loop"
+    );
+    let effects = h.handle(Event::Flush);
+    assert_eq!(broadcasts_of(&effects, "chat")[0]["text"], "second");
+    assert_eq!(stored(&effects).len(), 1);
+}
+
+#[test]
+fn messages_that_queue_up_while_a_big_room_is_busy_go_out_together() {
+    // The clock stands still while the object works: the queued messages arrive "long" after the last flush, but
+    // before the timer of the first one has fired.
+    let mut h = big_room();
+    h.tick(500);
+    let first = h.say(&host(), "one");
+    assert_eq!(flushes(&first), vec![h.now]);
+    h.say(&viewer(2), "two");
+    h.say(&host(), "three");
+    let frames = broadcasts(&h.handle(Event::Flush));
+    assert_eq!(frames.len(), 1);
+    let texts: Vec<&Value> = frames[0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["text"])
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three"]);
+}
+
+#[test]
+fn a_small_room_never_holds_a_message() {
+    let mut h = Harness::new();
+    h.join(&host());
+    for text in ["a", "b", "c"] {
+        let effects = h.say(&host(), text);
+        assert_eq!(broadcasts_of(&effects, "chat")[0]["text"], text);
+        assert!(flushes(&effects).is_empty());
+    }
+}
+
+#[test]
+fn messages_within_the_window_are_held_then_stored_together_and_sent_as_one_batch_in_order() {
+    let mut h = big_room();
+    let start = h.now;
+    h.tick(10);
+    let first = h.say(&host(), "two");
+    assert!(broadcasts(&first).is_empty() && stored(&first).is_empty(), "{first:?}");
+    assert_eq!(flushes(&first), vec![start + COALESCE_WINDOW_MS]);
+    h.tick(10);
+    let second = h.say(&viewer(2), "three");
+    assert!(
+        broadcasts(&second).is_empty() && flushes(&second).is_empty(),
+        "one flush is asked for per window: {second:?}"
+    );
+
+    h.tick(COALESCE_WINDOW_MS - 20);
+    let effects = h.handle(Event::Flush);
+    let rows: Vec<i64> = stored(&effects).iter().map(|m| m.seq).collect();
+    assert_eq!(rows, vec![2, 3]);
+    let frames = broadcasts(&effects);
+    assert_eq!(frames.len(), 1, "one frame per socket for the whole batch");
+    assert_eq!(frames[0]["type"], "batch");
+    let texts: Vec<&Value> = frames[0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["text"])
+        .collect();
+    assert_eq!(texts, vec!["two", "three"]);
+    assert_eq!(frames[0]["frames"][0]["type"], "chat");
+    assert_eq!(frames[0]["frames"][1]["user"]["username"], "viewer2");
+    // Each entry is the stored body, as a lone chat frame would have been.
+    assert_eq!(
+        serde_json::to_string(&frames[0]["frames"][0]).unwrap(),
+        serde_json::to_string(&parse(&stored(&effects)[0].body)).unwrap()
+    );
+    assert!(
+        broadcasts(&h.handle(Event::Flush)).is_empty(),
+        "a second flush has nothing to send"
+    );
+}
+
+#[test]
+fn under_steady_load_a_batch_goes_out_once_per_window() {
+    let mut h = big_room();
+    let mut batches = 0;
+    let mut delivered = 0;
+    let mut flush_at = None;
+    for i in 0..100 {
+        h.tick(5);
+        if flush_at.is_some_and(|at| h.now >= at) {
+            let effects = h.handle(Event::Flush);
+            flush_at = None;
+            batches += broadcasts(&effects).len();
+            delivered += broadcasts(&effects)[0]["frames"].as_array().map_or(1, Vec::len);
+        }
+        let effects = h.say(&host(), &format!("m{i}"));
+        delivered += broadcasts_of(&effects, "chat").len();
+        if let Some(at) = flushes(&effects).first() {
+            flush_at = Some(*at);
+        }
+    }
+    h.tick(COALESCE_WINDOW_MS);
+    let effects = h.handle(Event::Flush);
+    batches += broadcasts(&effects).len();
+    delivered += broadcasts(&effects)[0]["frames"].as_array().map_or(1, Vec::len);
+    assert_eq!(delivered, 100, "every message exactly once");
+    assert!(
+        batches <= 11,
+        "500 ms of messages in at most one frame per 50 ms window: {batches}"
+    );
+}
+
+#[test]
+fn held_messages_go_out_before_a_moderation_frame_that_follows_them() {
+    let mut h = big_room();
+    h.tick(10);
+    h.say(&viewer(2), "oops");
+    let effects = h.send(&host(), json!({"type": "delete", "id": "2"}));
+    let kinds: Vec<Value> = broadcasts(&effects).into_iter().map(|f| f["type"].clone()).collect();
+    assert_eq!(kinds, vec!["chat", "deleted"], "{effects:?}");
+    assert_eq!(stored(&effects)[0].seq, 2);
+    assert!(h.store.rows[&2].1, "the stored row is the deleted one");
+}
+
+#[test]
+fn a_joining_socket_gets_its_welcome_before_the_held_messages_and_each_message_once() {
+    let mut h = big_room();
+    h.tick(10);
+    h.say(&host(), "held");
+    let effects = h.join(&viewer(3));
+    let w = welcome_of(&effects, &viewer(3));
+    let history: Vec<&Value> = w["history"].as_array().unwrap().iter().map(|i| &i["text"]).collect();
+    assert_eq!(history, vec!["first"], "the welcome shows what was sent before it");
+    let position = |pred: &dyn Fn(&Effect) -> bool| effects.iter().position(pred).unwrap();
+    let welcome_at = position(&|e| matches!(e, Effect::Send { .. }));
+    let broadcast_at = position(&|e| matches!(e, Effect::Broadcast { frame } if frame.contains("held")));
+    assert!(welcome_at < broadcast_at, "{effects:?}");
+}
+
+#[test]
+fn a_donation_is_never_held_and_goes_out_after_the_held_chat() {
+    let mut h = big_room();
+    h.tick(10);
+    h.say(&host(), "before");
+    let effects = h.handle(Event::Donation(donation("order-9", 10_000)));
+    let kinds: Vec<Value> = broadcasts(&effects).into_iter().map(|f| f["type"].clone()).collect();
+    assert_eq!(kinds, vec!["chat", "donation"]);
+    assert!(
+        h.store.orders.contains("order-9"),
+        "the order is stored when the post is answered"
+    );
+}
+
+#[test]
+fn every_other_event_sends_held_chat_first() {
+    for event in [
+        Event::Status(StreamStatus::Live),
+        Event::Alarm,
+        Event::Leave {
+            conn: crowd(1)[0].conn.clone(),
+        },
+    ] {
+        let mut h = big_room();
+        h.tick(10);
+        h.say(&host(), "held");
+        let effects = h.handle(event.clone());
+        assert_eq!(
+            broadcasts(&effects).first().map(|f| f["text"].clone()),
+            Some(json!("held")),
+            "{event:?}: {effects:?}"
+        );
+    }
+}
+
+#[test]
+fn flushed_batches_are_history_after_a_rebuild() {
+    let mut h = big_room();
+    h.tick(10);
+    h.say(&host(), "two");
+    h.say(&host(), "three");
+    h.tick(COALESCE_WINDOW_MS);
+    h.handle(Event::Flush);
+    h.restart(&[host()]);
+    let w = welcome_of(&h.join(&viewer(3)), &viewer(3));
+    let history: Vec<&Value> = w["history"].as_array().unwrap().iter().map(|i| &i["text"]).collect();
+    assert_eq!(history, vec!["first", "two", "three"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// sockets per address and the viewer count
+
+/// Anonymous socket `i` from one shared address.
+fn from_one_address(i: u8) -> Connection {
+    Connection {
+        conn: ConnId::generate([i, 9, 9, 9, 9, 9, 9, 9, 9, 9]),
+        client: addr(200),
+        identity: Identity::Anonymous,
+    }
+}
+
+#[test]
+fn one_address_may_hold_twenty_sockets_and_the_next_gets_a_clear_error_then_1008() {
+    let mut h = Harness::new();
+    for i in 0..MAX_SOCKETS_PER_ADDRESS as u8 {
+        let c = from_one_address(i);
+        assert_eq!(welcome_of(&h.join(&c), &c)["type"], "welcome");
+    }
+    let extra = from_one_address(MAX_SOCKETS_PER_ADDRESS as u8);
+    let effects = h.join(&extra);
+    let frames = sent_to(&effects, &extra);
+    assert_eq!(frames.len(), 1, "the error is its only frame: {frames:?}");
+    assert_eq!(frames[0]["type"], "error");
+    assert_eq!(frames[0]["code"], "too_many_connections");
+    assert!(frames[0]["message"].as_str().unwrap().contains("20"));
+    assert_eq!(closes(&effects), vec![(extra.conn.clone(), CLOSE_POLICY)]);
+    assert_eq!(h.room.sockets(), MAX_SOCKETS_PER_ADDRESS);
+    // Its close, when reported, changes nothing; another address is not affected.
+    h.leave(&extra);
+    assert_eq!(h.room.sockets(), MAX_SOCKETS_PER_ADDRESS);
+    assert_eq!(welcome_of(&h.join(&viewer(3)), &viewer(3))["type"], "welcome");
+}
+
+#[test]
+fn a_closed_socket_frees_its_place_under_the_cap() {
+    let mut h = Harness::new();
+    for i in 0..MAX_SOCKETS_PER_ADDRESS as u8 {
+        h.join(&from_one_address(i));
+    }
+    h.leave(&from_one_address(0));
+    let again = from_one_address(MAX_SOCKETS_PER_ADDRESS as u8);
+    assert_eq!(welcome_of(&h.join(&again), &again)["type"], "welcome");
+}
+
+#[test]
+fn viewers_are_distinct_users_and_anonymous_addresses_not_sockets() {
+    let mut h = Harness::new();
+    h.join(&viewer(2));
+    h.join(&second_socket_of(2)); // the same user in another tab: still one viewer
+    for i in 0..5 {
+        h.join(&from_one_address(i)); // five anonymous sockets from one address: one viewer
+    }
+    h.join(&anonymous(7)); // another address
+    let signed_in_there = Connection {
+        conn: conn_id(8),
+        client: addr(200),
+        ..viewer(8)
+    };
+    let effects = h.join(&signed_in_there); // a signed-in user behind the shared address counts on their own
+    assert_eq!(h.room.sockets(), 9);
+    assert_eq!(h.room.viewers(), 4);
+    assert_eq!(welcome_of(&effects, &signed_in_there)["viewers"], 4);
+    h.tick(PRESENCE_INTERVAL_MS);
+    let effects = h.handle(Event::Alarm);
+    assert_eq!(broadcasts(&effects), vec![json!({"type": "presence", "viewers": 4})]);
+    assert_eq!(
+        h.store.published_viewers,
+        Some(4),
+        "D1's viewer count is the same distinct count"
+    );
+    for i in 0..4 {
+        h.leave(&from_one_address(i));
+    }
+    h.leave(&second_socket_of(2));
+    assert_eq!(
+        h.room.viewers(),
+        4,
+        "a viewer counts while any of their sockets is open"
+    );
+    h.leave(&from_one_address(4));
+    assert_eq!(h.room.viewers(), 3);
+}
+
+#[test]
+fn the_tallies_survive_a_rebuild_from_the_open_sockets() {
+    let mut h = Harness::new();
+    let open: Vec<Connection> = (0..MAX_SOCKETS_PER_ADDRESS as u8).map(from_one_address).collect();
+    for c in &open {
+        h.join(c);
+    }
+    h.restart(&open);
+    assert_eq!(h.room.viewers(), 1);
+    let extra = from_one_address(99);
+    assert_eq!(sent_to(&h.join(&extra), &extra)[0]["code"], "too_many_connections");
 }

@@ -47,8 +47,11 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         trial!(html_and_script_payloads_come_back_byte_for_byte),
         trial!(a_one_megabyte_frame_closes_the_socket_with_1009),
         trial!(bad_frames_get_error_frames_and_the_socket_stays_open),
-        trial!(presence_counts_sockets_at_most_once_every_two_seconds),
-        trial!(the_stream_api_shows_the_rooms_socket_count),
+        trial!(presence_counts_viewers_at_most_once_every_two_seconds),
+        trial!(the_stream_api_shows_the_rooms_viewer_count),
+        trial!(viewers_are_counted_as_people_not_sockets),
+        trial!(one_address_gets_twenty_sockets_and_the_next_is_refused_with_a_clear_error),
+        trial!(a_burst_into_a_big_room_reaches_every_socket_once_in_order_in_batches),
         trial!(the_messages_route_pages_backwards_through_history),
         trial!(status_frames_follow_the_stream_going_live_and_offline),
         trial!(a_paid_donation_appears_in_chat_exactly_once),
@@ -82,6 +85,19 @@ async fn new_room(app: &TestApp) -> Result<Room, BoxError> {
 
 async fn join(app: &TestApp, room: &Room, creds: Credentials<'_>) -> Result<ChatClient, BoxError> {
     ChatClient::connect(&app.base, &room.id, creds).await
+}
+
+/// `join` from a given client address (`CF-Connecting-IP`).
+async fn join_from(app: &TestApp, room: &Room, creds: Credentials<'_>, ip: &str) -> Result<ChatClient, BoxError> {
+    ChatClient::connect_from(&app.base, &room.id, creds, Some(ip)).await
+}
+
+/// A fresh IPv4 client address per call (the benchmarking range, RFC 2544: only ever a header value), so distinct
+/// addresses stay distinct however a limit buckets IPv6.
+fn next_ip() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("198.18.{}.{}", n / 250 % 256, n % 250 + 1)
 }
 
 async fn say(c: &mut ChatClient, text: &str) -> TestResult {
@@ -566,7 +582,7 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open(app: &TestApp) ->
     Ok(())
 }
 
-async fn presence_counts_sockets_at_most_once_every_two_seconds(app: &TestApp) -> TestResult {
+async fn presence_counts_viewers_at_most_once_every_two_seconds(app: &TestApp) -> TestResult {
     let room = new_room(app).await?;
     let mut observer = join(app, &room, Credentials::Anonymous).await?;
     // Timestamp presence frames as they arrive, while the others join.
@@ -584,7 +600,8 @@ async fn presence_counts_sockets_at_most_once_every_two_seconds(app: &TestApp) -
     });
     let mut others = Vec::new();
     for _ in 0..10 {
-        others.push(join(app, &room, Credentials::Anonymous).await?);
+        // Each from its own address: anonymous sockets count as viewers by address.
+        others.push(join_from(app, &room, Credentials::Anonymous, &next_ip()).await?);
     }
     let (mut observer, seen) = reader.await?;
     ensure!(
@@ -612,8 +629,8 @@ async fn presence_counts_sockets_at_most_once_every_two_seconds(app: &TestApp) -
     Err(format!("leaving sockets are counted out: last presence {last}").into())
 }
 
-/// The room writes its socket count to D1 (throttled like presence), where `GET /api/streams/{id}` reads it.
-async fn the_stream_api_shows_the_rooms_socket_count(app: &TestApp) -> TestResult {
+/// The room writes its viewer count to D1 (throttled like presence), where `GET /api/streams/{id}` reads it.
+async fn the_stream_api_shows_the_rooms_viewer_count(app: &TestApp) -> TestResult {
     let room = new_room(app).await?;
     let viewers = |n: u64| {
         let (api, id) = (&room.api, &room.id);
@@ -623,8 +640,8 @@ async fn the_stream_api_shows_the_rooms_socket_count(app: &TestApp) -> TestResul
         room.api.stream(&room.id).await?["viewers"] == 0,
         "no sockets, no viewers"
     );
-    let first = join(app, &room, Credentials::Anonymous).await?;
-    let _second = join(app, &room, Credentials::Anonymous).await?;
+    let first = join_from(app, &room, Credentials::Anonymous, &next_ip()).await?;
+    let _second = join_from(app, &room, Credentials::Anonymous, &next_ip()).await?;
     eventually(
         Duration::from_secs(6),
         "GET /api/streams/{id} to show 2 viewers",
@@ -874,4 +891,108 @@ fn after_a_worker_restart_history_bans_and_settings_are_still_there(app: &TestAp
 fn rebuild_count(app: &TestApp, stream_id: &str) -> usize {
     let needle = format!("chat room {stream_id}: rebuilt from storage");
     app.all_logs().matches(&needle).count()
+}
+
+/// Item 6 of the security review: thousands of anonymous sockets must not inflate a stream's viewer count. A
+/// signed-in user counts once however many tabs they open; anonymous sockets count once per address.
+async fn viewers_are_counted_as_people_not_sockets(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let viewer = room.api.register("counted").await?;
+    let shared = next_ip();
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        open.push(join_from(app, &room, Credentials::Anonymous, &shared).await?);
+    }
+    open.push(join_from(app, &room, Credentials::Anonymous, &next_ip()).await?);
+    open.push(join_from(app, &room, Credentials::Bearer(&viewer.access), &next_ip()).await?);
+    let last = join_from(app, &room, Credentials::Bearer(&viewer.access), &next_ip()).await?;
+    ensure!(
+        last.welcome["viewers"] == 3,
+        "9 sockets, 3 viewers (one address, another address, one user): {}",
+        last.welcome
+    );
+    let (api, id) = (&room.api, &room.id);
+    eventually(
+        Duration::from_secs(6),
+        "the stream's viewer count to be 3",
+        || async move { Ok(api.stream(id).await?["viewers"] == 3) },
+    )
+    .await
+}
+
+async fn one_address_gets_twenty_sockets_and_the_next_is_refused_with_a_clear_error(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let ip = next_ip();
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(join_from(app, &room, Credentials::Anonymous, &ip).await?);
+    }
+    let mut refused = ChatClient::open(&app.base, &room.id, Credentials::Anonymous, Some(&ip)).await?;
+    let first = refused.next_frame(WAIT).await?;
+    ensure!(
+        first["type"] == "error" && first["code"] == "too_many_connections",
+        "the 21st socket's first frame says why: {first}"
+    );
+    ensure!(
+        first["message"].as_str().is_some_and(|m| m.contains("20")),
+        "the message names the limit: {first}"
+    );
+    let code = refused.close_code(WAIT).await?;
+    ensure!(code == 1008, "then it is closed with 1008, got {code}");
+    // Another address is not affected, and a freed place can be taken again.
+    join_from(app, &room, Credentials::Anonymous, &next_ip()).await?;
+    if let Some(c) = open.pop() {
+        c.close().await;
+    }
+    let mut again = None;
+    for _ in 0..20 {
+        match join_from(app, &room, Credentials::Anonymous, &ip).await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            // The room learns of the close a moment after the client sent it.
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    ensure!(again.is_some(), "a closed socket frees its place under the cap");
+    Ok(())
+}
+
+/// Issue 16: a room of 32 or more sockets coalesces a burst into `batch` frames. Every socket still gets every
+/// message exactly once, in order, and a socket that joins mid-burst gets its welcome first.
+async fn a_burst_into_a_big_room_reaches_every_socket_once_in_order_in_batches(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut readers = Vec::new();
+    for _ in 0..40 {
+        readers.push(join_from(app, &room, Credentials::Anonymous, &next_ip()).await?);
+    }
+    let want: Vec<String> = (0..30).map(|i| format!("burst {i}")).collect();
+    for text in &want[..15] {
+        say(&mut host, text).await?;
+    }
+    let mut late = join_from(app, &room, Credentials::Anonymous, &next_ip()).await?;
+    for text in &want[15..] {
+        say(&mut host, text).await?;
+    }
+    let mut batches = 0;
+    for (i, reader) in readers.iter_mut().chain(std::iter::once(&mut host)).enumerate() {
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            got.push(next_chat(reader).await?);
+        }
+        ensure!(texts(&got) == want, "socket {i} got {:?}", texts(&got));
+        let extra = reader.collect_of_type("chat", Duration::from_millis(300)).await;
+        ensure!(extra.is_empty(), "socket {i} got messages twice: {extra:?}");
+        batches += reader.batches;
+    }
+    ensure!(batches > 0, "a burst of 30 into 41 sockets came in batch frames");
+    // The late joiner: history up to its welcome, then the rest live, nothing twice, nothing missing.
+    let mut seen = texts(late.welcome["history"].as_array().ok_or("history")?);
+    while seen.len() < want.len() {
+        seen.push(texts(&[next_chat(&mut late).await?]).remove(0));
+    }
+    ensure!(seen == want, "the late joiner saw {seen:?}");
+    Ok(())
 }

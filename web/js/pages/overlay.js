@@ -1,6 +1,7 @@
 // The OBS browser-source overlay /overlay/{id}: a transparent page that shows each paid donation as an alert for
 // a few seconds, one after another. It stays connected for hours (LiveSocket's backoff), and after a reconnect it
 // also shows donations that arrived while it was away (found in the welcome history) without repeating old ones.
+// A donation inside a busy room's `batch` frame reaches onFrame on its own: LiveSocket unpacks batches.
 
 import { h, idFromPath } from '../dom.js';
 import { rupiah } from '../format.js';

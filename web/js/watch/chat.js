@@ -1,5 +1,6 @@
 // The chat panel of the watch page, speaking the room protocol of docs/API.md: `welcome` (history, role, viewers,
-// status, slow mode) then live `chat`, `donation`, `presence`, `status`, `deleted`, `slow_mode` and `error` frames.
+// status, slow mode) then live `chat`, `donation`, `presence`, `status`, `deleted`, `slow_mode` and `error` frames
+// (a busy room's `batch` frames are unpacked by LiveSocket, so each message arrives here on its own, in order).
 // Message text is only ever set with textContent. Hosts get per-message moderation (delete, timeout, ban) and
 // a slow-mode selector; the room enforces all of it server-side, these controls only send the frames.
 
