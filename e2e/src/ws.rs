@@ -28,7 +28,8 @@ pub struct ChatClient {
 pub enum Credentials<'a> {
     Anonymous,
     Bearer(&'a str),
-    Cookie(&'a str),
+    /// The `sl_access` cookie, sent with the site's own Origin (a browser on the site): `(token, origin)`.
+    Cookie(&'a str, &'a str),
 }
 
 impl ChatClient {
@@ -71,9 +72,9 @@ impl ChatClient {
                 req.headers_mut()
                     .insert("authorization", format!("Bearer {t}").parse()?);
             }
-            Credentials::Cookie(t) => {
+            Credentials::Cookie(t, origin) => {
                 req.headers_mut().insert("cookie", format!("sl_access={t}").parse()?);
-                req.headers_mut().insert("origin", base.parse()?);
+                req.headers_mut().insert("origin", origin.parse()?);
             }
         }
         let (socket, _) =

@@ -239,7 +239,7 @@ async fn anonymous_sockets_read_but_cannot_send(app: &TestApp) -> TestResult {
 async fn a_cookie_socket_chats_and_a_cookie_from_a_foreign_origin_is_refused(app: &TestApp) -> TestResult {
     let room = new_room(app).await?;
     let v = room.api.register("cookie").await?;
-    let mut c = join(app, &room, Credentials::Cookie(&v.access)).await?;
+    let mut c = join(app, &room, Credentials::Cookie(&v.access, &app.site)).await?;
     ensure!(
         c.welcome["you"]["role"] == "viewer",
         "the cookie identifies the user: {}",

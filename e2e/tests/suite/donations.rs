@@ -204,7 +204,7 @@ async fn a_card_donation_shows_up_once_in_chat_in_the_total_and_on_the_leaderboa
     let (status, location) = pay(app, &redirect, "card").await?;
     ensure!(status == 303, "the payer is redirected: {status}");
     ensure!(
-        location.starts_with(&format!("{}/donations/{order_id}?", app.base))
+        location.starts_with(&format!("{}/donations/{order_id}?", app.site))
             && location.contains("status_code=200")
             && location.contains("transaction_status=settlement"),
         "finish redirect: {location}"
@@ -266,7 +266,7 @@ async fn snap_is_asked_with_our_finish_page_and_our_webhook(app: &TestApp) -> Te
         .json()
         .await?;
     ensure!(
-        order["request"]["callbacks"]["finish"] == format!("{}/donations/{order_id}", app.base).as_str(),
+        order["request"]["callbacks"]["finish"] == format!("{}/donations/{order_id}", app.site).as_str(),
         "finish callback: {}",
         order["request"]
     );

@@ -37,7 +37,12 @@ async fn static_files_are_served_without_the_worker_with_the_security_headers(ap
         page.header("x-request-id").is_some(),
         "a page is served by the Worker, which stamps x-request-id"
     );
-    for path in ["/css/sunnylive.css", "/js/api.js", "/favicon.svg", "/vendor/hls.min.js"] {
+    for path in [
+        "/css/sunnylive.css",
+        "/js/api.js",
+        "/favicon.svg",
+        "/vendor/hls.light.min.js",
+    ] {
         let file = api.get(path, None).await?;
         ensure!(file.status == 200, "GET {path}: {}", file.status);
         ensure!(

@@ -518,7 +518,7 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
              MIDTRANS_SNAP_BASE_URL=https://app.sandbox.midtrans.com\n\
              MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
              PUBLIC_BASE_URL=https://sunnylive.example.com\n\
-             HLS_BASE_URL=https://hls.example.com/hls\n\
+             MEDIA_BASE_URL=https://media.example.com\n\
              RTMP_INGEST_URL=rtmp://ingest.example.com/live\n",
         )
         .await?;
@@ -539,7 +539,7 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
         "MIDTRANS_SNAP_BASE_URL points at the Midtrans sandbox",
         "MIDTRANS_API_BASE_URL points at the Midtrans sandbox",
         "PUBLIC_BASE_URL is still a placeholder",
-        "HLS_BASE_URL is still a placeholder",
+        "MEDIA_BASE_URL is still a placeholder",
         "RTMP_INGEST_URL is still a placeholder",
     ] {
         ensure!(log.contains(needle), "the log names the problem {needle:?}:\n{log}");
@@ -569,7 +569,7 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
              MIDTRANS_SNAP_BASE_URL=https://app.sandbox.midtrans.com\n\
              MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
              PUBLIC_BASE_URL=https://sunnylive.test\n\
-             HLS_BASE_URL=https://hls.sunnylive.test/hls\n\
+             MEDIA_BASE_URL=https://media.sunnylive.test\n\
              RTMP_INGEST_URL=rtmp://ingest.sunnylive.test/live\n",
         )
         .await?;
