@@ -128,6 +128,12 @@ impl Service {
     }
 }
 
+/// An origin started by `TestApp::start_extra_origin`.
+pub struct ExtraOrigin {
+    pub rtmp_url: String,
+    pub prefix: PathBuf,
+}
+
 pub struct TestApp {
     /// The worker itself, plain HTTP on loopback: what the Rust tests, the origin and the Midtrans stand-in call.
     pub base: String,
@@ -487,6 +493,28 @@ impl TestApp {
     /// Starts the origin again on the same ports after `kill_origin`.
     pub fn start_origin_again(&self) -> Result<(), BoxError> {
         self.start_origin()
+    }
+
+    /// Another origin host beside the first (its own ports and prefix, the same worker and token), as a second
+    /// region's ingest would be: nothing in an origin is shared state. Stopped with the stack.
+    pub fn start_extra_origin(&self, name: &str) -> Result<ExtraOrigin, BoxError> {
+        let (rtmp_port, http_port) = (free_port(), free_port());
+        let prefix = self.run_dir.join(format!("origin-{name}"));
+        let mut cmd = Command::new(repo_root().join("nginx-origin/run"));
+        cmd.env("SUNNYLIVE_RTMP_PORT", rtmp_port.to_string())
+            .env("SUNNYLIVE_ORIGIN_HTTP_PORT", http_port.to_string())
+            .env("SUNNYLIVE_WORKER_URL", &self.base)
+            .env("ORIGIN_TOKEN", ORIGIN_TOKEN)
+            .env("SUNNYLIVE_ORIGIN_HEARTBEAT", format!("{TEST_HEARTBEAT_SECONDS}s"))
+            .env("SUNNYLIVE_ORIGIN_PREFIX", &prefix);
+        let svc = Service::spawn("nginx-origin", cmd, &self.run_dir.join(format!("origin-{name}.log")), false)?;
+        self.others.lock().expect("BUG: poisoned").push(svc);
+        self.wait_for_port(rtmp_port, "the extra origin (RTMP)")?;
+        self.wait_for_port(http_port, "the extra origin (HTTP)")?;
+        Ok(ExtraOrigin {
+            rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+            prefix,
+        })
     }
 
     /// SIGSTOP (`frozen`) or SIGCONT the Midtrans stand-in: while stopped, the kernel still accepts connections but

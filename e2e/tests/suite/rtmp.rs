@@ -30,6 +30,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         a_second_concurrent_publisher_is_refused_with_409,
         callbacks_reach_the_worker_only_with_the_origin_token,
         the_callback_proxy_serves_only_local_posts_to_the_three_callbacks,
+        two_origins_each_carry_their_own_stream_at_once,
     )
 }
 
@@ -47,7 +48,12 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     pub(crate) fn start(app: &TestApp, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
-        let url = format!("{}/{key}", app.rtmp_url);
+        Publisher::start_to(&app.rtmp_url, key, seconds, size)
+    }
+
+    /// A publisher into the ingest at `rtmp_url` (another origin than the stack's first).
+    pub(crate) fn start_to(rtmp_url: &str, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
+        let url = format!("{rtmp_url}/{key}");
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
             .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=30")])
@@ -585,4 +591,37 @@ async fn the_callback_proxy_serves_only_local_posts_to_the_three_callbacks(app: 
     let r = http.get(format!("{origin}/healthz")).send().await?;
     ensure!(r.status() == 200, "readiness probe: {}", r.status());
     Ok(())
+}
+
+/// Ingest spread over several origin hosts (one per region): each origin is independent, needs only the worker's
+/// URL and the token, and the worker tells their broadcasts apart by id.
+async fn two_origins_each_carry_their_own_stream_at_once(app: &TestApp) -> TestResult {
+    let second = app.start_extra_origin("b")?;
+    let (api, _s, id_a, key_a) = new_stream(app, "regiona").await?;
+    let (_, _s2, id_b, key_b) = new_stream(app, "regionb").await?;
+    let a = Publisher::start(app, &key_a, 14, "320x180")?;
+    let b = Publisher::start_to(&second.rtmp_url, &key_b, 14, "320x180")?;
+    wait_for_playlist(app, &id_a, Duration::from_secs(30)).await?;
+    wait_for_playlist(app, &id_b, Duration::from_secs(30)).await?;
+    for id in [&id_a, &id_b] {
+        ensure!(api.stream(id).await?["status"] == "live", "{id} is live while both publish");
+    }
+    let (ba, bb) = (newest_broadcast(&api, &id_a).await?, newest_broadcast(&api, &id_b).await?);
+    // Each origin wrote only its own broadcast.
+    let first_dirs = walk(&app.origin_prefix.join("hls"));
+    let second_dirs = walk(&second.prefix.join("hls"));
+    ensure!(
+        first_dirs.iter().any(|p| p.ends_with(&ba)) && !first_dirs.iter().any(|p| p.ends_with(&bb)),
+        "the first origin carries only stream A"
+    );
+    ensure!(
+        second_dirs.iter().any(|p| p.ends_with(&bb)) && !second_dirs.iter().any(|p| p.ends_with(&ba)),
+        "the second origin carries only stream B: {second_dirs:?}"
+    );
+    for p in [a, b] {
+        let (status, err) = p.finish(Duration::from_secs(40)).await?;
+        ensure!(status.success(), "both publishers run to their end: {status} {err}");
+    }
+    wait_for_status(&api, &id_a, "offline", Duration::from_secs(10)).await?;
+    wait_for_status(&api, &id_b, "offline", Duration::from_secs(10)).await
 }
