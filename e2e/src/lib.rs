@@ -507,7 +507,12 @@ impl TestApp {
             .env("ORIGIN_TOKEN", ORIGIN_TOKEN)
             .env("SUNNYLIVE_ORIGIN_HEARTBEAT", format!("{TEST_HEARTBEAT_SECONDS}s"))
             .env("SUNNYLIVE_ORIGIN_PREFIX", &prefix);
-        let svc = Service::spawn("nginx-origin", cmd, &self.run_dir.join(format!("origin-{name}.log")), false)?;
+        let svc = Service::spawn(
+            "nginx-origin",
+            cmd,
+            &self.run_dir.join(format!("origin-{name}.log")),
+            false,
+        )?;
         self.others.lock().expect("BUG: poisoned").push(svc);
         self.wait_for_port(rtmp_port, "the extra origin (RTMP)")?;
         self.wait_for_port(http_port, "the extra origin (HTTP)")?;

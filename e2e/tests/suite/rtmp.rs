@@ -31,6 +31,9 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         callbacks_reach_the_worker_only_with_the_origin_token,
         the_callback_proxy_serves_only_local_posts_to_the_three_callbacks,
         two_origins_each_carry_their_own_stream_at_once,
+        a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_rotation,
+        a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_deletion,
+        fields_appended_to_a_callback_cannot_pose_as_another_publisher_or_as_the_relay,
     )
 }
 
@@ -604,9 +607,15 @@ async fn two_origins_each_carry_their_own_stream_at_once(app: &TestApp) -> TestR
     wait_for_playlist(app, &id_a, Duration::from_secs(30)).await?;
     wait_for_playlist(app, &id_b, Duration::from_secs(30)).await?;
     for id in [&id_a, &id_b] {
-        ensure!(api.stream(id).await?["status"] == "live", "{id} is live while both publish");
+        ensure!(
+            api.stream(id).await?["status"] == "live",
+            "{id} is live while both publish"
+        );
     }
-    let (ba, bb) = (newest_broadcast(&api, &id_a).await?, newest_broadcast(&api, &id_b).await?);
+    let (ba, bb) = (
+        newest_broadcast(&api, &id_a).await?,
+        newest_broadcast(&api, &id_b).await?,
+    );
     // Each origin wrote only its own broadcast.
     let first_dirs = walk(&app.origin_prefix.join("hls"));
     let second_dirs = walk(&second.prefix.join("hls"));
@@ -624,4 +633,77 @@ async fn two_origins_each_carry_their_own_stream_at_once(app: &TestApp) -> TestR
     }
     wait_for_status(&api, &id_a, "offline", Duration::from_secs(10)).await?;
     wait_for_status(&api, &id_b, "offline", Duration::from_secs(10)).await
+}
+
+/// Security review item 1: nginx-rtmp appends whatever follows `?` in the stream name to every callback form, after
+/// its own fields. A leaked key published as `<key>?call=update_play` must not pass its heartbeats off as the
+/// origin's relay (which the worker accepts without a key check): a rotation cuts it within one heartbeat.
+async fn a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_rotation(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "appendrot").await?;
+    cut_off_by(app, &id, &format!("{key}?call=update_play"), || async {
+        let r = api
+            .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+            .await?;
+        ensure!(r.status == 200, "rotate: {} {}", r.status, r.text);
+        Ok(())
+    })
+    .await?;
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await
+}
+
+async fn a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_deletion(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "appenddel").await?;
+    cut_off_by(app, &id, &format!("{key}?call=update_play&addr=127.0.0.1"), || async {
+        let r = api
+            .send(
+                api.request(Method::DELETE, &format!("/api/streams/{id}"))
+                    .bearer_auth(&s.access),
+            )
+            .await?;
+        ensure!(r.status == 204, "delete: {} {}", r.status, r.text);
+        Ok(())
+    })
+    .await
+}
+
+/// The same forms as nginx writes them, posted straight to the worker: the publisher's appended fields come after
+/// nginx's own, and only the first value of each field counts.
+async fn fields_appended_to_a_callback_cannot_pose_as_another_publisher_or_as_the_relay(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "appendform").await?;
+    let post = |route: &'static str, form: String| {
+        api.send(
+            api.request(Method::POST, &format!("/api/rtmp/{route}"))
+                .bearer_auth(ORIGIN_TOKEN)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form),
+        )
+    };
+    // The victim's publish, from 127.0.0.1 as client 8_000_001.
+    let a = post("on-publish", callback_form(&key, "publish", 8_000_001)).await?;
+    ensure!(a.status == 302, "the victim goes live: {} {}", a.status, a.text);
+    // Someone holding the key ends "their own" session with the victim's address and client id appended.
+    let forged = format!(
+        "{}&addr=127.0.0.1&clientid=8000001",
+        callback_form(&key, "publish_done", 8_000_002).replace("addr=127.0.0.1", "addr=203.0.113.9")
+    );
+    let a = post("on-publish-done", forged).await?;
+    ensure!(a.status == 200, "publish-done: {} {}", a.status, a.text);
+    ensure!(
+        api.stream(&id).await?["status"] == "live",
+        "appended addr/clientid ended someone else's broadcast"
+    );
+    // After a rotation the old key's heartbeat is refused, even with `call=update_play` appended.
+    let r = api
+        .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+        .await?;
+    ensure!(r.status == 200, "rotate: {} {}", r.status, r.text);
+    let beat = format!("{}&call=update_play", callback_form(&key, "update_publish", 8_000_001));
+    let a = post("on-update", beat).await?;
+    ensure!(
+        a.status == 403,
+        "a rotated key's heartbeat posing as the relay: {} {}",
+        a.status,
+        a.text
+    );
+    Ok(())
 }
