@@ -271,7 +271,7 @@ async fn snap_is_asked_with_our_finish_page_and_our_webhook(app: &TestApp) -> Te
         order["request"]
     );
     ensure!(
-        order["notification_urls"] == json!([format!("{}/api/webhooks/midtrans", app.base)]),
+        order["notification_urls"] == json!([format!("{}/api/webhooks/midtrans", app.site)]),
         "X-Override-Notification: {}",
         order["notification_urls"]
     );

@@ -487,7 +487,8 @@ fn proxied_publishes_with(app: &TestApp, status: u16) -> usize {
 
 async fn a_second_concurrent_publisher_is_refused_with_409(app: &TestApp) -> TestResult {
     let (api, _s, id, key) = new_stream(app, "second").await?;
-    let mut first = Publisher::start(app, &key, 14, "320x180")?;
+    // Long enough that a slow first segment on a busy machine still leaves it running through the checks below.
+    let mut first = Publisher::start(app, &key, 30, "320x180")?;
     wait_for_playlist(app, &id, Duration::from_secs(30)).await?;
     let since = api.stream(&id).await?["live_since"].clone();
 
@@ -519,7 +520,7 @@ async fn a_second_concurrent_publisher_is_refused_with_409(app: &TestApp) -> Tes
         || async { Ok(last(&wait_for_playlist(app, &id, Duration::from_secs(1)).await?) != last(&before)) },
     )
     .await?;
-    let (status, err) = first.finish(Duration::from_secs(30)).await?;
+    let (status, err) = first.finish(Duration::from_secs(60)).await?;
     ensure!(status.success(), "the first publisher ran to its end: {status} {err}");
     wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await
 }
@@ -602,10 +603,10 @@ async fn two_origins_each_carry_their_own_stream_at_once(app: &TestApp) -> TestR
     let second = app.start_extra_origin("b")?;
     let (api, _s, id_a, key_a) = new_stream(app, "regiona").await?;
     let (_, _s2, id_b, key_b) = new_stream(app, "regionb").await?;
-    let a = Publisher::start(app, &key_a, 14, "320x180")?;
-    let b = Publisher::start_to(&second.rtmp_url, &key_b, 14, "320x180")?;
-    wait_for_playlist(app, &id_a, Duration::from_secs(30)).await?;
-    wait_for_playlist(app, &id_b, Duration::from_secs(30)).await?;
+    let a = Publisher::start(app, &key_a, 24, "320x180")?;
+    let b = Publisher::start_to(&second.rtmp_url, &key_b, 24, "320x180")?;
+    wait_for_playlist(app, &id_a, Duration::from_secs(45)).await?;
+    wait_for_playlist(app, &id_b, Duration::from_secs(45)).await?;
     for id in [&id_a, &id_b] {
         ensure!(
             api.stream(id).await?["status"] == "live",
@@ -628,7 +629,7 @@ async fn two_origins_each_carry_their_own_stream_at_once(app: &TestApp) -> TestR
         "the second origin carries only stream B: {second_dirs:?}"
     );
     for p in [a, b] {
-        let (status, err) = p.finish(Duration::from_secs(40)).await?;
+        let (status, err) = p.finish(Duration::from_secs(60)).await?;
         ensure!(status.success(), "both publishers run to their end: {status} {err}");
     }
     wait_for_status(&api, &id_a, "offline", Duration::from_secs(10)).await?;
