@@ -11,7 +11,8 @@ pub const MAX_LIMIT: u32 = 100;
 /// Reads `?limit=`; absent means the default, anything but 1..=100 is a 422.
 pub fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
     match raw {
-        None | Some("") => Ok(DEFAULT_LIMIT),
+        // `limit=` is not a number: the schema says integer, so it is a 422 like any other non-number.
+        None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
             _ => Err(ApiError::invalid(
