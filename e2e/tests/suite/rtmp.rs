@@ -59,11 +59,13 @@ impl Publisher {
         let url = format!("{rtmp_url}/{key}");
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=30")])
+            // 15 fps, ultrafast: the suite runs a dozen publishers at once on two cores, and each must keep up with
+            // real time (a keyframe every 2 s, as OBS is told to send).
+            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=15")])
             .args(["-f", "lavfi", "-i", "sine"])
             .args(["-t", &seconds.to_string()])
             .args([
-                "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac", "-f", "flv", &url,
+                "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "flv", &url,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -219,7 +221,7 @@ async fn a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publis
     // Long enough for three heartbeats: the internal relay must survive them (see the hls_sessions check below).
     let publisher = Publisher::start(app, &key, 12, "640x360")?;
 
-    let playlist = wait_for_playlist(app, &id, Duration::from_secs(30)).await?;
+    let playlist = wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
     ensure!(playlist.starts_with("#EXTM3U"), "a playlist: {playlist}");
     let stream = api.stream(&id).await?;
     ensure!(stream["status"] == "live", "live while publishing: {stream}");
@@ -319,7 +321,7 @@ async fn a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publis
 async fn the_key_appears_in_no_hls_name_and_no_log(app: &TestApp) -> TestResult {
     let (api, _s, id, key) = new_stream(app, "nokey").await?;
     let publisher = Publisher::start(app, &key, 8, "320x180")?;
-    wait_for_playlist(app, &id, Duration::from_secs(30)).await?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
     // The key's secret part: the id is public (and is in file names on purpose), the MAC must be nowhere.
     // Keys are `sk_<id>_<MAC>`, and the base64url MAC may itself contain `_`.
     let mac = key.strip_prefix(&format!("sk_{id}_")).ok_or("a key is sk_<id>_<MAC>")?;
@@ -422,7 +424,7 @@ where
     Fut: std::future::Future<Output = TestResult>,
 {
     let mut publisher = Publisher::start(app, key, 60, "320x180")?;
-    wait_for_playlist(app, id, Duration::from_secs(30)).await?;
+    wait_for_playlist(app, id, Duration::from_secs(45)).await?;
     ensure!(publisher.still_running(), "the publisher is running");
     act().await?;
     let t = Instant::now();
@@ -489,7 +491,7 @@ async fn a_second_concurrent_publisher_is_refused_with_409(app: &TestApp) -> Tes
     let (api, _s, id, key) = new_stream(app, "second").await?;
     // Long enough that a slow first segment on a busy machine still leaves it running through the checks below.
     let mut first = Publisher::start(app, &key, 30, "320x180")?;
-    wait_for_playlist(app, &id, Duration::from_secs(30)).await?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
     let since = api.stream(&id).await?["live_since"].clone();
 
     let conflicts_before = proxied_publishes_with(app, 409);

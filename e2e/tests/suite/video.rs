@@ -389,7 +389,7 @@ async fn a_publish_plays_from_the_site_and_stays_watchable_as_vod_with_a_thumbna
     let (api, _s, id, key) = new_stream(app, "vod").await?;
     let publish_seconds = 14u32;
     let publisher = Publisher::start(app, &key, publish_seconds, "640x360")?;
-    wait_for_playlist(app, &id, Duration::from_secs(20)).await?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
     let b = newest_broadcast(&api, &id).await?;
 
     // The first thumbnail follows the first segment; the stream's cards and the broadcast show it.
@@ -547,7 +547,7 @@ async fn uploads_resume_after_a_worker_restart_mid_stream(app: &TestApp) -> Test
     let (api, _s, id, key) = new_stream(app, "restart").await?;
     let publish_seconds = 40u32;
     let publisher = Publisher::start(app, &key, publish_seconds, "320x180")?;
-    wait_for_playlist(app, &id, Duration::from_secs(20)).await?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
     let b = newest_broadcast(&api, &id).await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let restarted = std::time::Instant::now();
