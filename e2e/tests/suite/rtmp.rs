@@ -65,7 +65,17 @@ impl Publisher {
             .args(["-f", "lavfi", "-i", "sine"])
             .args(["-t", &seconds.to_string()])
             .args([
-                "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "flv", &url,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "30",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+                &url,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
