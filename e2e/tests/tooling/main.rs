@@ -332,7 +332,8 @@ fn fresh_clone_dry_run_is_the_optimized_bundle(fx: &Fixture) -> TestResult {
 
 fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture) -> TestResult {
     let config_before = std::fs::read(fx.copy.join("wrangler.toml"))?;
-    let key = "SB-Mid-server-tooling0test0key";
+    // wrangler.toml names live Midtrans (production refuses the sandbox unless asked for): a production-shaped key.
+    let key = "Mid-server-tooling0test0key";
     let good = [
         ("SUNNYLIVE_PUBLIC_BASE_URL", "https://live.sunnylive.test"),
         ("SUNNYLIVE_RTMP_INGEST_URL", "rtmp://ingest.sunnylive.test/live"),
@@ -380,7 +381,7 @@ fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture
     ensure!(!out.status.success(), "a dry run with placeholders succeeded:\n{said}");
     for expected in [
         "RTMP_INGEST_URL is the placeholder 'rtmp://ingest.example.com/live'",
-        "MIDTRANS_SERVER_KEY does not look like a sandbox server key",
+        "MIDTRANS_SERVER_KEY does not look like a production server key",
     ] {
         ensure!(
             said.contains(expected),
