@@ -11,7 +11,7 @@ use sunnylive_core::chat::{
     HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
 };
 use sunnylive_core::error::ApiError;
-use worker::{Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{Headers, Method, Request, Response, Stub};
 
 use crate::app::App;
 use crate::auth::{self, ACCESS_COOKIE};
@@ -37,12 +37,13 @@ fn room_request(
     body: Option<String>,
 ) -> worker::Result<Request> {
     headers.set(HEADER_STREAM_ID, stream_id)?;
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(body) = body {
-        init.with_body(Some(body.into()));
-    }
-    Request::new_with_init(&format!("https://chat-room{path_and_query}"), &init)
+    crate::http::outbound(
+        &method,
+        &format!("https://chat-room{path_and_query}"),
+        &headers,
+        body.as_deref(),
+        false,
+    )
 }
 
 /// `GET /api/streams/{id}/chat` with `Upgrade: websocket`. Anyone may connect and read; an access token (cookie or

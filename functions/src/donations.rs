@@ -23,7 +23,7 @@ use sunnylive_core::midtrans::{
 };
 use sunnylive_core::page::{decode_donation_cursor, encode_donation_cursor, parse_limit};
 use sunnylive_core::rate_limit::DONATE_PER_IP;
-use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Fetch, Headers, Method, Request, Response};
 
 use crate::app::{rfc3339, App};
 use crate::auth::{authenticate, count_attempt};
@@ -278,13 +278,12 @@ async fn create_snap_checkout(
     let build = || -> worker::Result<Request> {
         let headers = midtrans_headers(app)?;
         headers.set("x-override-notification", webhook_url)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(snap_create_body(checkout).to_string().into()));
-        Request::new_with_init(
+        http::outbound(
+            &Method::Post,
             &format!("{}/snap/v1/transactions", app.config.midtrans_snap_base_url),
-            &init,
+            &headers,
+            Some(&snap_create_body(checkout).to_string()),
+            false,
         )
     };
     let req = build().map_err(|e| SnapError::BadAnswer(format!("building the request: {e}")))?;
@@ -705,12 +704,12 @@ async fn reconcile_one(app: &App, row: DonationRow, expired_before: &str) -> Res
     )
     .await?;
     let req = {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get)
-            .with_headers(midtrans_headers(app).or_internal("status headers")?);
-        Request::new_with_init(
+        http::outbound(
+            &Method::Get,
             &format!("{}/v2/{}/status", app.config.midtrans_api_base_url, row.order_id),
-            &init,
+            &midtrans_headers(app).or_internal("status headers")?,
+            None,
+            false,
         )
         .or_internal("status request")?
     };

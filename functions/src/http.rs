@@ -258,3 +258,27 @@ mod tests {
         assert_eq!(f["name"], "sk_a_b");
     }
 }
+
+/// An outgoing request (Midtrans, the chat room's stub, the static assets), built on `web_sys` directly.
+/// `worker::Request::new_with_init` converts the whole `cf` options object (image resizing, polish, ...) into a JS
+/// object on every call: about 12 KB of wasm we never use, as the upload size budget (`make size`) showed.
+pub fn outbound(
+    method: &worker::Method,
+    url: &str,
+    headers: &Headers,
+    body: Option<&str>,
+    manual_redirect: bool,
+) -> worker::Result<Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method.as_ref());
+    init.set_headers(headers.as_ref());
+    if let Some(body) = body {
+        init.set_body(&wasm_bindgen::JsValue::from_str(body));
+    }
+    if manual_redirect {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    web_sys::Request::new_with_str_and_init(url, &init)
+        .map(Request::from)
+        .map_err(|e| worker::Error::JsError(e.as_string().unwrap_or_else(|| "invalid outgoing request".into())))
+}

@@ -9,7 +9,7 @@
 //! with a redirect to the clean path.
 
 use sunnylive_core::error::ApiError;
-use worker::{Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{Headers, Method, Request, Response};
 
 use crate::app::App;
 use crate::http::OrInternal;
@@ -237,11 +237,8 @@ async fn fetch_asset(
             headers.set(name, &value).or_internal("asset request headers")?;
         }
     }
-    let mut init = RequestInit::new();
-    init.with_method(req.method())
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let asset_req = Request::new_with_init(asset_url.as_str(), &init).or_internal("asset request")?;
+    let asset_req =
+        crate::http::outbound(&req.method(), asset_url.as_str(), &headers, None, true).or_internal("asset request")?;
     assets
         .fetch_request(asset_req)
         .await
