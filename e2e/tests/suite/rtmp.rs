@@ -40,6 +40,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         a_publish_over_rtmps_goes_live_and_its_segments_reach_the_edge,
         plain_rtmp_can_be_switched_off,
         a_key_with_call_update_play_appended_over_rtmps_is_cut_within_one_heartbeat_of_a_rotation,
+        nothing_published_over_rtmps_reaches_the_hls_application,
     )
 }
 
@@ -890,4 +891,24 @@ async fn a_key_with_call_update_play_appended_over_rtmps_is_cut_within_one_heart
     )
     .await?;
     wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await
+}
+
+/// The hls application writes whatever is published to it under the name given, and lets 127.0.0.1 publish (the
+/// internal push). Every RTMPS publisher comes out of the local TLS proxy, so if that proxy fed the plain RTMP server,
+/// anyone could publish over TLS straight into it, without a key, under a live broadcast's id. The RTMPS server has
+/// only the ingest application: such a publish is refused and no HLS is written under that name.
+async fn nothing_published_over_rtmps_reaches_the_hls_application(app: &TestApp) -> TestResult {
+    let name = "zzzzrtmpshls2345";
+    let rtmps_root = app.rtmps_url.trim_end_matches("/live");
+    let publisher = Publisher::start_to(&format!("{rtmps_root}/hls"), name, 4, "320x180")?;
+    let (status, err) = publisher.finish(Duration::from_secs(20)).await?;
+    ensure!(
+        !status.success(),
+        "a publish over RTMPS into the hls application was accepted: {status} {err}"
+    );
+    ensure!(
+        !walk(&app.origin_prefix.join("hls")).iter().any(|p| p.ends_with(name)),
+        "HLS was written under a name published over RTMPS"
+    );
+    Ok(())
 }
