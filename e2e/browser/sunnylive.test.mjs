@@ -166,6 +166,14 @@ test('the streamer creates a stream and reads its key behind "Show key"', { time
   const keyEl = fresh.locator('[data-role="stream-key"]');
   assert.match(await keyEl.textContent(), /^•+$/, 'the key is hidden until shown');
   await eventually(async () => plain(await fresh.locator('[data-role="rtmp-url"]').textContent()) === stack.rtmp, 'server URL shown');
+  if (stack.rtmps) {
+    // With RTMPS configured the rtmps:// Server comes first and plain RTMP is labelled as the fallback.
+    const secure = fresh.locator('[data-role="rtmps-url"]');
+    await eventually(async () => plain(await secure.textContent()) === stack.rtmps && (await secure.isVisible()), 'RTMPS server URL shown');
+    const rows = fresh.locator('.secret__row');
+    assert.equal(plain(await rows.nth(0).locator('.secret__label').textContent()), 'Server');
+    assert.match(plain(await rows.nth(1).locator('.secret__label').textContent()), /fallback/);
+  }
   await screenshot(page, 'studio-desktop');
   await fresh.getByRole('button', { name: 'Show key' }).click();
   const key = await eventually(async () => {

@@ -23,6 +23,8 @@ export function stackFromEnv() {
   return {
     base: trim(process.env.SUNNYLIVE_BASE_URL),
     rtmp: trim(process.env.SUNNYLIVE_RTMP_URL),
+    // Optional: the origin's RTMPS ingest when the worker advertises one (RTMPS_INGEST_URL).
+    rtmps: process.env.SUNNYLIVE_RTMPS_URL ? trim(process.env.SUNNYLIVE_RTMPS_URL) : null,
     midtrans: trim(process.env.SUNNYLIVE_MIDTRANS_URL),
   };
 }

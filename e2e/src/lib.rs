@@ -61,6 +61,38 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Writes a self-signed P-256 certificate for `name` (subject alternative name `san`, e.g. `DNS:host` or `IP:addr`)
+/// and its key into `dir` as `cert.pem` and `key.pem`, valid for two days; returns (certificate, key).
+pub fn self_signed_certificate(dir: &Path, name: &str, san: &str) -> Result<(PathBuf, PathBuf), BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((cert, key))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -130,8 +162,35 @@ impl Service {
 
 /// An origin started by `TestApp::start_extra_origin`.
 pub struct ExtraOrigin {
+    /// `rtmp://127.0.0.1:<port>/live`, also when plain RTMP is off (then nothing may publish there).
     pub rtmp_url: String,
+    /// `rtmps://127.0.0.1:<port>/live` when the origin was started with RTMPS.
+    pub rtmps_url: Option<String>,
     pub prefix: PathBuf,
+}
+
+/// How `TestApp::start_extra_origin_with` configures an origin's ingest.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestOptions {
+    /// RTMPS with a self-signed test certificate (SUNNYLIVE_RTMPS_CERT / SUNNYLIVE_RTMPS_KEY).
+    pub rtmps: bool,
+    /// Plain RTMP (SUNNYLIVE_RTMP_PLAIN); off needs `rtmps`.
+    pub plain: bool,
+}
+
+/// The environment that turns RTMPS on for an origin: a fresh self-signed certificate in `dir` (ffmpeg does not
+/// verify certificates unless told to, as OBS does not need to be told about a real one) and two free ports.
+fn rtmps_env(cmd: &mut Command, dir: &Path, rtmps_port: u16, backend_port: u16) -> TestResult {
+    let (cert, key) = if dir.join("cert.pem").exists() {
+        (dir.join("cert.pem"), dir.join("key.pem"))
+    } else {
+        self_signed_certificate(dir, "127.0.0.1", "IP:127.0.0.1")?
+    };
+    cmd.env("SUNNYLIVE_RTMPS_CERT", cert)
+        .env("SUNNYLIVE_RTMPS_KEY", key)
+        .env("SUNNYLIVE_RTMPS_PORT", rtmps_port.to_string())
+        .env("SUNNYLIVE_RTMPS_BACKEND_PORT", backend_port.to_string());
+    Ok(())
 }
 
 pub struct TestApp {
@@ -145,6 +204,11 @@ pub struct TestApp {
     pub site_spki: String,
     pub tls_port: u16,
     pub rtmp_url: String,
+    /// The shared origin's RTMPS ingest (self-signed test certificate), which the worker advertises as
+    /// `RTMPS_INGEST_URL`; plain RTMP stays on beside it.
+    pub rtmps_url: String,
+    pub rtmps_port: u16,
+    rtmps_backend_port: u16,
     pub midtrans: String,
     pub worker_port: u16,
     pub rtmp_port: u16,
@@ -191,6 +255,7 @@ impl TestApp {
             free_port(),
             free_port(),
         );
+        let (rtmps_port, rtmps_backend_port) = (free_port(), free_port());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .enable_all()
@@ -205,6 +270,9 @@ impl TestApp {
             site_spki: String::new(),
             tls_port,
             rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+            rtmps_url: format!("rtmps://127.0.0.1:{rtmps_port}/live"),
+            rtmps_port,
+            rtmps_backend_port,
             midtrans: format!("http://127.0.0.1:{midtrans_port}"),
             worker_port,
             rtmp_port,
@@ -234,30 +302,7 @@ impl TestApp {
     fn start_tls_front(&self) -> Result<String, BoxError> {
         let dir = self.run_dir.join("tls");
         std::fs::create_dir_all(dir.join("tmp"))?;
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-            ])
-            .args(["-subj", &format!("/CN={SITE_HOST}")])
-            .args(["-addext", &format!("subjectAltName=DNS:{SITE_HOST}")])
-            .arg("-keyout")
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self_signed_certificate(&dir, SITE_HOST, &format!("DNS:{SITE_HOST}"))?;
         let spki = Command::new("sh")
             .arg("-c")
             .arg(
@@ -349,9 +394,16 @@ impl TestApp {
             .env("ORIGIN_TOKEN", ORIGIN_TOKEN)
             .env("SUNNYLIVE_ORIGIN_HEARTBEAT", format!("{TEST_HEARTBEAT_SECONDS}s"))
             .env("SUNNYLIVE_ORIGIN_PREFIX", &self.origin_prefix);
+        rtmps_env(
+            &mut cmd,
+            &self.run_dir.join("origin-tls"),
+            self.rtmps_port,
+            self.rtmps_backend_port,
+        )?;
         let svc = Service::spawn("nginx-origin", cmd, &self.run_dir.join("origin.log"), false)?;
         self.others.lock().expect("BUG: poisoned").push(svc);
         self.wait_for_port(self.rtmp_port, "nginx-origin (RTMP)")?;
+        self.wait_for_port(self.rtmps_port, "nginx-origin (RTMPS)")?;
         self.wait_for_port(self.origin_http_port, "nginx-origin (HTTP)")
     }
 
@@ -405,6 +457,7 @@ impl TestApp {
                 "--show-interactive-dev-session=false",
             ])
             .args(["--var", &format!("RTMP_INGEST_URL:{}", self.rtmp_url)])
+            .args(["--var", &format!("RTMPS_INGEST_URL:{}", self.rtmps_url)])
             .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("MIDTRANS_API_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("STALE_STREAM_SECONDS:{TEST_STALE_STREAM_SECONDS}")])
@@ -498,6 +551,17 @@ impl TestApp {
     /// Another origin host beside the first (its own ports and prefix, the same worker and token), as a second
     /// region's ingest would be: nothing in an origin is shared state. Stopped with the stack.
     pub fn start_extra_origin(&self, name: &str) -> Result<ExtraOrigin, BoxError> {
+        self.start_extra_origin_with(
+            name,
+            IngestOptions {
+                rtmps: false,
+                plain: true,
+            },
+        )
+    }
+
+    /// `start_extra_origin` with RTMPS on or off and plain RTMP on or off.
+    pub fn start_extra_origin_with(&self, name: &str, ingest: IngestOptions) -> Result<ExtraOrigin, BoxError> {
         let (rtmp_port, http_port) = (free_port(), free_port());
         let prefix = self.run_dir.join(format!("origin-{name}"));
         let mut cmd = Command::new(repo_root().join("nginx-origin/run"));
@@ -506,7 +570,20 @@ impl TestApp {
             .env("SUNNYLIVE_WORKER_URL", &self.base)
             .env("ORIGIN_TOKEN", ORIGIN_TOKEN)
             .env("SUNNYLIVE_ORIGIN_HEARTBEAT", format!("{TEST_HEARTBEAT_SECONDS}s"))
-            .env("SUNNYLIVE_ORIGIN_PREFIX", &prefix);
+            .env("SUNNYLIVE_ORIGIN_PREFIX", &prefix)
+            .env("SUNNYLIVE_RTMP_PLAIN", if ingest.plain { "on" } else { "off" });
+        let rtmps_port = if ingest.rtmps {
+            let port = free_port();
+            rtmps_env(
+                &mut cmd,
+                &self.run_dir.join(format!("origin-{name}-tls")),
+                port,
+                free_port(),
+            )?;
+            Some(port)
+        } else {
+            None
+        };
         let svc = Service::spawn(
             "nginx-origin",
             cmd,
@@ -514,10 +591,16 @@ impl TestApp {
             false,
         )?;
         self.others.lock().expect("BUG: poisoned").push(svc);
+        // The HTTP side last: nginx binds every port before it serves anything, so once /healthz's port accepts, the
+        // RTMP port does too (it listens on 127.0.0.1 even with plain RTMP off, for the internal push).
+        if let Some(port) = rtmps_port {
+            self.wait_for_port(port, "the extra origin (RTMPS)")?;
+        }
         self.wait_for_port(rtmp_port, "the extra origin (RTMP)")?;
         self.wait_for_port(http_port, "the extra origin (HTTP)")?;
         Ok(ExtraOrigin {
             rtmp_url: format!("rtmp://127.0.0.1:{rtmp_port}/live"),
+            rtmps_url: rtmps_port.map(|p| format!("rtmps://127.0.0.1:{p}/live")),
             prefix,
         })
     }

@@ -18,6 +18,8 @@ pub struct Config {
     pub media_base_url: Option<String>,
     pub broadcast_retention_days: i64,
     pub rtmp_ingest_url: String,
+    /// The origin's RTMPS ingest (`rtmps://ingest.example.com:1936/live`), when it has one: Studio shows it first.
+    pub rtmps_ingest_url: Option<String>,
     pub midtrans_snap_base_url: String,
     pub midtrans_api_base_url: String,
     pub stale_stream_seconds: i64,
@@ -55,6 +57,7 @@ impl Config {
         let public_base_url = var(env, "PUBLIC_BASE_URL").map(trim);
         let media_base_url = var(env, "MEDIA_BASE_URL").map(trim);
         let rtmp_ingest_url = trim(var(env, "RTMP_INGEST_URL").unwrap_or_else(|| "rtmp://127.0.0.1:1935/live".into()));
+        let rtmps_ingest_url = var(env, "RTMPS_INGEST_URL").map(trim);
         let sandbox = var(env, "MIDTRANS_ENVIRONMENT").as_deref() == Some("sandbox");
         // Without a URL configured, production talks to production Midtrans and the sandbox to the sandbox.
         let (snap_default, api_default) = if sandbox || development {
@@ -103,6 +106,7 @@ impl Config {
                 ("PUBLIC_BASE_URL", public_base_url.as_deref().unwrap_or_default()),
                 ("MEDIA_BASE_URL", media_base_url.as_deref().unwrap_or_default()),
                 ("RTMP_INGEST_URL", rtmp_ingest_url.as_str()),
+                ("RTMPS_INGEST_URL", rtmps_ingest_url.as_deref().unwrap_or_default()),
                 ("MIDTRANS_SNAP_BASE_URL", midtrans_snap_base_url.as_str()),
                 ("MIDTRANS_API_BASE_URL", midtrans_api_base_url.as_str()),
             ];
@@ -113,6 +117,15 @@ impl Config {
                         "is still a placeholder (*.example.com): set the real one".into(),
                     ));
                 }
+            }
+        }
+        // Checked in development too: a wrong scheme here would send streamers' keys in clear while Studio says TLS.
+        if let Some(url) = &rtmps_ingest_url {
+            if !url.starts_with("rtmps://") {
+                problems.push((
+                    "RTMPS_INGEST_URL".into(),
+                    "must be an rtmps:// URL (or unset when the origin has no RTMPS)".into(),
+                ));
             }
         }
         if !problems.is_empty() {
@@ -135,6 +148,7 @@ impl Config {
                 sunnylive_core::hls::DEFAULT_RETENTION_DAYS,
             ),
             rtmp_ingest_url,
+            rtmps_ingest_url,
             midtrans_snap_base_url,
             midtrans_api_base_url,
             stale_stream_seconds: number(env, "STALE_STREAM_SECONDS", 90),

@@ -121,6 +121,9 @@ pub async fn load_owned(app: &App, req: &Request, id: &str) -> Result<(AuthUser,
 struct KeyBody<'a> {
     stream_key: String,
     rtmp_url: &'a str,
+    /// Only when the origin has RTMPS (`RTMPS_INGEST_URL`): the key then need not cross the internet in clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtmps_url: Option<&'a str>,
 }
 
 fn key_body<'a>(app: &'a App, stream: &StreamRow) -> KeyBody<'a> {
@@ -128,6 +131,7 @@ fn key_body<'a>(app: &'a App, stream: &StreamRow) -> KeyBody<'a> {
     KeyBody {
         stream_key: stream_key::derive(app.config.stream_key_secret.as_bytes(), &id, stream.key_generation),
         rtmp_url: &app.config.rtmp_ingest_url,
+        rtmps_url: app.config.rtmps_ingest_url.as_deref(),
     }
 }
 

@@ -27,6 +27,7 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .env("SUNNYLIVE_SITE_HOST", sunnylive_e2e::SITE_HOST)
         .env("SUNNYLIVE_SITE_SPKI", &app.site_spki)
         .env("SUNNYLIVE_RTMP_URL", &app.rtmp_url)
+        .env("SUNNYLIVE_RTMPS_URL", &app.rtmps_url)
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
         .output()
         .await

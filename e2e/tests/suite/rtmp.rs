@@ -3,7 +3,9 @@
 //! worker and played from the site's own origin, readable by ffprobe, with cache headers; live in the API, offline
 //! after the publisher stops),
 //! keys that never reach file names or logs, refused keys (bad, deleted, rotated away), the heartbeat cutting off a
-//! rotated key's publisher, a second concurrent publisher (409), and the origin token on the callbacks.
+//! rotated key's publisher, a second concurrent publisher (409), and the origin token on the callbacks. RTMPS: a
+//! publish over TLS (the stream module in front of nginx-rtmp, a self-signed test certificate) to the URL Studio
+//! advertises, plain RTMP switched off, and a key posing as the relay over TLS.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -14,7 +16,8 @@ use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sunnylive_e2e::{
-    ensure, eventually, next_ip, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN, TEST_HEARTBEAT_SECONDS,
+    ensure, eventually, next_ip, Api, BoxError, IngestOptions, Session, TestApp, TestResult, ORIGIN_TOKEN,
+    TEST_HEARTBEAT_SECONDS,
 };
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
@@ -34,6 +37,10 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_rotation,
         a_key_with_call_update_play_appended_is_cut_within_one_heartbeat_of_a_deletion,
         fields_appended_to_a_callback_cannot_pose_as_another_publisher_or_as_the_relay,
+        a_publish_over_rtmps_goes_live_and_its_segments_reach_the_edge,
+        plain_rtmp_can_be_switched_off,
+        a_key_with_call_update_play_appended_over_rtmps_is_cut_within_one_heartbeat_of_a_rotation,
+        nothing_published_over_rtmps_reaches_the_hls_application,
     )
 }
 
@@ -433,7 +440,16 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = TestResult>,
 {
-    let mut publisher = Publisher::start(app, key, 60, "320x180")?;
+    cut_off_by_via(app, &app.rtmp_url, id, key, act).await
+}
+
+/// `cut_off_by`, publishing into the ingest at `ingest` (`rtmp://` or `rtmps://`).
+async fn cut_off_by_via<F, Fut>(app: &TestApp, ingest: &str, id: &str, key: &str, act: F) -> TestResult
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = TestResult>,
+{
+    let mut publisher = Publisher::start_to(ingest, key, 60, "320x180")?;
     wait_for_playlist(app, id, Duration::from_secs(45)).await?;
     ensure!(publisher.still_running(), "the publisher is running");
     act().await?;
@@ -717,6 +733,182 @@ async fn fields_appended_to_a_callback_cannot_pose_as_another_publisher_or_as_th
         "a rotated key's heartbeat posing as the relay: {} {}",
         a.status,
         a.text
+    );
+    Ok(())
+}
+
+/// Security issue 12: stream keys over TLS. The RTMPS URL is the one the key route gives Studio (the worker's
+/// `RTMPS_INGEST_URL`); ffmpeg publishes to it through the stream module's TLS, nginx-rtmp checks the key with the
+/// worker as for plain RTMP, and the segments reach the worker and its viewers.
+async fn a_publish_over_rtmps_goes_live_and_its_segments_reach_the_edge(app: &TestApp) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "rtmpslive").await?;
+    let shown = api.get(&format!("/api/streams/{id}/key"), Some(&s.access)).await?;
+    ensure!(shown.status == 200, "view key: {} {}", shown.status, shown.text);
+    let rtmps = shown.body["rtmps_url"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        rtmps == app.rtmps_url && rtmps.starts_with("rtmps://"),
+        "the key route names the origin's RTMPS ingest: {}",
+        shown.text.replace(&key, "<key>")
+    );
+    // Long enough for three heartbeats over TLS, which the relay into the hls application must survive.
+    let publisher = Publisher::start_to(&rtmps, &key, 12, "320x180")?;
+    let playlist = wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
+    ensure!(
+        api.stream(&id).await?["status"] == "live",
+        "live while publishing over RTMPS"
+    );
+    let broadcast = newest_broadcast(&api, &id).await?;
+    let video = ffprobe_video(&playlist_url(app, &id)).await?;
+    ensure!(
+        video["codec_name"] == "h264" && video["width"] == 320 && video["height"] == 180,
+        "the published video, played from the worker: {video}"
+    );
+    let segment = playlist.lines().rev().find(|l| l.ends_with(".ts")).ok_or("a segment")?;
+    ensure!(
+        segment.starts_with(&format!("{broadcast}/")),
+        "segments are named per broadcast: {segment}"
+    );
+    let r = app
+        .http()
+        .get(format!("{}/hls/{id}/{segment}", app.base))
+        .send()
+        .await?;
+    ensure!(
+        r.status() == 200 && !r.bytes().await?.is_empty(),
+        "the segment downloads from the worker"
+    );
+    let (status, err) = publisher.finish(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "the RTMPS publisher runs to its end: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await?;
+    // The relay's heartbeats were accepted as the relay's (not refused, which would restart it each time).
+    eventually(
+        Duration::from_secs(5),
+        "the hls session of this broadcast is logged",
+        || async { Ok(hls_sessions(app, &broadcast) >= 1) },
+    )
+    .await?;
+    let sessions = hls_sessions(app, &broadcast);
+    ensure!(sessions == 1, "the relay ran uninterrupted: {sessions} sessions");
+    // nginx-rtmp took the publisher's address from the PROXY protocol header, so its ingest session is logged as
+    // the live application's, and the key is in no log.
+    ensure!(!app.all_logs().contains(&key), "the key reached a log over RTMPS");
+    Ok(())
+}
+
+/// `SUNNYLIVE_RTMP_PLAIN=off`: a publish over plain RTMP is refused, to the advertised port, with a good key, and the
+/// stream never goes live; the same key over RTMPS goes live. On a public address the plain port is not even
+/// listened on (checked in the rendered configuration: only 127.0.0.1 has it, for the internal push); in this test,
+/// where everything is on 127.0.0.1, the plain server has no ingest application at all, so even a local publisher
+/// is refused.
+async fn plain_rtmp_can_be_switched_off(app: &TestApp) -> TestResult {
+    let origin = app.start_extra_origin_with(
+        "tlsonly",
+        IngestOptions {
+            rtmps: true,
+            plain: false,
+        },
+    )?;
+    let rtmps = origin.rtmps_url.clone().ok_or("an RTMPS origin")?;
+    let (api, _s, id, key) = new_stream(app, "plainoff").await?;
+
+    let plain = Publisher::start_to(&origin.rtmp_url, &key, 4, "320x180")?;
+    let (status, err) = plain.finish(Duration::from_secs(20)).await?;
+    ensure!(
+        !status.success(),
+        "a plain-RTMP publish with a good key was accepted with plain RTMP off: {status} {err}"
+    );
+    ensure!(
+        api.stream(&id).await?["status"] == "offline",
+        "the refused plain publisher made the stream live"
+    );
+
+    let tls = Publisher::start_to(&rtmps, &key, 6, "320x180")?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
+    let (status, err) = tls.finish(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "the RTMPS publisher runs to its end: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await?;
+
+    // What production (SUNNYLIVE_ORIGIN_LISTEN=0.0.0.0) would listen on with plain RTMP off: the plain port on
+    // loopback only, RTMPS on every address.
+    let conf = origin.prefix.join("render-check");
+    let out = std::process::Command::new(sunnylive_e2e::repo_root().join("nginx-origin/run"))
+        .arg("render")
+        .env("SUNNYLIVE_ORIGIN_PREFIX", &conf)
+        .env("SUNNYLIVE_ORIGIN_LISTEN", "0.0.0.0")
+        .env("SUNNYLIVE_RTMP_PORT", "1935")
+        .env("SUNNYLIVE_RTMP_PLAIN", "off")
+        .env("SUNNYLIVE_RTMPS_CERT", app.run_dir.join("origin-tls/cert.pem"))
+        .env("SUNNYLIVE_RTMPS_KEY", app.run_dir.join("origin-tls/key.pem"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "nginx-origin/run render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = std::fs::read_to_string(conf.join("nginx.conf"))?;
+    let listens: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("listen "))
+        .collect();
+    ensure!(
+        listens.contains(&"listen 127.0.0.1:1935;") && listens.contains(&"listen 0.0.0.0:1936 ssl;"),
+        "plain RTMP on loopback, RTMPS public: {listens:?}"
+    );
+    ensure!(
+        listens
+            .iter()
+            .all(|l| !l.contains("1935") || l.starts_with("listen 127.0.0.1:")),
+        "plain RTMP listens beyond loopback: {listens:?}"
+    );
+    ensure!(
+        rendered.matches("application live").count() == 1,
+        "exactly one ingest application (the RTMPS one)"
+    );
+    Ok(())
+}
+
+/// Over RTMPS every publisher reaches nginx-rtmp through the local TLS proxy. nginx-rtmp still reports the
+/// publisher's own address (PROXY protocol), and the worker still keeps nginx's own `call` (the first value), so a
+/// key published over TLS with `?call=update_play&addr=127.0.0.1` appended cannot pass its heartbeats off as the
+/// relay's: a rotation cuts it within one heartbeat.
+async fn a_key_with_call_update_play_appended_over_rtmps_is_cut_within_one_heartbeat_of_a_rotation(
+    app: &TestApp,
+) -> TestResult {
+    let (api, s, id, key) = new_stream(app, "rtmpsrelay").await?;
+    cut_off_by_via(
+        app,
+        &app.rtmps_url,
+        &id,
+        &format!("{key}?call=update_play&addr=127.0.0.1"),
+        || async {
+            let r = api
+                .post(&format!("/api/streams/{id}/key"), Some(&s.access), &json!({}))
+                .await?;
+            ensure!(r.status == 200, "rotate: {} {}", r.status, r.text);
+            Ok(())
+        },
+    )
+    .await?;
+    wait_for_status(&api, &id, "offline", Duration::from_secs(10)).await
+}
+
+/// The hls application writes whatever is published to it under the name given, and lets 127.0.0.1 publish (the
+/// internal push). Every RTMPS publisher comes out of the local TLS proxy, so if that proxy fed the plain RTMP server,
+/// anyone could publish over TLS straight into it, without a key, under a live broadcast's id. The RTMPS server has
+/// only the ingest application: such a publish is refused and no HLS is written under that name.
+async fn nothing_published_over_rtmps_reaches_the_hls_application(app: &TestApp) -> TestResult {
+    let name = "zzzzrtmpshls2345";
+    let rtmps_root = app.rtmps_url.trim_end_matches("/live");
+    let publisher = Publisher::start_to(&format!("{rtmps_root}/hls"), name, 4, "320x180")?;
+    let (status, err) = publisher.finish(Duration::from_secs(20)).await?;
+    ensure!(
+        !status.success(),
+        "a publish over RTMPS into the hls application was accepted: {status} {err}"
+    );
+    ensure!(
+        !walk(&app.origin_prefix.join("hls")).iter().any(|p| p.ends_with(name)),
+        "HLS was written under a name published over RTMPS"
     );
     Ok(())
 }

@@ -519,7 +519,8 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
              MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
              PUBLIC_BASE_URL=https://sunnylive.example.com\n\
              MEDIA_BASE_URL=https://media.example.com\n\
-             RTMP_INGEST_URL=rtmp://ingest.example.com/live\n",
+             RTMP_INGEST_URL=rtmp://ingest.example.com/live\n\
+             RTMPS_INGEST_URL=rtmp://ingest.sunnylive.test/live\n",
         )
         .await?;
     let a = Api::new(&bad.base, sunnylive_e2e::next_ip());
@@ -541,6 +542,7 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
         "PUBLIC_BASE_URL is still a placeholder",
         "MEDIA_BASE_URL is still a placeholder",
         "RTMP_INGEST_URL is still a placeholder",
+        "RTMPS_INGEST_URL must be an rtmps:// URL",
     ] {
         ensure!(log.contains(needle), "the log names the problem {needle:?}:\n{log}");
     }
@@ -570,7 +572,8 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
              MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\
              PUBLIC_BASE_URL=https://sunnylive.test\n\
              MEDIA_BASE_URL=https://media.sunnylive.test\n\
-             RTMP_INGEST_URL=rtmp://ingest.sunnylive.test/live\n",
+             RTMP_INGEST_URL=rtmp://ingest.sunnylive.test/live\n\
+             RTMPS_INGEST_URL=rtmps://ingest.sunnylive.test:1936/live\n",
         )
         .await?;
     let h = Api::new(&good.base, sunnylive_e2e::next_ip())

@@ -81,6 +81,8 @@ async fn an_owner_creates_reads_edits_and_deletes_a_stream(app: &TestApp) -> Tes
         a.text
     );
     ensure!(a.body["rtmp_url"] == app.rtmp_url.as_str(), "rtmp_url: {}", a.text);
+    // The test stack's worker has RTMPS_INGEST_URL (its origin serves RTMPS): Studio gets both.
+    ensure!(a.body["rtmps_url"] == app.rtmps_url.as_str(), "rtmps_url: {}", a.text);
     let key = a.body["stream_key"].as_str().ok_or("no key")?;
     ensure!(
         !a.body["stream"].to_string().contains(key),
@@ -356,8 +358,8 @@ async fn keys_can_be_viewed_and_rotated_and_die_with_the_stream(app: &TestApp) -
         shown.text
     );
     ensure!(
-        shown.body["rtmp_url"] == app.rtmp_url.as_str(),
-        "rtmp_url: {}",
+        shown.body["rtmp_url"] == app.rtmp_url.as_str() && shown.body["rtmps_url"] == app.rtmps_url.as_str(),
+        "rtmp_url and rtmps_url: {}",
         shown.text
     );
     ensure!(key.len() >= 40 && !key.contains('/'), "a long URL-safe key: {key}");
@@ -366,6 +368,11 @@ async fn keys_can_be_viewed_and_rotated_and_die_with_the_stream(app: &TestApp) -
         .await?;
     let new_key = rotated.body["stream_key"].as_str().ok_or("no key")?.to_string();
     ensure!(rotated.status == 200 && new_key != key, "rotate: {}", rotated.text);
+    ensure!(
+        rotated.body["rtmps_url"] == app.rtmps_url.as_str(),
+        "rotate names the RTMPS ingest too: {}",
+        rotated.text
+    );
     let refused = callback(&api, "on-publish", &key, 1, Some(ORIGIN_TOKEN)).await?;
     ensure!(
         refused.status == 403,

@@ -33,9 +33,21 @@ function liveDetail(stream) {
 function keyBox(stream, initialKey) {
   let key = initialKey ? initialKey.stream_key : null;
   let rtmpUrl = initialKey ? initialKey.rtmp_url : null;
+  // Present only when the origin offers RTMPS: then it is the Server to use (the key travels encrypted), and plain
+  // RTMP is shown below it as the fallback.
+  let rtmpsUrl = initialKey ? initialKey.rtmps_url || null : null;
   let revealed = Boolean(initialKey);
 
   const serverValue = h('code', { class: 'secret__value mono', text: rtmpUrl || 'Loading…', data: { role: 'rtmp-url' } });
+  const secureServerValue = h('code', { class: 'secret__value mono', text: rtmpsUrl || '', data: { role: 'rtmps-url' } });
+  const secureServerRow = h(
+    'div',
+    { class: 'secret__row' },
+    h('span', { class: 'secret__label', text: 'Server' }),
+    secureServerValue,
+    copyButton(() => rtmpsUrl || '', 'Copy'),
+  );
+  const serverLabel = h('span', { class: 'secret__label', text: 'Server' });
   const keyValue = h('code', { class: 'secret__value mono', data: { role: 'stream-key' } });
   const showButton = h('button', { class: 'btn btn--ghost btn--small', attrs: { type: 'button', 'aria-pressed': 'false' } });
   const rotateButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Rotate key', attrs: { type: 'button' } });
@@ -47,12 +59,16 @@ function keyBox(stream, initialKey) {
     showButton.textContent = revealed ? 'Hide' : 'Show key';
     showButton.setAttribute('aria-pressed', String(revealed));
     serverValue.textContent = rtmpUrl || '—';
+    secureServerValue.textContent = rtmpsUrl || '';
+    secureServerRow.hidden = !rtmpsUrl;
+    serverLabel.textContent = rtmpsUrl ? 'Server without TLS (fallback)' : 'Server';
   }
 
   async function fetchKey() {
     const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/key`);
     key = body.stream_key;
     rtmpUrl = body.rtmp_url;
+    rtmpsUrl = body.rtmps_url || null;
   }
 
   showButton.addEventListener('click', async () => {
@@ -83,6 +99,7 @@ function keyBox(stream, initialKey) {
       const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/key`, { method: 'POST' });
       key = body.stream_key;
       rtmpUrl = body.rtmp_url;
+      rtmpsUrl = body.rtmps_url || null;
       revealed = true;
       message.textContent = 'New key ready. Update it in OBS.';
     } catch (err) {
@@ -112,7 +129,8 @@ function keyBox(stream, initialKey) {
   return h(
     'div',
     { class: 'secret' },
-    h('div', { class: 'secret__row' }, h('span', { class: 'secret__label', text: 'Server' }), serverValue, copyButton(() => rtmpUrl || '', 'Copy')),
+    secureServerRow,
+    h('div', { class: 'secret__row' }, serverLabel, serverValue, copyButton(() => rtmpUrl || '', 'Copy')),
     h('div', { class: 'secret__row' }, h('span', { class: 'secret__label', text: 'Stream key' }), keyValue, h('span', { class: 'secret__buttons' }, showButton, copyKey, rotateButton)),
     message,
   );
@@ -449,7 +467,11 @@ function initCreate() {
       const created = await api('/api/streams', { method: 'POST', body });
       const list = byId('studio-streams');
       if (cards.size === 0) list.replaceChildren();
-      const card = streamCard(created.stream, { stream_key: created.stream_key, rtmp_url: created.rtmp_url });
+      const card = streamCard(created.stream, {
+        stream_key: created.stream_key,
+        rtmp_url: created.rtmp_url,
+        rtmps_url: created.rtmps_url,
+      });
       list.prepend(card);
       form.reset();
       byId('studio-status').textContent = `Created “${created.stream.title}”. Your key is shown below.`;
