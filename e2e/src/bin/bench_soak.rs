@@ -88,12 +88,18 @@ struct Shared {
 }
 
 /// One slot of the room: connects, reads until told to leave, reports the session, and rejoins unless it is the end.
-async fn slot(shared: Arc<Shared>, mut leave: watch::Receiver<Leave>, messages: usize) {
+async fn slot(shared: Arc<Shared>, index: usize, mut leave: watch::Receiver<Leave>, messages: usize) {
+    // Each slot is its own viewer address (from 198.18.0.0/15, the benchmarking range): the room allows one address
+    // 20 sockets, as a real audience of 1,000 comes from many addresses.
+    let ip = format!("198.18.{}.{}", (index / 250) % 256, index % 250 + 1);
     loop {
-        let req = match shared.ws_url.as_str().into_client_request() {
+        let mut req = match shared.ws_url.as_str().into_client_request() {
             Ok(r) => r,
             Err(_) => return,
         };
+        if let Ok(v) = ip.parse() {
+            req.headers_mut().insert("cf-connecting-ip", v);
+        }
         let socket = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(req)).await;
         let Ok(Ok((mut socket, _))) = socket else {
             shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +233,7 @@ async fn run(base: &str) -> Result<(), BoxError> {
     for i in 0..sockets {
         let (tx, rx) = watch::channel(Leave::Stay);
         leaves.push(tx);
-        tasks.push(tokio::spawn(slot(shared.clone(), rx, messages)));
+        tasks.push(tokio::spawn(slot(shared.clone(), i, rx, messages)));
         if i % CONNECT_PARALLELISM == CONNECT_PARALLELISM - 1 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
