@@ -51,6 +51,8 @@
 //! hibernation (held messages have not been stored or shown to anyone yet).
 
 mod chat_room;
+mod chat_shard;
 mod storage;
 
 pub use chat_room::ChatRoom;
+pub use chat_shard::ChatShard;
