@@ -57,17 +57,24 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         trial!(a_paid_donation_appears_in_chat_exactly_once),
         trial!(a_ping_frame_is_answered_with_pong),
         trial!(after_hibernation_sockets_still_work_and_bans_and_history_are_kept),
+    ]
+}
+
+/// Tests that restart `wrangler dev`, and the shard tests (a few hundred sockets each, which would skew the timing
+/// of the parallel tests): the suite runs them alone, after the rest.
+pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
+    macro_rules! trial {
+        ($name:ident) => {{
+            let app = app.clone();
+            Trial::test(concat!("chat::", stringify!($name)), move || app.run($name(&app)))
+        }};
+    }
+    let restarted = app.clone();
+    vec![
         trial!(shards_deliver_every_message_once_in_order),
         trial!(moderation_reaches_every_shard),
         trial!(presence_sums_across_shards),
         trial!(an_evicted_shard_keeps_its_sockets_and_drops_nothing),
-    ]
-}
-
-/// Tests that restart `wrangler dev`: the suite runs them alone, after the rest.
-pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
-    let restarted = app.clone();
-    vec![
         Trial::test(
             "chat::after_a_worker_restart_history_bans_and_settings_are_still_there",
             move || after_a_worker_restart_history_bans_and_settings_are_still_there(&app),
