@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::Serialize;
 use sunnylive_core::chat::{
     shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery,
-    Identity, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery, ShardLeave, ShardLogout, ShardMap, ShardOp,
-    ShardSockets, ShardText, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS,
-    HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
-    HEADER_USERNAME, HEADER_USER_ID,
+    Identity, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardLogout,
+    ShardMap, ShardOp, ShardSockets, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
+    HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID,
+    HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -29,8 +29,9 @@ use worker::{
 use crate::storage::RoomStorage;
 
 /// Internal request bodies are tiny; anything bigger is a bug on the worker's side.
-/// (A shard's `ShardText` carries a client frame of up to 16 KiB, JSON-escaped: up to six bytes per byte.)
-pub(crate) const INTERNAL_BODY_LIMIT: usize = 128 * 1024;
+/// (A shard's `ShardEvents` carries up to `SHARD_EVENTS_MAX_TEXT` bytes of client text, JSON-escaped: up to six
+/// bytes per byte, plus each socket's attachment.)
+pub(crate) const INTERNAL_BODY_LIMIT: usize = 256 * 1024;
 /// Keep-alive pair answered by the runtime without waking the object (`setWebSocketAutoResponse`).
 pub(crate) const PING: &str = r#"{"type":"ping"}"#;
 pub(crate) const PONG: &str = r#"{"type":"pong"}"#;
@@ -491,39 +492,20 @@ impl ChatRoom {
                 }
                 json_response(200, &serde_json::json!({ "closed": closed }))
             }
-            (Method::Post, "/internal/shard/text") => {
-                let body: ShardText = read_json(&mut req).await?;
-                let from = Connection::from_attachment(&body.connection)
-                    .ok_or_else(|| ApiError::invalid("connection", "is not a socket attachment"))?;
+            (Method::Post, "/internal/shard/events") => {
+                let body: ShardEvents = read_json(&mut req).await?;
                 self.with_room(|_| ()).map_err(internal("restore"))?;
-                // A socket the room lost track of (its join raced an eviction) is the shard's that reports it.
-                let added = self.shards.borrow_mut().insert(from.conn.clone(), body.shard);
-                if added {
-                    self.storage()
-                        .and_then(|s| s.save_remote(&from, body.shard))
-                        .map_err(internal("remote socket"))?;
+                // Handled one after the other with no await in between, like events arriving back to back; their
+                // effects are carried out together (one delivery per shard for all of them).
+                let mut effects = Vec::new();
+                // One bad event is logged and skipped: the effects of those before it must still be carried out.
+                for event in body.events {
+                    match self.shard_event(body.shard, event) {
+                        Ok(more) => effects.extend(more),
+                        Err(e) => worker::console_error!("chat room: an event from shard {}: {e}", body.shard),
+                    }
                 }
-                let event = match body.binary_len {
-                    Some(len) => Event::Binary { from, len },
-                    None => Event::Text { from, text: body.text },
-                };
-                let effects = self.handle(event).map_err(internal("shard text"))?;
-                self.run(effects, None).await.map_err(internal("shard text effects"))?;
-                json_response(200, &serde_json::json!({}))
-            }
-            (Method::Post, "/internal/shard/leave") => {
-                let body: ShardLeave = read_json(&mut req).await?;
-                let conn =
-                    ConnId::parse(&body.conn).ok_or_else(|| ApiError::invalid("conn", "is not a connection id"))?;
-                self.with_room(|_| ()).map_err(internal("restore"))?;
-                let removed = self.shards.borrow_mut().remove(&conn).is_some();
-                if removed {
-                    self.storage()
-                        .and_then(|s| s.forget_remote(conn.as_str()))
-                        .map_err(internal("remote socket"))?;
-                }
-                let effects = self.handle(Event::Leave { conn }).map_err(internal("shard leave"))?;
-                self.run(effects, None).await.map_err(internal("shard leave effects"))?;
+                self.run(effects, None).await.map_err(internal("shard events"))?;
                 json_response(200, &serde_json::json!({}))
             }
             (Method::Get, "/internal/presence") => {
@@ -591,6 +573,42 @@ impl ChatRoom {
             .await
             .map_err(internal("join effects"))?;
         Response::from_websocket(pair.client).map_err(internal("101"))
+    }
+
+    /// One event from a shard's socket, as the room's event.
+    fn shard_event(&self, shard: u32, event: ShardEvent) -> Result<Vec<Effect>, ApiError> {
+        let event = match event {
+            ShardEvent::Frame {
+                connection,
+                text,
+                binary_len,
+            } => {
+                let from = Connection::from_attachment(&connection)
+                    .ok_or_else(|| ApiError::invalid("connection", "is not a socket attachment"))?;
+                // A socket the room lost track of (its join raced an eviction) is the shard's that reports it.
+                let added = self.shards.borrow_mut().insert(from.conn.clone(), shard);
+                if added {
+                    self.storage()
+                        .and_then(|s| s.save_remote(&from, shard))
+                        .map_err(internal("remote socket"))?;
+                }
+                match binary_len {
+                    Some(len) => Event::Binary { from, len },
+                    None => Event::Text { from, text },
+                }
+            }
+            ShardEvent::Leave { conn } => {
+                let conn = ConnId::parse(&conn).ok_or_else(|| ApiError::invalid("conn", "is not a connection id"))?;
+                let removed = self.shards.borrow_mut().remove(&conn).is_some();
+                if removed {
+                    self.storage()
+                        .and_then(|s| s.forget_remote(conn.as_str()))
+                        .map_err(internal("remote socket"))?;
+                }
+                Event::Leave { conn }
+            }
+        };
+        self.handle(event).map_err(internal("shard event"))
     }
 
     /// Hands an upgrade to shard `n`: the shard accepts the socket (with the attachment and tags the room would

@@ -5,12 +5,12 @@
 //! Hibernation API with the same attachment and tags as the room's own, so an evicted shard is rebuilt from them,
 //! and the last delivery applied is kept in storage, so a rebuilt shard still drops a retried or late duplicate.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
 
 use sunnylive_core::chat::{
-    Connection, ShardDelivered, ShardDelivery, ShardInbox, ShardLeave, ShardLogout, ShardOp, ShardSockets, ShardText,
-    CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID,
+    next_events, Connection, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardLogout, ShardOp,
+    ShardSockets, CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID,
     MAX_CLIENT_FRAME_BYTES,
 };
 use sunnylive_core::error::ApiError;
@@ -42,7 +42,11 @@ pub struct ChatShard {
     welcomed: RefCell<Option<Vec<WebSocket>>>,
     /// (stream id, shard number), once read from an upgrade or storage.
     name: RefCell<Option<(String, u32)>>,
-    schema_ready: std::cell::Cell<bool>,
+    schema_ready: Cell<bool>,
+    /// Socket events not yet sent to the room, and whether a handler is sending them: one request at a time, so the
+    /// room gets them in the order they happened.
+    outbox: RefCell<VecDeque<ShardEvent>>,
+    sending: Cell<bool>,
 }
 
 impl ChatShard {
@@ -227,52 +231,63 @@ impl ChatShard {
             .collect()
     }
 
-    /// Posts to the room this shard relays for; a failure is logged (the client can send again).
-    async fn to_room<T: serde::Serialize>(&self, path: &str, body: &T) {
-        let Some((stream, _)) = self.name() else {
-            worker::console_error!("chat shard: a socket event before the shard knows its room");
+    /// Queues a socket event for the room and, unless another handler is already at it, sends the queue in order,
+    /// one request at a time, until it is empty. A failed request is logged and its events dropped (a client can
+    /// send again; a lost close is found by the room's reconciliation).
+    async fn to_room(&self, event: ShardEvent) {
+        self.outbox.borrow_mut().push_back(event);
+        if self.sending.replace(true) {
             return;
-        };
-        let result = async {
-            let headers = Headers::new();
-            headers.set("content-type", "application/json")?;
-            headers.set(HEADER_STREAM_ID, &stream)?;
-            let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(text.into()));
-            let req = Request::new_with_init(&format!("https://chat-room{path}"), &init)?;
-            let stub = self
-                .env
-                .durable_object("CHAT_ROOMS")?
-                .id_from_name(&stream)?
-                .get_stub()?;
-            let answer = stub.fetch_with_request(req).await?;
-            if answer.status_code() >= 300 {
-                return Err(worker::Error::RustError(format!(
-                    "room answered {}",
-                    answer.status_code()
-                )));
+        }
+        loop {
+            let events = next_events(&mut self.outbox.borrow_mut());
+            if events.is_empty() {
+                break;
             }
-            Ok(())
+            if let Err(e) = self.post_events(events).await {
+                worker::console_error!("chat shard: events to the room failed: {e}");
+            }
         }
-        .await;
-        if let Err(e) = result {
-            worker::console_error!("chat shard: {path} to room {stream} failed: {e}");
+        self.sending.set(false);
+    }
+
+    async fn post_events(&self, events: Vec<ShardEvent>) -> worker::Result<()> {
+        let (stream, shard) = self
+            .name()
+            .ok_or_else(|| worker::Error::RustError("a socket event before the shard knows its room".into()))?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        headers.set(HEADER_STREAM_ID, &stream)?;
+        let text = serde_json::to_string(&ShardEvents { shard, events })
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(text.into()));
+        let req = Request::new_with_init("https://chat-room/internal/shard/events", &init)?;
+        let stub = self
+            .env
+            .durable_object("CHAT_ROOMS")?
+            .id_from_name(&stream)?
+            .get_stub()?;
+        let answer = stub.fetch_with_request(req).await?;
+        if answer.status_code() >= 300 {
+            return Err(worker::Error::RustError(format!(
+                "room {stream} answered {}",
+                answer.status_code()
+            )));
         }
+        Ok(())
     }
 
     async fn socket_closed(&self, ws: &WebSocket) {
         *self.welcomed.borrow_mut() = None;
         let Some(c) = connection_of(ws) else { return };
         self.awaiting.borrow_mut().remove(c.conn.as_str());
-        let Some((_, shard)) = self.name() else { return };
-        let leave = ShardLeave {
-            shard,
+        self.to_room(ShardEvent::Leave {
             conn: c.conn.as_str().to_string(),
-        };
-        self.to_room("/internal/shard/leave", &leave).await;
+        })
+        .await;
     }
 }
 
@@ -285,7 +300,9 @@ impl DurableObject for ChatShard {
             awaiting: RefCell::new(HashSet::new()),
             welcomed: RefCell::new(None),
             name: RefCell::new(None),
-            schema_ready: std::cell::Cell::new(false),
+            schema_ready: Cell::new(false),
+            outbox: RefCell::new(VecDeque::new()),
+            sending: Cell::new(false),
         }
     }
 
@@ -298,22 +315,17 @@ impl DurableObject for ChatShard {
             let _ = ws.close(Some(CLOSE_POLICY), Some("unknown socket"));
             return Ok(());
         };
-        let Some((_, shard)) = self.name() else {
-            worker::console_error!("chat shard: a message before the shard knows its room");
-            return Ok(());
-        };
         let (text, binary_len) = match message {
             WebSocketIncomingMessage::String(text) if text.len() <= MAX_CLIENT_FRAME_BYTES => (text, None),
             WebSocketIncomingMessage::String(text) => (String::new(), Some(text.len())),
             WebSocketIncomingMessage::Binary(bytes) => (String::new(), Some(bytes.len())),
         };
-        let body = ShardText {
-            shard,
+        self.to_room(ShardEvent::Frame {
             connection: c.to_attachment(),
             text,
             binary_len,
-        };
-        self.to_room("/internal/shard/text", &body).await;
+        })
+        .await;
         Ok(())
     }
 

@@ -15,8 +15,7 @@
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
 //! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
 //! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out", on the room and on its shards |
-//! | `POST /internal/shard/text` | from a shard: `ShardText` `{shard, connection, text, binary_len?}` (a frame from one of its sockets) | 200 `{}`; handled as a frame from that socket |
-//! | `POST /internal/shard/leave` | from a shard: `ShardLeave` `{shard, conn}` (one of its sockets closed) | 200 `{}` |
+//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, events: [{"event": "frame", connection, text, binary_len?} \| {"event": "leave", conn}]}` (what its sockets did, in order; one request at a time per shard) | 200 `{}`; each handled as that socket's frame or close |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
 //! settings table and writes its viewer count to D1 (`streams.viewers` of that row) with each presence update, at

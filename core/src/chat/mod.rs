@@ -27,9 +27,9 @@ pub use identity::{
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use shard::{
-    shard_name, shard_threshold, Placement, Routed, ShardDelivered, ShardDelivery, ShardInbox, ShardLeave, ShardLogout,
-    ShardMap, ShardOp, ShardSockets, ShardText, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION, HEADER_SHARD,
-    INBOX_MAX_PENDING,
+    next_events, shard_name, shard_threshold, Placement, Routed, ShardDelivered, ShardDelivery, ShardEvent,
+    ShardEvents, ShardInbox, ShardLogout, ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION,
+    HEADER_SHARD, INBOX_MAX_PENDING, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT,
 };
 pub use text::{ChatText, ChatTextError};
 

@@ -71,25 +71,59 @@ pub struct ShardDelivered {
     pub sockets: u32,
 }
 
-/// `POST /internal/shard/text` (shard to room): a frame from one of the shard's sockets. `connection` is the
-/// socket's attachment (`Connection::to_attachment`). A binary frame, or a text frame over `MAX_CLIENT_FRAME_BYTES`
-/// (which the room closes with 1009 either way), comes as `binary_len` with an empty `text`: the room needs its size,
-/// not its bytes.
+/// `POST /internal/shard/events` (shard to room): what the shard's sockets did, in the order it happened. A shard
+/// sends one request at a time and queues what happens meanwhile for the next, so one socket's frames (and its
+/// close, after them) reach the room in the order it sent them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardText {
+pub struct ShardEvents {
     pub shard: u32,
-    pub connection: String,
-    #[serde(default)]
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binary_len: Option<usize>,
+    pub events: Vec<ShardEvent>,
 }
 
-/// `POST /internal/shard/leave` (shard to room): one of the shard's sockets closed.
+/// One socket event on a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardLeave {
-    pub shard: u32,
-    pub conn: String,
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ShardEvent {
+    /// A frame. `connection` is the socket's attachment (`Connection::to_attachment`). A binary frame, or a text
+    /// frame over `MAX_CLIENT_FRAME_BYTES` (which the room closes with 1009 either way), comes as `binary_len` with
+    /// an empty `text`: the room needs its size, not its bytes.
+    Frame {
+        connection: String,
+        #[serde(default)]
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binary_len: Option<usize>,
+    },
+    /// The socket closed.
+    Leave { conn: String },
+}
+
+impl ShardEvent {
+    /// Bytes of client text it carries (what a shard bounds one request by).
+    pub fn text_len(&self) -> usize {
+        match self {
+            ShardEvent::Frame { text, .. } => text.len(),
+            ShardEvent::Leave { .. } => 0,
+        }
+    }
+}
+
+/// A shard sends at most this many events, or (past the first) this many bytes of client text, in one request.
+pub const SHARD_EVENTS_MAX: usize = 64;
+pub const SHARD_EVENTS_MAX_TEXT: usize = 32 * 1024;
+
+/// Takes the next request's worth of events off the front of a shard's queue (at least one, when any).
+pub fn next_events(queue: &mut std::collections::VecDeque<ShardEvent>) -> Vec<ShardEvent> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = queue.front() {
+        if !out.is_empty() && (out.len() >= SHARD_EVENTS_MAX || bytes + next.text_len() > SHARD_EVENTS_MAX_TEXT) {
+            break;
+        }
+        bytes += next.text_len();
+        out.extend(queue.pop_front());
+    }
+    out
 }
 
 /// `GET /internal/shard/sockets` (room to shard): the connection ids the shard holds.
@@ -481,6 +515,30 @@ mod tests {
         // The closed socket is forgotten: the next broadcast skips its shard, now empty.
         let routed = map.route(vec![Effect::Broadcast { frame: "x".into() }]);
         assert_eq!(routed.shards.keys().copied().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn a_shard_queue_is_sent_in_order_in_bounded_requests() {
+        let frame = |text: &str| ShardEvent::Frame {
+            connection: "c".into(),
+            text: text.into(),
+            binary_len: None,
+        };
+        let mut queue: std::collections::VecDeque<ShardEvent> = (0..100).map(|i| frame(&i.to_string())).collect();
+        queue.push_back(ShardEvent::Leave { conn: "c".into() });
+        let first = next_events(&mut queue);
+        assert_eq!(first.len(), SHARD_EVENTS_MAX);
+        assert_eq!(first[0], frame("0"));
+        let second = next_events(&mut queue);
+        assert_eq!(second.len(), 37);
+        assert_eq!(second[0], frame("64"));
+        assert_eq!(second[36], ShardEvent::Leave { conn: "c".into() });
+        assert!(next_events(&mut queue).is_empty());
+        // Text bounds a request too, but a single big frame still goes.
+        let big = "x".repeat(SHARD_EVENTS_MAX_TEXT - 10);
+        let mut queue: std::collections::VecDeque<ShardEvent> = [frame(&big), frame(&big)].into_iter().collect();
+        assert_eq!(next_events(&mut queue).len(), 1);
+        assert_eq!(next_events(&mut queue).len(), 1);
     }
 
     #[test]
