@@ -1128,19 +1128,37 @@ async fn shards_deliver_every_message_once_in_order(app: &TestApp) -> TestResult
 
 /// Delete, timeout and ban from the host in the room reach sockets on every shard: the deletion is seen
 /// everywhere, a timed-out user on a shard is refused with `rate_limited`, and a banned user's sockets close with
-/// 1008 wherever they are (one in the room, one on a shard).
+/// 1008 wherever they are (one in the room, one on a shard). A logout closes its login's socket on a shard too.
 async fn moderation_reaches_every_shard(app: &TestApp) -> TestResult {
     let room = new_room(app).await?;
     let troll = room.api.register("shardtroll").await?;
     let muted = room.api.register("shardmute").await?;
+    let leaver = room.api.register("shardleave").await?;
     let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
     // One socket of the troll in the room itself, then enough readers to fill it and three shards.
     let mut troll_in_room = join_from(app, &room, Credentials::Bearer(&troll.access), &next_ip()).await?;
     let mut readers = many_readers(app, &room, 160).await?;
     let mut troll_on_shard = join_from(app, &room, Credentials::Bearer(&troll.access), &next_ip()).await?;
     let mut muted_on_shard = join_from(app, &room, Credentials::Bearer(&muted.access), &next_ip()).await?;
+    let mut leaver_on_shard = join_from(app, &room, Credentials::Bearer(&leaver.access), &next_ip()).await?;
     let shards = shards_in_use(app, &room.id);
-    ensure!(shards.len() >= 3, "163 sockets span at least three shards: {shards:?}");
+    ensure!(shards.len() >= 3, "164 sockets span at least three shards: {shards:?}");
+
+    // Logout closes the login's socket on its shard.
+    let out = room
+        .api
+        .send(
+            room.api
+                .request(reqwest::Method::POST, "/api/auth/logout")
+                .bearer_auth(&leaver.access),
+        )
+        .await?;
+    ensure!(out.status == 204, "logout: {} {}", out.status, out.text);
+    let code = leaver_on_shard.close_code(WAIT).await?;
+    ensure!(
+        code == 1008,
+        "a logged-out login's socket on a shard closes with 1008, got {code}"
+    );
 
     say(&mut troll_on_shard, "spam from a shard").await?;
     let spam = next_chat(&mut host).await?;
