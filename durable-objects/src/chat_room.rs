@@ -2,14 +2,17 @@
 //! internal request and alarm into a `Room` event, and carries out the effects (storage first in the order given,
 //! then frames; the runtime's output gate holds the frames until the writes are durable).
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
 use sunnylive_core::chat::{
-    ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery, Identity, Room, RoomDonation,
-    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_ROLE,
-    HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery,
+    Identity, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardLogout,
+    ShardMap, ShardOp, ShardSockets, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
+    HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID,
+    HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -19,26 +22,28 @@ use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::web_sys;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
+    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, State, Stub, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::storage::RoomStorage;
 
 /// Internal request bodies are tiny; anything bigger is a bug on the worker's side.
-const INTERNAL_BODY_LIMIT: usize = 16 * 1024;
+/// (A shard's `ShardEvents` carries up to `SHARD_EVENTS_MAX_TEXT` bytes of client text, JSON-escaped: up to six
+/// bytes per byte, plus each socket's attachment.)
+pub(crate) const INTERNAL_BODY_LIMIT: usize = 256 * 1024;
 /// Keep-alive pair answered by the runtime without waking the object (`setWebSocketAutoResponse`).
-const PING: &str = r#"{"type":"ping"}"#;
-const PONG: &str = r#"{"type":"pong"}"#;
+pub(crate) const PING: &str = r#"{"type":"ping"}"#;
+pub(crate) const PONG: &str = r#"{"type":"pong"}"#;
 
 #[wasm_bindgen]
 extern "C" {
     /// The platform's WebSocket, seen through a binding whose `send` takes an existing JS string: a broadcast
     /// converts its frame from Rust to a JS string once, not once per socket as `send_with_str(&str)` would.
-    type RawSocket;
+    pub(crate) type RawSocket;
 
     #[wasm_bindgen(method, catch, js_name = send)]
-    fn send_js_string(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
+    pub(crate) fn send_js_string(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
 }
 
 #[durable_object]
@@ -55,6 +60,17 @@ pub struct ChatRoom {
     /// The open sockets as of the last accept or close: a broadcast walks this list instead of asking the runtime
     /// for a fresh array, and wrapping every socket again, for each message. `None` until needed and after a change.
     open_sockets: RefCell<Option<Vec<WebSocket>>>,
+    /// Sockets this object holds at most; past it, new ones go to shards (`CHAT_SHARD_SOCKETS`).
+    threshold: u32,
+    /// Which shard holds each remote socket: restored with the room, from storage.
+    shards: RefCell<ShardMap>,
+    /// This incarnation's number for its deliveries to shards (grows with each construction), and the last
+    /// delivery number used per shard.
+    epoch: u64,
+    shard_seq: RefCell<BTreeMap<u32, u64>>,
+    /// Set when the remote sockets the room remembers may include some a shard no longer holds (after a rebuild,
+    /// or a shard reporting fewer than the room thinks): checked with each shard at the end of the next event.
+    reconcile: Cell<bool>,
 }
 
 fn now_ms() -> i64 {
@@ -67,23 +83,23 @@ fn random_conn_id() -> ConnId {
     ConnId::generate(bytes)
 }
 
-fn internal(context: &str) -> impl Fn(worker::Error) -> ApiError + '_ {
+pub(crate) fn internal(context: &str) -> impl Fn(worker::Error) -> ApiError + '_ {
     move |e| ApiError::internal(format!("chat room: {context}: {e}"))
 }
 
 /// The platform socket under workers-rs's wrapper.
-fn raw_socket(ws: &WebSocket) -> &web_sys::WebSocket {
+pub(crate) fn raw_socket(ws: &WebSocket) -> &web_sys::WebSocket {
     ws.as_ref()
 }
 
 /// The `Connection` a socket was accepted with, from its attachment (a plain JS string: read without
 /// serde_wasm_bindgen, which the typed `WebSocket::deserialize_attachment` goes through).
-fn connection_of(ws: &WebSocket) -> Option<Connection> {
+pub(crate) fn connection_of(ws: &WebSocket) -> Option<Connection> {
     let text = raw_socket(ws).deserialize_attachment().ok()?.as_string()?;
     Connection::from_attachment(&text)
 }
 
-fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
+pub(crate) fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
     let text = serde_json::to_string(body).map_err(|e| ApiError::internal(format!("serializing: {e}")))?;
     json_text_response(status, text)
 }
@@ -99,7 +115,7 @@ fn json_text_response(status: u16, text: String) -> Result<Response, ApiError> {
         .with_headers(headers))
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     if let ApiError::Internal { context } = e {
         worker::console_error!("{context}");
     }
@@ -133,7 +149,14 @@ impl ChatRoom {
     fn with_room<R>(&self, f: impl FnOnce(&mut Room) -> R) -> worker::Result<R> {
         let mut slot = self.room.borrow_mut();
         if slot.is_none() {
-            let connections = self.state.get_websockets().iter().filter_map(connection_of).collect();
+            let mut connections: Vec<Connection> =
+                self.state.get_websockets().iter().filter_map(connection_of).collect();
+            let remote = self.storage()?.remote_sockets()?;
+            *self.shards.borrow_mut() = ShardMap::restore(remote.iter().map(|(c, n)| (c.conn.clone(), *n)));
+            if !remote.is_empty() {
+                self.reconcile.set(true);
+            }
+            connections.extend(remote.into_iter().map(|(c, _)| c));
             let snapshot = self.storage()?.snapshot(now_ms(), connections)?;
             worker::console_log!(
                 "chat room {}: rebuilt from storage ({} open sockets, last message {})",
@@ -160,14 +183,117 @@ impl ChatRoom {
     /// gate stays open: the messages that arrive meanwhile are handled (and held) while this one waits. An object
     /// with a timer pending is not evicted, so what is held is not forgotten before it is flushed.
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
-        let Some(at_ms) = self.run_effects(effects, current).await? else {
-            return Ok(());
-        };
-        let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
-        worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
-        let effects = self.handle(Event::Flush)?;
-        // A flush holds nothing, so it never asks for another one.
-        self.run_effects(effects, None).await.map(|_| ())
+        if let Some(at_ms) = self.run_effects(effects, current).await? {
+            let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
+            worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
+            let effects = self.handle(Event::Flush)?;
+            // A flush holds nothing, so it never asks for another one.
+            self.run_effects(effects, None).await?;
+        }
+        if self.reconcile.replace(false) {
+            self.reconcile_shards().await?;
+        }
+        Ok(())
+    }
+
+    /// Asks each shard which sockets it holds and lets every socket the room remembers there, but the shard does
+    /// not hold, leave the room (a shard restarted without its sockets, or a close whose report was lost). Only
+    /// sockets known before the question are judged: one accepted meanwhile is not in the answer yet.
+    async fn reconcile_shards(&self) -> worker::Result<()> {
+        let mut effects = Vec::new();
+        let shards = self.shards.borrow().shards();
+        for shard in shards {
+            let known = self.shards.borrow().conns_on(shard);
+            let answer = async {
+                let req = shard_request(Method::Get, "/internal/shard/sockets", Headers::new(), None)?;
+                let mut res = self.shard_stub(shard)?.fetch_with_request(req).await?;
+                res.json::<ShardSockets>().await
+            }
+            .await;
+            let held: HashSet<String> = match answer {
+                Ok(list) => list.conns.into_iter().collect(),
+                Err(e) => {
+                    worker::console_error!("chat room: could not list the sockets of shard {shard}: {e}");
+                    continue;
+                }
+            };
+            for conn in known.into_iter().filter(|c| !held.contains(c.as_str())) {
+                let removed = self.shards.borrow_mut().remove(&conn).is_some();
+                if removed {
+                    self.storage()?.forget_remote(conn.as_str())?;
+                    effects.extend(self.handle(Event::Leave { conn })?);
+                }
+            }
+        }
+        if !effects.is_empty() {
+            worker::console_log!("chat room: reconciled shard sockets");
+            self.run_effects(effects, None).await?;
+        }
+        Ok(())
+    }
+
+    fn shard_stub(&self, shard: u32) -> worker::Result<Stub> {
+        let stream = self
+            .stream_id()
+            .ok_or_else(|| worker::Error::RustError("the stream id is not known yet".into()))?;
+        self.env
+            .durable_object("CHAT_SHARDS")?
+            .id_from_name(&shard_name(&stream, shard))?
+            .get_stub()
+    }
+
+    /// Sends each shard its ops of one event as one numbered delivery, all shards at once. The numbers are taken
+    /// before the first await, so they follow the order of events even when deliveries race; the shard puts them
+    /// back in order. A failed delivery is tried once more (the shard drops it if the first one did arrive).
+    async fn deliver(&self, per_shard: BTreeMap<u32, Vec<ShardOp>>) {
+        if per_shard.is_empty() {
+            return;
+        }
+        let mut sends = Vec::with_capacity(per_shard.len());
+        for (shard, ops) in per_shard {
+            let seq = {
+                let mut seqs = self.shard_seq.borrow_mut();
+                let seq = seqs.entry(shard).or_insert(0);
+                *seq += 1;
+                *seq
+            };
+            let body = ShardDelivery {
+                epoch: self.epoch,
+                seq,
+                ops,
+            };
+            let text = serde_json::to_string(&body).expect("BUG: a delivery is plain data");
+            sends.push(async move {
+                let mut last_error = None;
+                for _ in 0..2 {
+                    let attempt = async {
+                        let headers = Headers::new();
+                        headers.set("content-type", "application/json")?;
+                        let req = shard_request(Method::Post, "/internal/shard/deliver", headers, Some(text.clone()))?;
+                        let mut res = self.shard_stub(shard)?.fetch_with_request(req).await?;
+                        if res.status_code() != 200 {
+                            return Err(worker::Error::RustError(format!("answered {}", res.status_code())));
+                        }
+                        res.json::<ShardDelivered>().await
+                    }
+                    .await;
+                    match attempt {
+                        Ok(delivered) => {
+                            let known = self.shards.borrow().on_shard(shard);
+                            if delivered.sockets < known {
+                                self.reconcile.set(true);
+                            }
+                            return;
+                        }
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                if let Some(e) = last_error {
+                    worker::console_error!("chat room: delivery {seq} to shard {shard} failed: {e}");
+                }
+            });
+        }
+        futures::future::join_all(sends).await;
     }
 
     /// Carries out effects in order. `current` is the socket the event came from (found without a tag lookup).
@@ -181,7 +307,11 @@ impl ChatRoom {
         let mut alarm_at = None;
         let mut flush_at = None;
         let mut viewers = None;
-        for effect in effects {
+        let routed = self.shards.borrow_mut().route(effects);
+        for conn in &routed.forgotten {
+            self.storage()?.forget_remote(conn.as_str())?;
+        }
+        for effect in routed.local {
             match effect {
                 Effect::Send { to, frame } => {
                     for ws in self.sockets_of(&to, current) {
@@ -222,6 +352,7 @@ impl ChatRoom {
             self.state.storage().set_alarm(at).await?;
         }
         // Last: the D1 round trip must not delay the frames and writes above.
+        self.deliver(routed.shards).await;
         if let Some(n) = viewers {
             self.publish_viewers(n).await;
         }
@@ -335,7 +466,47 @@ impl ChatRoom {
                 for ws in &sockets {
                     let _ = ws.close(Some(CLOSE_POLICY), Some("logged out"));
                 }
-                json_response(200, &serde_json::json!({ "closed": sockets.len() }))
+                let mut closed = sockets.len() as u64;
+                self.with_room(|_| ()).map_err(internal("restore"))?;
+                let shards = self.shards.borrow().shards();
+                let logout = serde_json::to_string(&ShardLogout {
+                    login_id: body.login_id.clone(),
+                })
+                .map_err(|e| ApiError::internal(format!("logout body: {e}")))?;
+                for shard in shards {
+                    let answer = async {
+                        let req = shard_request(
+                            Method::Post,
+                            "/internal/shard/logout",
+                            Headers::new(),
+                            Some(logout.clone()),
+                        )?;
+                        let mut res = self.shard_stub(shard)?.fetch_with_request(req).await?;
+                        res.json::<serde_json::Value>().await
+                    }
+                    .await;
+                    match answer {
+                        Ok(v) => closed += v["closed"].as_u64().unwrap_or(0),
+                        Err(e) => worker::console_error!("chat room: logout on shard {shard} failed: {e}"),
+                    }
+                }
+                json_response(200, &serde_json::json!({ "closed": closed }))
+            }
+            (Method::Post, "/internal/shard/events") => {
+                let body: ShardEvents = read_json(&mut req).await?;
+                self.with_room(|_| ()).map_err(internal("restore"))?;
+                // Handled one after the other with no await in between, like events arriving back to back; their
+                // effects are carried out together (one delivery per shard for all of them).
+                let mut effects = Vec::new();
+                // One bad event is logged and skipped: the effects of those before it must still be carried out.
+                for event in body.events {
+                    match self.shard_event(body.shard, event) {
+                        Ok(more) => effects.extend(more),
+                        Err(e) => worker::console_error!("chat room: an event from shard {}: {e}", body.shard),
+                    }
+                }
+                self.run(effects, None).await.map_err(internal("shard events"))?;
+                json_response(200, &serde_json::json!({}))
             }
             (Method::Get, "/internal/presence") => {
                 let (viewers, status) = self
@@ -367,19 +538,26 @@ impl ChatRoom {
 
         // Restore the room before accepting, so the rebuilt room does not already count the new socket.
         self.with_room(|_| ()).map_err(internal("restore"))?;
-        let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
         let connection = Connection {
             conn: random_conn_id(),
             client,
             identity,
         };
+        let login_id = header(HEADER_LOGIN_ID).filter(|id| sunnylive_core::ids::looks_like_id(id));
+        let room_sockets = self
+            .with_room(|room| room.sockets())
+            .map_err(internal("restore"))?
+            .saturating_sub(self.shards.borrow().len());
+        let placement = self.shards.borrow().place(room_sockets, self.threshold);
+        if let Placement::Shard(n) = placement {
+            return self.upgrade_on_shard(n, connection, login_id, stream_status).await;
+        }
+        let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
         raw_socket(&pair.server)
             .serialize_attachment(JsValue::from_str(&connection.to_attachment()))
             .map_err(|e| internal("attachment")(e.into()))?;
         // A signed-in socket is also tagged with its login, so `POST /internal/logout` finds it.
-        let login = header(HEADER_LOGIN_ID)
-            .filter(|id| sunnylive_core::ids::looks_like_id(id))
-            .map(|id| login_tag(&id));
+        let login = login_id.map(|id| login_tag(&id));
         let mut tags = vec![connection.conn.as_str()];
         tags.extend(login.as_deref());
         self.state.accept_websocket_with_tags(&pair.server, &tags);
@@ -395,6 +573,97 @@ impl ChatRoom {
             .await
             .map_err(internal("join effects"))?;
         Response::from_websocket(pair.client).map_err(internal("101"))
+    }
+
+    /// One event from a shard's socket, as the room's event.
+    fn shard_event(&self, shard: u32, event: ShardEvent) -> Result<Vec<Effect>, ApiError> {
+        let event = match event {
+            ShardEvent::Frame {
+                connection,
+                text,
+                binary_len,
+            } => {
+                let from = Connection::from_attachment(&connection)
+                    .ok_or_else(|| ApiError::invalid("connection", "is not a socket attachment"))?;
+                // A socket the room lost track of (its join raced an eviction) is the shard's that reports it.
+                let added = self.shards.borrow_mut().insert(from.conn.clone(), shard);
+                if added {
+                    self.storage()
+                        .and_then(|s| s.save_remote(&from, shard))
+                        .map_err(internal("remote socket"))?;
+                }
+                match binary_len {
+                    Some(len) => Event::Binary { from, len },
+                    None => Event::Text { from, text },
+                }
+            }
+            ShardEvent::Leave { conn } => {
+                let conn = ConnId::parse(&conn).ok_or_else(|| ApiError::invalid("conn", "is not a connection id"))?;
+                let removed = self.shards.borrow_mut().remove(&conn).is_some();
+                if removed {
+                    self.storage()
+                        .and_then(|s| s.forget_remote(conn.as_str()))
+                        .map_err(internal("remote socket"))?;
+                }
+                Event::Leave { conn }
+            }
+        };
+        self.handle(event).map_err(internal("shard event"))
+    }
+
+    /// Hands an upgrade to shard `n`: the shard accepts the socket (with the attachment and tags the room would
+    /// give it) and answers 101, then the room records it there and runs its join, whose welcome and every later
+    /// frame go to the shard as deliveries. The shard's 101, with the client's end of the socket, is the answer.
+    async fn upgrade_on_shard(
+        &self,
+        n: u32,
+        connection: Connection,
+        login_id: Option<String>,
+        stream_status: Option<StreamStatus>,
+    ) -> Result<Response, ApiError> {
+        let stream = self
+            .stream_id()
+            .ok_or_else(|| ApiError::internal("chat room: an upgrade before the stream id is known"))?;
+        let headers = Headers::new();
+        let set = |name: &str, value: &str| headers.set(name, value).map_err(internal("headers"));
+        set("upgrade", "websocket")?;
+        set(HEADER_CONNECTION, &connection.to_attachment())?;
+        set(HEADER_STREAM_ID, &stream)?;
+        set(HEADER_SHARD, &n.to_string())?;
+        if let Some(login) = &login_id {
+            set(HEADER_LOGIN_ID, login)?;
+        }
+        let req =
+            shard_request(Method::Get, "/internal/shard/websocket", headers, None).map_err(internal("request"))?;
+        let answer = self
+            .shard_stub(n)
+            .map_err(internal("CHAT_SHARDS stub"))?
+            .fetch_with_request(req)
+            .await
+            .map_err(internal("shard upgrade"))?;
+        if answer.status_code() != 101 {
+            return Err(ApiError::internal(format!(
+                "chat room: shard {n} answered {} to an upgrade",
+                answer.status_code()
+            )));
+        }
+        self.with_room(|_| ()).map_err(internal("restore"))?;
+        let opened = self.shards.borrow().on_shard(n) == 0;
+        if opened {
+            worker::console_log!("chat room {stream}: shard {n} holds sockets now");
+        }
+        self.shards.borrow_mut().insert(connection.conn.clone(), n);
+        self.storage()
+            .and_then(|s| s.save_remote(&connection, n))
+            .map_err(internal("remote socket"))?;
+        let effects = self
+            .handle(Event::Join {
+                connection,
+                stream_status,
+            })
+            .map_err(internal("join"))?;
+        self.run(effects, None).await.map_err(internal("join effects"))?;
+        Ok(answer)
     }
 
     /// Feeds a socket event to the room; errors are logged, never thrown, because an exception escaping a socket
@@ -416,12 +685,22 @@ impl ChatRoom {
     }
 }
 
+/// A request to a shard (the host part is ignored, as for the room).
+fn shard_request(method: Method, path: &str, headers: Headers, body: Option<String>) -> worker::Result<Request> {
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(body.into()));
+    }
+    Request::new_with_init(&format!("https://chat-shard{path}"), &init)
+}
+
 /// The tag of the sockets opened with one login.
-fn login_tag(login_id: &str) -> String {
+pub(crate) fn login_tag(login_id: &str) -> String {
     format!("login:{login_id}")
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
     let bytes = req
         .bytes()
         .await
@@ -436,6 +715,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<
 
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
+        let threshold = shard_threshold(env.var("CHAT_SHARD_SOCKETS").ok().map(|v| v.to_string()).as_deref());
+        let mut random = [0u8; 2];
+        getrandom::fill(&mut random).expect("BUG: crypto.getRandomValues is always available in workerd");
         Self {
             state,
             env,
@@ -443,6 +725,12 @@ impl DurableObject for ChatRoom {
             storage: OnceCell::new(),
             room: RefCell::new(None),
             open_sockets: RefCell::new(None),
+            threshold,
+            shards: RefCell::new(ShardMap::default()),
+            // Grows with each construction (milliseconds), with a random part against two in the same one.
+            epoch: now_ms() as u64 * 1000 + u64::from(u16::from_le_bytes(random) % 1000),
+            shard_seq: RefCell::new(BTreeMap::new()),
+            reconcile: Cell::new(false),
         }
     }
 

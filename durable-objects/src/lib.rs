@@ -1,5 +1,6 @@
 //! Sunnylive's Durable Objects: `ChatRoom`, one per stream (named by the stream id), a thin shell around
-//! `sunnylive_core::chat::Room` built on the WebSocket Hibernation API and the object's own SQLite storage.
+//! `sunnylive_core::chat::Room` built on the WebSocket Hibernation API and the object's own SQLite storage; and
+//! `ChatShard`, the relay a big room places viewers on (named `<stream id>#<n>`, binding `CHAT_SHARDS`).
 //!
 //! # Internal contract (reachable only through the worker's `CHAT_ROOMS` binding)
 //! A Durable Object has no public URL: only code holding the namespace binding can build a stub and call it, so the
@@ -13,7 +14,8 @@
 //! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
 //! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
-//! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out" |
+//! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out", on the room and on its shards |
+//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, events: [{"event": "frame", connection, text, binary_len?} \| {"event": "leave", conn}]}` (what its sockets did, in order; one request at a time per shard) | 200 `{}`; each handled as that socket's frame or close |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
 //! settings table and writes its viewer count to D1 (`streams.viewers` of that row) with each presence update, at
@@ -22,6 +24,24 @@
 //! distinct addresses of anonymous sockets.
 //!
 //! Errors use the API's error body (`{"error": {"code", "message"}}`).
+//!
+//! # Shards (`sunnylive_core::chat::shard`)
+//! The room holds at most `CHAT_SHARD_SOCKETS` sockets (a var, default 500). Past that, `/internal/websocket` hands
+//! the upgrade to the lowest-numbered shard holding fewer, and answers with that shard's 101. The room records the
+//! socket (`shard_sockets` table: connection id, shard, attachment) and runs its join as for its own sockets, so
+//! `Room` sees every socket of the stream. Each event's `Send`/`Close` for a shard's socket, and every `Broadcast`,
+//! go to that shard as one `ShardDelivery` `{epoch, seq, ops}` (`ShardMap::route`); deliveries to all shards of one
+//! event go out together. A shard's routes (reachable only by its room through `CHAT_SHARDS`):
+//!
+//! | route | request | answer |
+//! |---|---|---|
+//! | `GET /internal/shard/websocket` | `Upgrade: websocket`; `X-Sunnylive-Connection` (the attachment), `X-Sunnylive-Stream-Id`, `X-Sunnylive-Shard`, optional `X-Sunnylive-Login-Id` | 101; the socket gets nothing until its first `send` op (the welcome) |
+//! | `POST /internal/shard/deliver` | `ShardDelivery` | 200 `ShardDelivered {sockets}`; ops applied once, in `seq` order (`ShardInbox`; `(epoch, last_seq)` in the shard's storage) |
+//! | `GET /internal/shard/sockets` | - | 200 `ShardSockets {conns}` |
+//! | `POST /internal/shard/logout` | `ShardLogout {login_id}` | 200 `{"closed": n}` |
+//!
+//! The room re-checks its record of a shard's sockets (`/internal/shard/sockets`; the missing ones leave) after it
+//! was rebuilt from storage and whenever a delivery answers with fewer sockets than it has recorded there.
 //!
 //! # Sockets
 //! Frames are those of docs/API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
@@ -51,6 +71,8 @@
 //! hibernation (held messages have not been stored or shown to anyone yet).
 
 mod chat_room;
+mod chat_shard;
 mod storage;
 
 pub use chat_room::ChatRoom;
+pub use chat_shard::ChatShard;

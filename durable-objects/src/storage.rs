@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS bans (user_id TEXT PRIMARY KEY, banned_at_ms INTEGER 
 CREATE TABLE IF NOT EXISTS timeouts (user_id TEXT PRIMARY KEY, until_ms INTEGER NOT NULL);
 -- 'slow_mode_seconds', 'status' and 'stream_id' (the D1 row the viewer count is written to).
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Sockets held by this room's shards (ChatShard objects): the room counts, caps and moderates them like its own,
+-- so after an eviction it must know them without asking every shard. `attachment` is `Connection::to_attachment`.
+CREATE TABLE IF NOT EXISTS shard_sockets (conn TEXT PRIMARY KEY, shard INTEGER NOT NULL, attachment TEXT NOT NULL);
 ";
 
 /// The room's storage.
@@ -156,6 +159,33 @@ impl RoomStorage {
             vec![text(order_id)],
         )?;
         Ok(cursor.raw().next().is_some())
+    }
+
+    /// The sockets on shards, with their shard numbers.
+    pub fn remote_sockets(&self) -> worker::Result<Vec<(Connection, u32)>> {
+        Ok(self
+            .rows("SELECT attachment, shard FROM shard_sockets", vec![])?
+            .iter()
+            .filter_map(|row| {
+                let c = Connection::from_attachment(str_at(row, 0))?;
+                Some((c, u32::try_from(int_at(row, 1)).ok()?))
+            })
+            .collect())
+    }
+
+    pub fn save_remote(&self, connection: &Connection, shard: u32) -> worker::Result<()> {
+        self.exec(
+            "INSERT OR REPLACE INTO shard_sockets (conn, shard, attachment) VALUES (?, ?, ?)",
+            vec![
+                text(connection.conn.as_str()),
+                int(i64::from(shard)),
+                text(&connection.to_attachment()),
+            ],
+        )
+    }
+
+    pub fn forget_remote(&self, conn: &str) -> worker::Result<()> {
+        self.exec("DELETE FROM shard_sockets WHERE conn = ?", vec![text(conn)])
     }
 
     /// The stream this room belongs to, as the worker last named it.

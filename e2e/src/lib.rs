@@ -27,6 +27,9 @@ pub const SITE_HOST: &str = "sunnylive.test";
 pub const TEST_HEARTBEAT_SECONDS: u64 = 3;
 /// The worker's "no heartbeat for this long ends the stream" threshold in tests.
 pub const TEST_STALE_STREAM_SECONDS: u64 = 12;
+/// `CHAT_SHARD_SOCKETS` under test: low, so a room of a few hundred sockets spans several shards (issue 16), while
+/// the small rooms of most tests stay within the room object itself.
+pub const TEST_CHAT_SHARD_SOCKETS: u32 = 40;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestResult = Result<(), BoxError>;
@@ -216,6 +219,8 @@ pub struct TestApp {
     pub midtrans_port: u16,
     pub run_dir: PathBuf,
     pub origin_prefix: PathBuf,
+    /// The `CHAT_SHARD_SOCKETS` the worker runs with.
+    pub chat_shard_sockets: u32,
     state_dir: PathBuf,
     inspector_port: u16,
     worker: Mutex<Option<Service>>,
@@ -238,6 +243,12 @@ impl TestApp {
     /// Starts the whole stack. Expects `scripts/build-worker` and `cargo build -p midtrans-sandbox` to have run
     /// (`make e2e` does both).
     pub fn start() -> Result<TestApp, BoxError> {
+        Self::start_with_chat_shard_sockets(TEST_CHAT_SHARD_SOCKETS)
+    }
+
+    /// `start`, with the chat rooms' `CHAT_SHARD_SOCKETS` (sockets per object before viewers go to shards) set to
+    /// `chat_shard_sockets`: the benchmark compares a room that never shards with one that does.
+    pub fn start_with_chat_shard_sockets(chat_shard_sockets: u32) -> Result<TestApp, BoxError> {
         let root = repo_root();
         // The shared stack is `e2e-<pid>`; stacks a test starts for itself (the fault suite) get `-<n>` after it.
         let n = STACKS.fetch_add(1, Ordering::SeqCst);
@@ -285,6 +296,7 @@ impl TestApp {
             worker: Mutex::new(None),
             others: Mutex::new(Vec::new()),
             restarts: AtomicU64::new(0),
+            chat_shard_sockets,
             rt,
             http,
         };
@@ -461,7 +473,8 @@ impl TestApp {
             .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("MIDTRANS_API_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("STALE_STREAM_SECONDS:{TEST_STALE_STREAM_SECONDS}")])
-            .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"]);
+            .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"])
+            .args(["--var", &format!("CHAT_SHARD_SOCKETS:{}", self.chat_shard_sockets)]);
         wrangler_env(&mut cmd);
         let log = self.run_dir.join(format!("worker-{n}.log"));
         let svc = Service::spawn("wrangler dev", cmd, &log, true)?;

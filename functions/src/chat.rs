@@ -5,7 +5,8 @@
 //! The room trusts the identity headers of the requests it receives because only this worker can reach it (a
 //! Durable Object has no public URL, only the `CHAT_ROOMS` binding). So every request to the room is built here
 //! from scratch and carries no header the client sent. The room's internal contract is documented in
-//! durable-objects/src/lib.rs.
+//! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which
+//! the room asked to accept it (the worker cannot tell, and never talks to a shard itself).
 
 use sunnylive_core::chat::{
     HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS,

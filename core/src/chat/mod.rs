@@ -13,6 +13,7 @@ mod frame;
 mod history;
 mod identity;
 mod room;
+mod shard;
 mod text;
 
 pub use donation::{DonationPost, RoomDonation};
@@ -25,6 +26,11 @@ pub use identity::{
     HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
+pub use shard::{
+    next_events, shard_name, shard_threshold, Placement, Routed, ShardDelivered, ShardDelivery, ShardEvent,
+    ShardEvents, ShardInbox, ShardLogout, ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION,
+    HEADER_SHARD, INBOX_MAX_PENDING, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT,
+};
 pub use text::{ChatText, ChatTextError};
 
 /// A client frame larger than this closes the socket with 1009. The largest valid chat frame is about 6 KB (500

@@ -1,4 +1,4 @@
-//! Benchmark: chat fan-out of one ChatRoom Durable Object, beside the client-capacity floor. One room holds 100,
+//! Benchmark: chat fan-out of one chat room, shards off and on, beside the client-capacity floor. One room holds 100,
 //! then 1,000, then 10,000 connected sockets (each from its own client address, as distinct viewers); the stream's
 //! host sends chat messages at a fixed rate (10 msg/s, 1 msg/s above 1,000 sockets) and every other socket measures
 //! the delay from send to receipt (median and p99 over every delivery, and the median delay to the first socket,
@@ -10,11 +10,16 @@
 //! Everything runs on one machine, so the clients' CPU time competes with workerd's: when the room's figures are
 //! near the floor's, the machine (the client) was the bound, not the room.
 //!
+//! The room runs twice, each time on a fresh stack: shards off (`CHAT_SHARD_SOCKETS` above any size, so one object
+//! holds every socket) and shards on (`BENCH_SHARD_SOCKETS` per object, default 250: past that the room places
+//! viewers on ChatShard relays and forwards each frame once per shard). `BENCH_SHARDS=off` or `on` runs one.
+//!
 //! Run with `make bench` / `scripts/bench fanout`, or `cargo run --release -p sunnylive-e2e --bin bench_fanout`
 //! after `make build` (it starts its own stack through the harness), or against a running `make dev` with
 //! `SUNNYLIVE_BENCH_URL=http://127.0.0.1:8787`. Knobs: `BENCH_SOCKETS=100,1000,10000`, `BENCH_FIXED_RATE=10`,
 //! `BENCH_BIG_RATE=1` (the fixed rate above 1,000 sockets), `BENCH_FIXED_SECONDS=10`, `BENCH_LADDER_SOCKETS=1000`,
-//! `BENCH_STEP_SECONDS=5`, `BENCH_MAX_RATE=800`, `BENCH_FLOOR=0` (skip the floor).
+//! `BENCH_STEP_SECONDS=5`, `BENCH_MAX_RATE=800`, `BENCH_FLOOR=0` (skip the floor), `BENCH_SHARDS=off,on`,
+//! `BENCH_SHARD_SOCKETS=250`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -446,12 +451,12 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
 }
 
 /// The room under test: a fresh user's fresh stream on `base`.
-async fn room_target(base: &str) -> Result<Target, BoxError> {
+async fn room_target(base: &str, label: &'static str) -> Result<Target, BoxError> {
     let api = Api::new(base, sunnylive_e2e::next_ip());
     let host = api.register("fanout").await?;
     let (stream_id, _key) = api.create_stream(&host, "fan-out benchmark").await?;
     Ok(Target {
-        label: "room",
+        label,
         ws_url: format!("{}/api/streams/{stream_id}/chat", base.replacen("http", "ws", 1)),
         host_token: Some(host.access),
     })
@@ -539,28 +544,73 @@ fn main() -> Result<(), BoxError> {
     if with_floor {
         results.push(rt.block_on(measure(start_floor()?, &plan))?);
     }
-    let (app, base) = match std::env::var("SUNNYLIVE_BENCH_URL") {
-        Ok(url) => (None, url.trim_end_matches('/').to_string()),
-        Err(_) => {
-            let app = TestApp::start()?;
+    if let Ok(url) = std::env::var("SUNNYLIVE_BENCH_URL") {
+        // A running stack shards as it was configured.
+        let base = url.trim_end_matches('/').to_string();
+        results.push(rt.block_on(async { measure(room_target(&base, "room").await?, &plan).await })?);
+    } else {
+        // Each mode on a fresh stack of its own, one after the other: shards off (one object holds every socket)
+        // beside shards on (`BENCH_SHARD_SOCKETS` per object).
+        for mode in shard_modes() {
+            let (label, per_object) = match mode {
+                ShardMode::Off => ("room, shards off", SHARDS_OFF),
+                ShardMode::On => ("room, shards on", shard_sockets()),
+            };
+            eprintln!("bench: {label}: CHAT_SHARD_SOCKETS={per_object}");
+            let app = TestApp::start_with_chat_shard_sockets(per_object)?;
             let base = app.base.clone();
-            (Some(app), base)
+            let room = rt.block_on(async { measure(room_target(&base, label).await?, &plan).await });
+            app.stop();
+            results.push(room?);
         }
-    };
-    let room = rt.block_on(async { measure(room_target(&base).await?, &plan).await });
-    let load_after = load_average();
-    if let Some(app) = &app {
-        app.stop();
     }
-    results.push(room?);
+    let load_after = load_average();
     print_tables(&results, &load_before, &load_after);
     Ok(())
 }
 
+/// `CHAT_SHARD_SOCKETS` for the shards-off run: more sockets than any run opens, so the room never shards.
+const SHARDS_OFF: u32 = 1_000_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ShardMode {
+    Off,
+    On,
+}
+
+/// `BENCH_SHARDS=off,on` (the default), `off` or `on`.
+fn shard_modes() -> Vec<ShardMode> {
+    let v = std::env::var("BENCH_SHARDS").unwrap_or_else(|_| "off,on".into());
+    let modes: Vec<ShardMode> = v
+        .split(',')
+        .filter_map(|m| match m.trim() {
+            "off" => Some(ShardMode::Off),
+            "on" => Some(ShardMode::On),
+            _ => None,
+        })
+        .collect();
+    if modes.is_empty() {
+        vec![ShardMode::Off, ShardMode::On]
+    } else {
+        modes
+    }
+}
+
+/// Sockets per object in the shards-on run (`BENCH_SHARD_SOCKETS`, default 250: 1,000 sockets are the room and
+/// three shards, 10,000 the room and 39).
+fn shard_sockets() -> u32 {
+    std::env::var("BENCH_SHARD_SOCKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(250)
+}
+
 fn print_tables(results: &[Measured], load_before: &str, load_after: &str) {
     println!(
-        "\nChat fan-out through wrangler dev: one room, one sender (the host), every other socket (each from its own"
+        "\nChat fan-out through wrangler dev: one room (shards off: one object; shards on: the room and its ChatShard"
     );
+    println!("relays), one sender (the host), every other socket (each from its own");
     println!("address) measuring send-to-receipt delay over every delivery; `floor` is the same client against a");
     println!(
         "do-nothing broadcaster (one frame per message, nothing stored): the client's and the machine's own limit."

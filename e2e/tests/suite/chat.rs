@@ -60,12 +60,29 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
     ]
 }
 
-/// Tests that restart `wrangler dev`: the suite runs them alone, after the rest.
+/// Tests that restart `wrangler dev`, and the shard tests (a few hundred sockets each, which would skew the timing
+/// of the parallel tests): the suite runs them alone, after the rest.
 pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
-    vec![Trial::test(
-        "chat::after_a_worker_restart_history_bans_and_settings_are_still_there",
-        move || after_a_worker_restart_history_bans_and_settings_are_still_there(&app),
-    )]
+    macro_rules! trial {
+        ($name:ident) => {{
+            let app = app.clone();
+            Trial::test(concat!("chat::", stringify!($name)), move || app.run($name(&app)))
+        }};
+    }
+    let restarted = app.clone();
+    vec![
+        trial!(shards_deliver_every_message_once_in_order),
+        trial!(moderation_reaches_every_shard),
+        trial!(presence_sums_across_shards),
+        trial!(an_evicted_shard_keeps_its_sockets_and_drops_nothing),
+        Trial::test(
+            "chat::after_a_worker_restart_history_bans_and_settings_are_still_there",
+            move || after_a_worker_restart_history_bans_and_settings_are_still_there(&app),
+        ),
+        Trial::test("chat::a_restarted_shard_rejoins_without_loss", move || {
+            a_restarted_shard_rejoins_without_loss(&restarted)
+        }),
+    ]
 }
 
 /// A stream with its owner.
@@ -995,4 +1012,407 @@ async fn a_burst_into_a_big_room_reaches_every_socket_once_in_order_in_batches(a
     }
     ensure!(seen == want, "the late joiner saw {seen:?}");
     Ok(())
+}
+
+// --- Rooms past one object (issue 16, item 2) ---------------------------------------------------------------------
+// The stack runs with `CHAT_SHARD_SOCKETS` = `TEST_CHAT_SHARD_SOCKETS` (40): the room holds 40 sockets, each shard
+// 40 more, so the rooms below span the room object and several shards.
+
+/// Opens `n` anonymous sockets, each from its own address, a few at a time.
+async fn many_readers(app: &TestApp, room: &Room, n: usize) -> Result<Vec<ChatClient>, BoxError> {
+    let mut readers = Vec::with_capacity(n);
+    while readers.len() < n {
+        let batch = (n - readers.len()).min(20);
+        let opened = futures::future::join_all(
+            (0..batch).map(|_| async { join_from(app, room, Credentials::Anonymous, &next_ip()).await }),
+        )
+        .await;
+        for r in opened {
+            readers.push(r?);
+        }
+    }
+    Ok(readers)
+}
+
+/// The shards the worker log says hold sockets of this stream's room.
+fn shards_in_use(app: &TestApp, stream_id: &str) -> Vec<u32> {
+    let logs = app.all_logs();
+    let needle = format!("chat room {stream_id}: shard ");
+    let mut shards: Vec<u32> = logs
+        .match_indices(&needle)
+        .filter_map(|(at, _)| logs[at + needle.len()..].split(' ').next()?.parse().ok())
+        .collect();
+    shards.sort_unstable();
+    shards.dedup();
+    shards
+}
+
+/// How many times the worker log says a shard of this stream's room took its first socket.
+fn shard_openings(app: &TestApp, stream_id: &str) -> usize {
+    let needle = format!("chat room {stream_id}: shard ");
+    app.all_logs().matches(&needle).count()
+}
+
+/// Reads `want` chat frames from every client (batches unpacked) and checks that each got them in the same order
+/// as `order` (ids), none twice, and nothing more.
+async fn every_socket_got(clients: &mut [&mut ChatClient], order: &[String]) -> TestResult {
+    let results = futures::future::join_all(clients.iter_mut().map(|c| async {
+        let mut ids = Vec::new();
+        while ids.len() < order.len() {
+            let frame = c.next_of_type("chat", Duration::from_secs(20)).await?;
+            ids.push(frame["id"].as_str().unwrap_or_default().to_string());
+        }
+        let extra = c.collect_of_type("chat", Duration::from_millis(300)).await;
+        Ok::<_, BoxError>((ids, extra.len()))
+    }))
+    .await;
+    for (i, r) in results.into_iter().enumerate() {
+        let (ids, extra) = r.map_err(|e| format!("socket {i}: {e}"))?;
+        ensure!(
+            ids == order,
+            "socket {i} got ids {ids:?}, the room's order is {order:?}"
+        );
+        ensure!(extra == 0, "socket {i} got {extra} messages more than once");
+    }
+    Ok(())
+}
+
+/// A few hundred sockets over the room and five shards; the host (in the room) and a viewer (on a shard, so its
+/// messages reach the room through the shard) send at once. Every socket gets every message once, in the one
+/// order the room gave them (their ids).
+async fn shards_deliver_every_message_once_in_order(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let talker = room.api.register("shardtalk").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut readers = many_readers(app, &room, 240).await?;
+    let mut viewer = join_from(app, &room, Credentials::Bearer(&talker.access), &next_ip()).await?;
+    let shards = shards_in_use(app, &room.id);
+    ensure!(
+        shards.len() >= 5,
+        "242 sockets at 40 per object span the room and at least five shards; the log names {shards:?}"
+    );
+    let host_says = async {
+        for i in 0..20 {
+            say(&mut host, &format!("host {i}")).await?;
+        }
+        Ok::<_, BoxError>(())
+    };
+    let viewer_says = async {
+        for i in 0..5 {
+            say(&mut viewer, &format!("viewer {i}")).await?;
+        }
+        Ok::<_, BoxError>(())
+    };
+    let (a, b) = futures::join!(host_says, viewer_says);
+    a?;
+    b?;
+    // The room's order is the ids' order: the host's copy defines it.
+    let mut order = Vec::new();
+    let mut seen_texts = Vec::new();
+    while order.len() < 25 {
+        let frame = next_chat(&mut host).await?;
+        order.push(frame["id"].as_str().unwrap_or_default().to_string());
+        seen_texts.push(frame["text"].as_str().unwrap_or_default().to_string());
+    }
+    // The shard viewer's messages went through the room, in the order the viewer sent them.
+    let from_viewer: Vec<&String> = seen_texts.iter().filter(|t| t.starts_with("viewer ")).collect();
+    let sent: Vec<String> = (0..5).map(|i| format!("viewer {i}")).collect();
+    ensure!(
+        from_viewer == sent.iter().collect::<Vec<_>>(),
+        "the shard viewer's messages in its own order: {seen_texts:?}"
+    );
+    let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
+    clients.push(&mut viewer);
+    every_socket_got(&mut clients, &order).await
+}
+
+/// Delete, timeout and ban from the host in the room reach sockets on every shard: the deletion is seen
+/// everywhere, a timed-out user on a shard is refused with `rate_limited`, and a banned user's sockets close with
+/// 1008 wherever they are (one in the room, one on a shard). A logout closes its login's socket on a shard too.
+async fn moderation_reaches_every_shard(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let troll = room.api.register("shardtroll").await?;
+    let muted = room.api.register("shardmute").await?;
+    let leaver = room.api.register("shardleave").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    // One socket of the troll in the room itself, then enough readers to fill it and three shards.
+    let mut troll_in_room = join_from(app, &room, Credentials::Bearer(&troll.access), &next_ip()).await?;
+    let mut readers = many_readers(app, &room, 160).await?;
+    let mut troll_on_shard = join_from(app, &room, Credentials::Bearer(&troll.access), &next_ip()).await?;
+    let mut muted_on_shard = join_from(app, &room, Credentials::Bearer(&muted.access), &next_ip()).await?;
+    let mut leaver_on_shard = join_from(app, &room, Credentials::Bearer(&leaver.access), &next_ip()).await?;
+    let shards = shards_in_use(app, &room.id);
+    ensure!(shards.len() >= 3, "164 sockets span at least three shards: {shards:?}");
+
+    // Logout closes the login's socket on its shard.
+    let out = room
+        .api
+        .send(
+            room.api
+                .request(reqwest::Method::POST, "/api/auth/logout")
+                .bearer_auth(&leaver.access),
+        )
+        .await?;
+    ensure!(out.status == 204, "logout: {} {}", out.status, out.text);
+    let code = leaver_on_shard.close_code(WAIT).await?;
+    ensure!(
+        code == 1008,
+        "a logged-out login's socket on a shard closes with 1008, got {code}"
+    );
+
+    say(&mut troll_on_shard, "spam from a shard").await?;
+    let spam = next_chat(&mut host).await?;
+    ensure!(spam["text"] == "spam from a shard", "the host sees it: {spam}");
+    let id = spam["id"].as_str().ok_or("id")?.to_string();
+    host.send_json(&json!({"type": "delete", "id": id})).await?;
+    let deleted = futures::future::join_all(
+        readers
+            .iter_mut()
+            .map(|r| async { r.next_of_type("deleted", Duration::from_secs(20)).await }),
+    )
+    .await;
+    for (i, d) in deleted.into_iter().enumerate() {
+        let d = d.map_err(|e| format!("reader {i}: {e}"))?;
+        ensure!(d["id"] == id.as_str(), "reader {i} was told of the deletion: {d}");
+    }
+
+    host.send_json(&json!({"type": "timeout", "user_id": muted.user_id, "seconds": 60}))
+        .await?;
+    // The timeout is in effect once a later host message comes back.
+    say(&mut host, "after the timeout").await?;
+    while next_chat(&mut muted_on_shard).await?["text"] != "after the timeout" {}
+    say(&mut muted_on_shard, "let me talk").await?;
+    let refused = next_error(&mut muted_on_shard).await?;
+    ensure!(
+        refused["code"] == "rate_limited",
+        "a timed-out user on a shard is refused: {refused}"
+    );
+
+    host.send_json(&json!({"type": "ban", "user_id": troll.user_id}))
+        .await?;
+    let (a, b) = futures::join!(troll_in_room.close_code(WAIT), troll_on_shard.close_code(WAIT));
+    ensure!(a? == 1008, "the banned user's socket in the room closes with 1008");
+    ensure!(b? == 1008, "the banned user's socket on a shard closes with 1008");
+    let mut again = join_from(app, &room, Credentials::Bearer(&troll.access), &next_ip()).await?;
+    say(&mut again, "back through a shard").await?;
+    ensure!(
+        next_error(&mut again).await?["code"] == "banned",
+        "still banned on a shard"
+    );
+    say(&mut host, "bystanders unaffected").await?;
+    for (i, c) in readers.iter_mut().enumerate() {
+        loop {
+            let frame = c
+                .next_of_type("chat", Duration::from_secs(20))
+                .await
+                .map_err(|e| format!("reader {i}: {e}"))?;
+            if frame["text"] == "bystanders unaffected" {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a `presence` frame saying `want` viewers (earlier ones may say other counts on the way).
+async fn presence_reaches(c: &mut ChatClient, want: u64) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = c
+            .next_of_type("presence", left)
+            .await
+            .map_err(|e| format!("no presence frame with {want} viewers: {e}"))?;
+        if frame["viewers"] == want {
+            return Ok(());
+        }
+    }
+}
+
+/// The viewer count is the room's over every shard: anonymous sockets count once per address and a user once
+/// however many sockets, in the room or on shards; it goes down as shard sockets leave; the per-address cap holds
+/// across shards.
+async fn presence_sums_across_shards(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let user = room.api.register("shardcount").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let user_in_room = join_from(app, &room, Credentials::Bearer(&user.access), &next_ip()).await?;
+    let mut readers = many_readers(app, &room, 150).await?;
+    let user_on_shard = join_from(app, &room, Credentials::Bearer(&user.access), &next_ip()).await?;
+    let shards = shards_in_use(app, &room.id);
+    ensure!(shards.len() >= 3, "153 sockets span at least three shards: {shards:?}");
+    // host + user + 150 addresses.
+    let want = 152;
+    ensure!(
+        user_on_shard.welcome["viewers"] == want,
+        "the welcome on a shard counts everyone: {}",
+        user_on_shard.welcome["viewers"]
+    );
+    let mut last = readers.pop().ok_or("a reader")?;
+    presence_reaches(&mut last, want).await?;
+    let (api, id) = (&room.api, &room.id);
+    eventually(
+        Duration::from_secs(10),
+        "the stream's viewer count to be 152",
+        || async move { Ok(api.stream(id).await?["viewers"] == want) },
+    )
+    .await?;
+
+    // 50 readers on shards leave (the newest sockets are the ones on shards).
+    for r in readers.drain(readers.len() - 50..) {
+        r.close().await;
+    }
+    user_on_shard.close().await;
+    let want = want - 50;
+    presence_reaches(&mut host, want).await?;
+    eventually(
+        Duration::from_secs(10),
+        "the stream's viewer count to be 102",
+        || async move { Ok(api.stream(id).await?["viewers"] == want) },
+    )
+    .await?;
+
+    // The cap: one address gets 20 sockets, wherever they land, and the 21st is refused.
+    let ip = next_ip();
+    let mut same = Vec::new();
+    for _ in 0..20 {
+        same.push(join_from(app, &room, Credentials::Anonymous, &ip).await?);
+    }
+    let mut refused = ChatClient::open(&app.base, &room.id, Credentials::Anonymous, Some(&ip)).await?;
+    let frame = refused.next_frame(WAIT).await?;
+    ensure!(
+        frame["code"] == "too_many_connections",
+        "the 21st socket from one address is refused across shards: {frame}"
+    );
+    ensure!(refused.close_code(WAIT).await? == 1008, "and closed with 1008");
+    drop(user_in_room);
+    Ok(())
+}
+
+/// A shard evicted from memory (idle past the local eviction time, its sockets hibernating) comes back on the next
+/// delivery: nothing is lost, nothing repeated (its last applied delivery is in storage), and its sockets still
+/// send through it. The room, idle as long, is rebuilt too and numbers its deliveries in a new epoch.
+async fn an_evicted_shard_keeps_its_sockets_and_drops_nothing(app: &TestApp) -> TestResult {
+    let room = new_room(app).await?;
+    let talker = room.api.register("evictee").await?;
+    let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+    let mut readers = many_readers(app, &room, 100).await?;
+    let mut viewer = join_from(app, &room, Credentials::Bearer(&talker.access), &next_ip()).await?;
+    ensure!(shards_in_use(app, &room.id).len() >= 2, "102 sockets span two shards");
+    say(&mut host, "before").await?;
+    let before = next_chat(&mut host).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
+    clients.push(&mut viewer);
+    every_socket_got(&mut clients, &[before]).await?;
+    let rebuilds = rebuild_count(app, &room.id);
+    tokio::time::sleep(PAST_EVICTION).await;
+    say(&mut viewer, "after, from a shard").await?;
+    for i in 0..4 {
+        say(&mut host, &format!("after {i}")).await?;
+    }
+    let mut order = Vec::new();
+    while order.len() < 5 {
+        order.push(
+            next_chat(&mut host).await?["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    ensure!(
+        rebuild_count(app, &room.id) > rebuilds,
+        "the room was evicted and rebuilt meanwhile (else this test proves nothing)"
+    );
+    let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
+    clients.push(&mut viewer);
+    every_socket_got(&mut clients, &order).await
+}
+
+/// `wrangler dev` killed and started again: every socket (room and shards) drops; clients reconnect, as the web
+/// client does, and resume from their welcome's history by id. Nothing sent before the kill is lost or repeated,
+/// the room forgets the shard sockets that died with the process (the viewer count is that of the reconnected
+/// sockets, not twice that), and the shards deliver the room's new frames once, in order.
+fn a_restarted_shard_rejoins_without_loss(app: &TestApp) -> Result<(), Failed> {
+    type Seen = Vec<Vec<String>>;
+    let arranged: Mutex<Option<(Room, Vec<String>, Seen)>> = Mutex::new(None);
+    app.run(async {
+        let room = new_room(app).await?;
+        let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+        let mut readers = many_readers(app, &room, 120).await?;
+        ensure!(shards_in_use(app, &room.id).len() >= 2, "121 sockets span two shards");
+        for i in 0..10 {
+            say(&mut host, &format!("pre {i}")).await?;
+        }
+        let mut sent = Vec::new();
+        while sent.len() < 10 {
+            sent.push(
+                next_chat(&mut host).await?["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        // Whatever each reader got before the kill (not necessarily everything).
+        let mut seen = Vec::new();
+        for r in readers.iter_mut() {
+            let got = r.collect_of_type("chat", Duration::from_millis(20)).await;
+            seen.push(
+                got.iter()
+                    .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+                    .collect(),
+            );
+        }
+        *arranged.lock().map_err(|_| "poisoned")? = Some((room, sent, seen));
+        Ok(())
+    })?;
+    let (room, sent, seen) = arranged.into_inner().ok().flatten().ok_or("arrange did not finish")?;
+    app.kill_worker();
+    app.start_worker_again().map_err(|e| Failed::from(e.to_string()))?;
+    app.run(async {
+        let mut host = join(app, &room, Credentials::Bearer(&room.host.access)).await?;
+        let mut readers = Vec::new();
+        let openings = shard_openings(app, &room.id);
+        for (i, had) in seen.iter().enumerate() {
+            let r = join_from(app, &room, Credentials::Anonymous, &next_ip()).await?;
+            // Resume: what the welcome's history holds beyond the last id this client had, by id.
+            let mut ids = had.clone();
+            for item in r.welcome["history"].as_array().ok_or("history")? {
+                let id = item["id"].as_str().unwrap_or_default().to_string();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ensure!(ids == sent, "reader {i} resumed with {ids:?}, the room sent {sent:?}");
+            readers.push(r);
+        }
+        ensure!(
+            shard_openings(app, &room.id) >= openings + 2,
+            "the reconnected sockets are on two shards again"
+        );
+        let want = readers.len() + 1;
+        let (api, id) = (&room.api, &room.id);
+        eventually(
+            Duration::from_secs(15),
+            "the viewer count to be the live sockets'",
+            || async move { Ok(api.stream(id).await?["viewers"] == want) },
+        )
+        .await?;
+        for i in 0..5 {
+            say(&mut host, &format!("post {i}")).await?;
+        }
+        let mut order = Vec::new();
+        while order.len() < 5 {
+            order.push(
+                next_chat(&mut host).await?["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
+        every_socket_got(&mut clients, &order).await
+    })
 }

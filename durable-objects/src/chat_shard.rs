@@ -1,0 +1,343 @@
+//! The `ChatShard` Durable Object: a relay holding some of a big room's sockets (see `sunnylive_core::chat::shard`).
+//! It decides nothing: the room accepts a viewer here when it holds `CHAT_SHARD_SOCKETS` itself, sends it each
+//! event's frames for these sockets as one numbered delivery (applied once and in order through `ShardInbox`), and
+//! gets every frame these sockets send, and every close, as a request back. Sockets are accepted through the
+//! Hibernation API with the same attachment and tags as the room's own, so an evicted shard is rebuilt from them,
+//! and the last delivery applied is kept in storage, so a rebuilt shard still drops a retried or late duplicate.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+
+use sunnylive_core::chat::{
+    next_events, Connection, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardLogout, ShardOp,
+    ShardSockets, CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID,
+    MAX_CLIENT_FRAME_BYTES,
+};
+use sunnylive_core::error::ApiError;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::js_sys::JsString;
+use worker::worker_sys::ext::WebSocketExt;
+use worker::worker_sys::WebSocketRequestResponsePair;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, SqlStorageValue, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::chat_room::{
+    connection_of, error_response, internal, json_response, login_tag, raw_socket, read_json, RawSocket, PING, PONG,
+};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shard (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+#[durable_object]
+pub struct ChatShard {
+    state: State,
+    env: Env,
+    /// `None` until first needed after construction, then read back from storage.
+    inbox: RefCell<Option<ShardInbox>>,
+    /// Sockets accepted whose welcome has not come yet: left out of broadcasts, whose content the welcome holds.
+    awaiting: RefCell<HashSet<String>>,
+    /// The sockets broadcasts go to, as of the last change. `None` until needed and after a change.
+    welcomed: RefCell<Option<Vec<WebSocket>>>,
+    /// (stream id, shard number), once read from an upgrade or storage.
+    name: RefCell<Option<(String, u32)>>,
+    schema_ready: Cell<bool>,
+    /// Socket events not yet sent to the room, and whether a handler is sending them: one request at a time, so the
+    /// room gets them in the order they happened.
+    outbox: RefCell<VecDeque<ShardEvent>>,
+    sending: Cell<bool>,
+}
+
+impl ChatShard {
+    fn sql(&self) -> worker::Result<worker::SqlStorage> {
+        let sql = self.state.storage().sql();
+        if !self.schema_ready.get() {
+            sql.exec(SCHEMA, None)?;
+            self.schema_ready.set(true);
+        }
+        Ok(sql)
+    }
+
+    fn setting(&self, key: &str) -> worker::Result<Option<String>> {
+        let rows: Vec<Vec<SqlStorageValue>> = self
+            .sql()?
+            .exec(
+                "SELECT value FROM shard WHERE key = ?",
+                vec![SqlStorageValue::String(key.into())],
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        Ok(rows.first().and_then(|row| match row.first() {
+            Some(SqlStorageValue::String(s)) => Some(s.clone()),
+            _ => None,
+        }))
+    }
+
+    fn save(&self, pairs: &[(&str, String)]) -> worker::Result<()> {
+        let sql = self.sql()?;
+        for (key, value) in pairs {
+            sql.exec(
+                "INSERT OR REPLACE INTO shard (key, value) VALUES (?, ?)",
+                vec![
+                    SqlStorageValue::String((*key).into()),
+                    SqlStorageValue::String(value.clone()),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Which room this shard relays for, and its number there.
+    fn name(&self) -> Option<(String, u32)> {
+        if self.name.borrow().is_none() {
+            let stream = self.setting("stream_id").ok().flatten();
+            let shard = self.setting("shard").ok().flatten().and_then(|n| n.parse().ok());
+            if let (Some(stream), Some(shard)) = (stream, shard) {
+                *self.name.borrow_mut() = Some((stream, shard));
+            }
+        }
+        self.name.borrow().clone()
+    }
+
+    fn with_inbox<R>(&self, f: impl FnOnce(&mut ShardInbox) -> R) -> worker::Result<R> {
+        let mut slot = self.inbox.borrow_mut();
+        if slot.is_none() {
+            let epoch = self.setting("epoch")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+            let last = self.setting("last_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+            *slot = Some(ShardInbox::restore(epoch, last));
+            if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+                self.state.set_websocket_auto_response(&pair);
+            }
+        }
+        Ok(f(slot.as_mut().expect("BUG: the inbox was just restored")))
+    }
+
+    async fn route(&self, mut req: Request) -> Result<Response, ApiError> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/internal/shard/websocket") => self.upgrade(&req),
+            (Method::Post, "/internal/shard/deliver") => {
+                let delivery: ShardDelivery = read_json(&mut req).await?;
+                let (ops, epoch, last) = self
+                    .with_inbox(|inbox| {
+                        let ops = inbox.accept(delivery);
+                        (ops, inbox.epoch, inbox.last_seq)
+                    })
+                    .map_err(internal("inbox"))?;
+                if !ops.is_empty() {
+                    // Written before the frames leave (the output gate holds them until it is durable).
+                    self.save(&[("epoch", epoch.to_string()), ("last_seq", last.to_string())])
+                        .map_err(internal("inbox state"))?;
+                    self.apply(ops);
+                }
+                let sockets = u32::try_from(self.state.get_websockets().len()).unwrap_or(u32::MAX);
+                json_response(200, &ShardDelivered { sockets })
+            }
+            (Method::Get, "/internal/shard/sockets") => {
+                let conns = self
+                    .state
+                    .get_websockets()
+                    .iter()
+                    .filter_map(connection_of)
+                    .map(|c| c.conn.as_str().to_string())
+                    .collect();
+                json_response(200, &ShardSockets { conns })
+            }
+            (Method::Post, "/internal/shard/logout") => {
+                let body: ShardLogout = read_json(&mut req).await?;
+                let sockets = self.state.get_websockets_with_tag(&login_tag(&body.login_id));
+                for ws in &sockets {
+                    let _ = ws.close(Some(CLOSE_POLICY), Some("logged out"));
+                }
+                json_response(200, &serde_json::json!({ "closed": sockets.len() }))
+            }
+            _ => Err(ApiError::not_found("Chat shard route")),
+        }
+    }
+
+    /// Accepts a socket the room placed here. The room has checked everything; its welcome comes as a delivery.
+    fn upgrade(&self, req: &Request) -> Result<Response, ApiError> {
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        let connection = header(HEADER_CONNECTION)
+            .as_deref()
+            .and_then(Connection::from_attachment)
+            .ok_or_else(|| ApiError::internal("chat shard: upgrade without a valid connection"))?;
+        let stream = header(HEADER_STREAM_ID).ok_or_else(|| ApiError::internal("chat shard: no stream id"))?;
+        let shard: u32 = header(HEADER_SHARD)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ApiError::internal("chat shard: no shard number"))?;
+        if self.name().as_ref() != Some(&(stream.clone(), shard)) {
+            self.save(&[("stream_id", stream.clone()), ("shard", shard.to_string())])
+                .map_err(internal("shard name"))?;
+            *self.name.borrow_mut() = Some((stream, shard));
+        }
+        self.with_inbox(|_| ()).map_err(internal("restore"))?;
+        let pair = WebSocketPair::new().map_err(internal("WebSocketPair"))?;
+        raw_socket(&pair.server)
+            .serialize_attachment(JsValue::from_str(&connection.to_attachment()))
+            .map_err(|e| internal("attachment")(e.into()))?;
+        let login = header(HEADER_LOGIN_ID)
+            .filter(|id| sunnylive_core::ids::looks_like_id(id))
+            .map(|id| login_tag(&id));
+        let mut tags = vec![connection.conn.as_str()];
+        tags.extend(login.as_deref());
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
+        self.awaiting.borrow_mut().insert(connection.conn.as_str().to_string());
+        Response::from_websocket(pair.client).map_err(internal("101"))
+    }
+
+    /// Carries out a delivery's ops in order.
+    fn apply(&self, ops: Vec<ShardOp>) {
+        for op in ops {
+            match op {
+                ShardOp::Send { to, frame } => {
+                    for ws in self.state.get_websockets_with_tag(&to) {
+                        let _ = ws.send_with_str(&frame);
+                        if self.awaiting.borrow_mut().remove(&to) {
+                            if let Some(list) = self.welcomed.borrow_mut().as_mut() {
+                                list.push(ws.clone());
+                            }
+                        }
+                    }
+                }
+                ShardOp::Broadcast { frame } => {
+                    let frame = JsString::from(frame.as_str());
+                    let mut welcomed = self.welcomed.borrow_mut();
+                    let list = welcomed.get_or_insert_with(|| self.welcomed_sockets());
+                    for ws in list.iter() {
+                        let raw: &RawSocket = raw_socket(ws).unchecked_ref();
+                        let _ = raw.send_js_string(&frame);
+                    }
+                }
+                ShardOp::Close { conn, code, reason } => {
+                    *self.welcomed.borrow_mut() = None;
+                    self.awaiting.borrow_mut().remove(&conn);
+                    for ws in self.state.get_websockets_with_tag(&conn) {
+                        let _ = ws.close(Some(code), Some(reason.as_str()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn welcomed_sockets(&self) -> Vec<WebSocket> {
+        let all = self.state.get_websockets();
+        let awaiting = self.awaiting.borrow();
+        if awaiting.is_empty() {
+            return all;
+        }
+        all.into_iter()
+            .filter(|ws| connection_of(ws).is_none_or(|c| !awaiting.contains(c.conn.as_str())))
+            .collect()
+    }
+
+    /// Queues a socket event for the room and, unless another handler is already at it, sends the queue in order,
+    /// one request at a time, until it is empty. A failed request is logged and its events dropped (a client can
+    /// send again; a lost close is found by the room's reconciliation).
+    async fn to_room(&self, event: ShardEvent) {
+        self.outbox.borrow_mut().push_back(event);
+        if self.sending.replace(true) {
+            return;
+        }
+        loop {
+            let events = next_events(&mut self.outbox.borrow_mut());
+            if events.is_empty() {
+                break;
+            }
+            if let Err(e) = self.post_events(events).await {
+                worker::console_error!("chat shard: events to the room failed: {e}");
+            }
+        }
+        self.sending.set(false);
+    }
+
+    async fn post_events(&self, events: Vec<ShardEvent>) -> worker::Result<()> {
+        let (stream, shard) = self
+            .name()
+            .ok_or_else(|| worker::Error::RustError("a socket event before the shard knows its room".into()))?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        headers.set(HEADER_STREAM_ID, &stream)?;
+        let text = serde_json::to_string(&ShardEvents { shard, events })
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(text.into()));
+        let req = Request::new_with_init("https://chat-room/internal/shard/events", &init)?;
+        let stub = self
+            .env
+            .durable_object("CHAT_ROOMS")?
+            .id_from_name(&stream)?
+            .get_stub()?;
+        let answer = stub.fetch_with_request(req).await?;
+        if answer.status_code() >= 300 {
+            return Err(worker::Error::RustError(format!(
+                "room {stream} answered {}",
+                answer.status_code()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn socket_closed(&self, ws: &WebSocket) {
+        *self.welcomed.borrow_mut() = None;
+        let Some(c) = connection_of(ws) else { return };
+        self.awaiting.borrow_mut().remove(c.conn.as_str());
+        self.to_room(ShardEvent::Leave {
+            conn: c.conn.as_str().to_string(),
+        })
+        .await;
+    }
+}
+
+impl DurableObject for ChatShard {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            inbox: RefCell::new(None),
+            awaiting: RefCell::new(HashSet::new()),
+            welcomed: RefCell::new(None),
+            name: RefCell::new(None),
+            schema_ready: Cell::new(false),
+            outbox: RefCell::new(VecDeque::new()),
+            sending: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        Ok(self.route(req).await.unwrap_or_else(|e| error_response(&e)))
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        let Some(c) = connection_of(&ws) else {
+            let _ = ws.close(Some(CLOSE_POLICY), Some("unknown socket"));
+            return Ok(());
+        };
+        let (text, binary_len) = match message {
+            WebSocketIncomingMessage::String(text) if text.len() <= MAX_CLIENT_FRAME_BYTES => (text, None),
+            WebSocketIncomingMessage::String(text) => (String::new(), Some(text.len())),
+            WebSocketIncomingMessage::Binary(bytes) => (String::new(), Some(bytes.len())),
+        };
+        self.to_room(ShardEvent::Frame {
+            connection: c.to_attachment(),
+            text,
+            binary_len,
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        let _ = ws.close(Some(CLOSE_NORMAL), Some("bye"));
+        self.socket_closed(&ws).await;
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> worker::Result<()> {
+        worker::console_log!("chat shard: socket error: {error}");
+        self.socket_closed(&ws).await;
+        Ok(())
+    }
+}
