@@ -114,7 +114,10 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
         .map_err(|e| ApiError::Malformed(format!("the upload did not arrive whole ({e})")))?;
     let now = app.now();
     match seq {
-        Some(seq) => record_segment(app, &broadcast, seq, duration_ms, length, discontinuity, now).await?,
+        Some(seq) => {
+            record_segment(app, &broadcast, seq, duration_ms, length, discontinuity, now).await?;
+            forget_playlists(app, &req, stream_id.as_str(), broadcast.as_str()).await;
+        }
         None => {
             let statements = vec![
                 db::stmt(
@@ -132,6 +135,22 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
         }
     }
     http::json(201, &serde_json::json!({ "stored": true }))
+}
+
+/// Drops this colo's cached copies of the stream's live playlist and of the broadcast's playlist, so the next
+/// player that asks here sees the new segment at once instead of after the playlist's max-age (1-2 s). Other colos
+/// keep theirs until it expires: the delay the edge cache costs a viewer is at most that max-age. A cache delete is
+/// free and local; a failure only costs that delay.
+async fn forget_playlists(app: &App, req: &Request, stream_id: &str, broadcast_id: &str) {
+    let origin = http::own_origin(req, app.config.public_base_url.as_deref());
+    for url in [
+        format!("{origin}/hls/{stream_id}/live.m3u8"),
+        format!("{origin}/hls/{stream_id}/{broadcast_id}/index.m3u8"),
+    ] {
+        if let Err(e) = Cache::default().delete(url.as_str(), false).await {
+            worker::console_warn!("hls: cache delete failed: {e}");
+        }
+    }
 }
 
 /// Lists an uploaded segment. A segment whose predecessor never arrived (the origin gave up on it) starts a

@@ -295,9 +295,18 @@ async fn uploaded_segments_are_served_with_ranges_validators_and_discontinuities
     let r = app.http().get(&url).header("if-none-match", &etag).send().await?;
     ensure!(r.status() == 304, "If-None-Match with the ETag: {}", r.status());
 
+    // The live playlist is now in the colo's cache (max-age=1) ...
+    let again = app.http().get(playlist_url(app, &id)).send().await?;
+    let hit = again.headers().get("x-cache").and_then(|v| v.to_str().ok()) == Some("HIT");
     // Segment 1 never arrives (the origin gave up on it): 2 starts a discontinuity, so players re-sync.
     let a = upload(&api, &format!("{b}/2.ts?duration=2"), Some(ORIGIN_TOKEN), body.clone()).await?;
     ensure!(a.status == 201, "segment 2: {} {}", a.status, a.text);
+    // ... and a new segment drops that copy: the next player sees it at once, not a second later.
+    let fresh = app.http().get(playlist_url(app, &id)).send().await?.text().await?;
+    ensure!(
+        hit && fresh.contains(&format!("\n{b}/2.ts\n")),
+        "the live playlist lists a new segment at once (it was cached: {hit}): {fresh}"
+    );
     let event = app
         .http()
         .get(format!("{}/hls/{id}/{b}/index.m3u8", app.base))
