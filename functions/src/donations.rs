@@ -14,12 +14,14 @@ use futures::future::{select, Either};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sunnylive_core::chat::DonationPost;
-use sunnylive_core::donation::{decide, Decision, DonationRequest, DonationStatus, DonorName, Rupiah};
+use sunnylive_core::donation::{
+    classify, Applied, Decision, DonationRequest, DonationStatus, DonorName, OrderId, Rupiah,
+};
 use sunnylive_core::error::ApiError;
 use sunnylive_core::midtrans::{
     audit_field, basic_auth, parse_snap_create_answer, parse_status_answer, snap_create_body, AuditBody, Notification,
-    OrderId, Outcome, SnapCheckout, SnapError, SnapSession, StatusAnswer, ACCEPTED_BODY_MAX_BYTES,
-    REFUSED_BODY_PREFIX_BYTES, SNAP_EXPIRY_MINUTES,
+    SnapCheckout, SnapError, SnapSession, StatusAnswer, ACCEPTED_BODY_MAX_BYTES, REFUSED_BODY_PREFIX_BYTES,
+    SNAP_EXPIRY_MINUTES,
 };
 use sunnylive_core::page::{decode_donation_cursor, encode_donation_cursor, parse_limit};
 use sunnylive_core::rate_limit::DONATE_PER_IP;
@@ -300,43 +302,6 @@ async fn create_snap_checkout(
 // ---------------------------------------------------------------------------------------------------------------
 // The webhook
 
-/// What one notification did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Applied {
-    /// The donation changed status (and, into paid, was credited).
-    Moved(Decision),
-    /// The notification repeats the donation's current state.
-    Duplicate,
-    /// Older news than what we know (a pending after paid, a success after failed, ...).
-    Stale,
-    /// A status we do not act on.
-    Ignored,
-}
-
-impl Applied {
-    fn code(self) -> &'static str {
-        match self {
-            Applied::Moved(_) => "processed",
-            Applied::Duplicate => "duplicate",
-            Applied::Stale => "stale",
-            Applied::Ignored => "ignored",
-        }
-    }
-}
-
-fn classify_unchanged(current: DonationStatus, outcome: Outcome) -> Applied {
-    use DonationStatus as S;
-    match (current, outcome) {
-        (_, Outcome::Ignored) => Applied::Ignored,
-        (S::Paid, Outcome::Paid)
-        | (S::Pending, Outcome::Pending)
-        | (S::Challenge, Outcome::Challenge)
-        | (S::Failed, Outcome::Failed)
-        | (S::Refunded, Outcome::Reversed) => Applied::Duplicate,
-        _ => Applied::Stale,
-    }
-}
-
 /// Applies what Midtrans said to a donation through the state machine. The write is a compare-and-swap on the
 /// status we read; if another notification moved the donation in between, we re-read and decide again.
 ///
@@ -346,11 +311,10 @@ fn classify_unchanged(current: DonationStatus, outcome: Outcome) -> Applied {
 async fn apply_outcome(app: &App, mut row: DonationRow, n: &Notification) -> Result<(Applied, DonationRow), ApiError> {
     let outcome = n.outcome();
     for _ in 0..3 {
-        let current = row.status()?;
-        let decision = decide(current, outcome);
-        let Decision::Move { from, to } = decision else {
+        let applied = classify(row.status()?, outcome);
+        let Applied::Moved(decision @ Decision::Move { from, to }) = applied else {
             learn_payment_details(app, &row, n).await?;
-            return Ok((classify_unchanged(current, outcome), row));
+            return Ok((applied, row));
         };
         let now = app.now_rfc3339();
         let failure_reason = (to == DonationStatus::Failed).then_some(n.transaction_status.as_str());
@@ -852,16 +816,6 @@ pub async fn leaderboard(app: &App, stream_id: &str) -> Result<Response, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use DonationStatus as S;
-
-    #[test]
-    fn a_repeat_of_the_current_state_is_a_duplicate_and_older_news_is_stale() {
-        assert_eq!(classify_unchanged(S::Paid, Outcome::Paid), Applied::Duplicate);
-        assert_eq!(classify_unchanged(S::Paid, Outcome::Pending), Applied::Stale);
-        assert_eq!(classify_unchanged(S::Failed, Outcome::Paid), Applied::Stale);
-        assert_eq!(classify_unchanged(S::Refunded, Outcome::Reversed), Applied::Duplicate);
-        assert_eq!(classify_unchanged(S::Pending, Outcome::Ignored), Applied::Ignored);
-    }
 
     #[test]
     fn contract_error_codes_are_read_back_for_the_audit_log() {
