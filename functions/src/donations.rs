@@ -32,7 +32,7 @@ use crate::auth::{authenticate, count_attempt};
 use crate::crypto::random;
 use crate::db::{self, Arg};
 use crate::http::{self, OrInternal, JSON_LIMIT};
-use crate::streams;
+use crate::stream_row;
 
 /// Midtrans notifications are a few KB; anything far larger is not one.
 const WEBHOOK_LIMIT: usize = 64 * 1024;
@@ -136,7 +136,7 @@ fn public_base(app: &App, req: &Request) -> String {
 pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Response, ApiError> {
     let donor = authenticate(app, &req)?;
     let body = http::read_json(&mut req, JSON_LIMIT).await?.into_value();
-    let stream = streams::load(app, stream_id).await?;
+    let stream = stream_row::load(app, stream_id).await?;
     let checked = DonationRequest::parse(&body, donor.is_some())?;
     // Counted after validation: each counted attempt costs a Snap call, a typo should not.
     count_attempt(app, &format!("donate-ip:{}", http::client_ip(&req)), DONATE_PER_IP).await?;
@@ -568,7 +568,7 @@ async fn deliver_alert(app: &App, row: &DonationRow) -> bool {
             return false;
         }
     };
-    let acknowledged = match crate::chat::post_to_room(app, &row.stream_id, "/internal/donation", &body).await {
+    let acknowledged = match crate::room_client::post_to_room(app, &row.stream_id, "/internal/donation", &body).await {
         Ok(code) if (200..300).contains(&code) => true,
         Ok(code) => {
             worker::console_error!("alert: room {} answered {code} for {}", row.stream_id, row.order_id);
@@ -744,7 +744,7 @@ type ListKey = (String, String);
 
 /// `GET /api/streams/{id}/donations?limit&cursor`: the owner's list (every status) with the paid total.
 pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
-    let (_, stream) = streams::load_owned(app, &req, stream_id).await?;
+    let (_, stream) = stream_row::load_owned(app, &req, stream_id).await?;
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let after: Option<ListKey> = match query.get("cursor").filter(|c| !c.is_empty()) {
@@ -792,7 +792,7 @@ pub async fn list_for_owner(app: &App, req: Request, stream_id: &str) -> Result<
 /// `GET /api/streams/{id}/leaderboard`: the top 10 donors by paid total. Signed-in donors are grouped by account
 /// (shown under their username), guests by name (case-insensitively).
 pub async fn leaderboard(app: &App, stream_id: &str) -> Result<Response, ApiError> {
-    let stream = streams::load(app, stream_id).await?;
+    let stream = stream_row::load(app, stream_id).await?;
     #[derive(Deserialize, Serialize)]
     struct Entry {
         donor: String,
