@@ -1,7 +1,7 @@
 //! The web client's side of the worker: page routes (`/`, `/s/{id}`, `/studio`, ...) mapped to their HTML files,
 //! every other non-API path to the static file itself, all fetched through the ASSETS binding, with the security
 //! headers (Content-Security-Policy, nosniff, Referrer-Policy) added on the way out. The parts every page shares
-//! (the head's links and the site header) are written once, in web/partials/, and filled into each page here.
+//! (the head's links, the site header and footer) are written once, in web/partials/, and filled into each page here.
 //!
 //! wrangler.toml's `run_worker_first` sends the pages (and the page templates' own names, answered 404) here; every
 //! other static file is served by Cloudflare without the Worker, with the headers of `web/_headers`. Unknown paths
@@ -34,7 +34,7 @@ const TEMPLATES: [&str; 4] = ["/watch", "/donation", "/overlay", "/404"];
 
 /// The page parts every page shares, each written once under web/partials/ and compiled in: a page template names
 /// one by its marker line, and `fill_partials` puts it there. The partials themselves are served to nobody.
-const PARTIALS: [(&str, &str); 2] = [
+const PARTIALS: [(&str, &str); 3] = [
     (
         "<!--#include page-head-->",
         include_str!("../../web/partials/page-head.html"),
@@ -42,6 +42,10 @@ const PARTIALS: [(&str, &str); 2] = [
     (
         "<!--#include site-header-->",
         include_str!("../../web/partials/site-header.html"),
+    ),
+    (
+        "<!--#include site-footer-->",
+        include_str!("../../web/partials/site-footer.html"),
     ),
 ];
 const PARTIALS_DIR: &str = "/partials/";
@@ -444,6 +448,7 @@ mod tests {
             }
             pages += 1;
             assert_eq!(page.matches(r#"<header class="site-header">"#).count(), 1, "{path:?}");
+            assert_eq!(page.matches(r#"<footer class="site-footer">"#).count(), 1, "{path:?}");
             assert_eq!(
                 page.matches(r#"<link rel="stylesheet" href="/css/sunnylive.css">"#)
                     .count(),

@@ -85,6 +85,8 @@ async fn page_templates_and_unknown_files_still_reach_the_worker(app: &TestApp) 
         "/index.html",
         "/nope.css",
         "/js/nope.js",
+        // web/README.md is for developers: .assetsignore keeps it out of the assets.
+        "/README.md",
     ] {
         let a = api.get(path, None).await?;
         ensure!(
@@ -121,6 +123,7 @@ async fn pages_carry_the_shared_parts_and_revalidate_by_their_own_etag(app: &Tes
         let page = get(path, None).await?;
         ensure!(
             page.text.matches(r#"<header class="site-header">"#).count() == 1
+                && page.text.matches(r#"<footer class="site-footer">"#).count() == 1
                 && page
                     .text
                     .contains(r#"<link rel="stylesheet" href="/css/sunnylive.css">"#)
