@@ -19,7 +19,7 @@ pub const MIN_RUPIAH: u64 = 1_000;
 pub const MAX_RUPIAH: u64 = 100_000_000;
 /// Longest donation message, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 200;
-/// Longest guest donor name, in characters.
+/// Longest donor name, in characters: a guest's chosen name, and a username (which has the same limit).
 pub const DONOR_NAME_MAX_CHARS: usize = 32;
 /// What a guest who gives no name is shown as.
 pub const ANONYMOUS_DONOR: &str = "Anonymous";
