@@ -1,4 +1,4 @@
-//! Midtrans Snap rules, pure: order ids, the notification signature, lenient notification and status parsing,
+//! Midtrans Snap rules, pure: the notification signature, lenient notification and status parsing,
 //! `gross_amount` reading, what a (transaction_status, fraud_status) pair means for us, and the Snap create
 //! request and response. The worker does the HTTP; everything it has to believe or refuse is decided here.
 
@@ -8,16 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
-use crate::donation::Rupiah;
+use crate::donation::{OrderId, Outcome, Rupiah};
 use crate::error::ApiError;
-use crate::ids::{new_id, ID_RANDOM_BYTES};
 use crate::secret::secrets_equal;
-
-/// Midtrans refuses order ids longer than this.
-pub const ORDER_ID_MAX_LEN: usize = 50;
-
-/// Prefix of every order id we mint, so a Midtrans dashboard search finds Sunnylive's orders at a glance.
-pub const ORDER_ID_PREFIX: &str = "sl-";
 
 /// How long a Snap checkout stays payable. Past this (plus the sweep's grace) a donation whose payer never picked a
 /// method cannot succeed any more, and the sweep marks it failed instead of leaving it pending forever.
@@ -25,42 +18,6 @@ pub const SNAP_EXPIRY_MINUTES: i64 = 60;
 
 /// Midtrans caps `item_details[].name` at 50 characters.
 const ITEM_NAME_MAX: usize = 50;
-
-/// Midtrans's order id: 1-50 characters of `[A-Za-z0-9-_~.]`, unique per merchant account.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrderId(String);
-
-impl OrderId {
-    /// Mints a fresh order id (`sl-` + 16 base32 symbols = 80 random bits) from random bytes.
-    pub fn generate(random: [u8; ID_RANDOM_BYTES]) -> Self {
-        Self(format!("{ORDER_ID_PREFIX}{}", new_id(random)))
-    }
-
-    /// Accepts any id Midtrans would accept (a path segment, a notification field).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > ORDER_ID_MAX_LEN {
-            return Err(format!("must be 1 to {ORDER_ID_MAX_LEN} characters long"));
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.'))
-        {
-            return Err("may contain only letters, digits, '-', '_', '~' and '.'".into());
-        }
-        Ok(Self(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for OrderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What the audit log keeps of a notification's body.
 ///
@@ -229,24 +186,6 @@ pub fn parse_gross_amount(s: &str) -> Result<u64, String> {
 /// Formats whole rupiah the way Midtrans writes `gross_amount` in notifications.
 pub fn format_gross_amount(amount: u64) -> String {
     format!("{amount}.00")
-}
-
-/// What a notification says happened, in our terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Money is ours: `settlement` with "200", or `capture` with `fraud_status` `accept` and "200".
-    Paid,
-    /// A card capture held by Midtrans's fraud detection for manual review.
-    Challenge,
-    /// Waiting for the payer (a bank transfer's virtual account exists, a card needs 3-D Secure, ...).
-    Pending,
-    /// Will never be paid: `deny`, `cancel`, `expire`, `failure`.
-    Failed,
-    /// Money went back: `refund`, `partial_refund`, `chargeback`, `partial_chargeback`.
-    Reversed,
-    /// A combination we do not act on (an unknown status, a capture without a verdict). Answered 200, changes
-    /// nothing; the status sweep settles the donation later if it stays pending.
-    Ignored,
 }
 
 /// Maps Midtrans's status fields to an outcome. `status_code` matters only for success: the contract counts a
@@ -642,24 +581,6 @@ mod tests {
         for (code, status, fraud, expected) in table {
             assert_eq!(outcome(code, status, fraud), expected, "{code} {status} {fraud:?}");
         }
-    }
-
-    #[test]
-    fn order_ids_follow_midtrans_rules() {
-        assert!(OrderId::parse("sl-abc_DEF~1.2").is_ok());
-        assert!(OrderId::parse(&"a".repeat(50)).is_ok());
-        for bad in ["", &"a".repeat(51), "a b", "a/b", "a%20", "ünï", "a+b", "a\nb"] {
-            assert!(OrderId::parse(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    #[test]
-    fn minted_order_ids_are_valid_and_distinct() {
-        let a = OrderId::generate([1; 10]);
-        let b = OrderId::generate([2; 10]);
-        assert_ne!(a, b);
-        assert!(a.as_str().starts_with(ORDER_ID_PREFIX));
-        assert_eq!(OrderId::parse(a.as_str()).unwrap(), a);
     }
 
     #[test]

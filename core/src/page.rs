@@ -1,9 +1,9 @@
 //! Pagination: `?limit=` (default 20, max 100) and a `cursor` that names the last row's sort key (opaque to clients,
 //! but of a fixed shape that `openapi.json` states as a pattern).
 
+use crate::donation::OrderId;
 use crate::error::ApiError;
 use crate::ids::looks_like_id;
-use crate::midtrans::OrderId;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;

@@ -1,6 +1,33 @@
 //! Stream inputs: titles, descriptions and search text, as newtypes that exist only once checked.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{ApiError, FieldErrors};
+
+/// A stream's broadcast state: the `streams.status` column, the API's `status`, and what the chat room shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    Live,
+    Offline,
+}
+
+impl StreamStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(StreamStatus::Live),
+            "offline" => Some(StreamStatus::Offline),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StreamStatus::Live => "live",
+            StreamStatus::Offline => "offline",
+        }
+    }
+}
 
 fn has_control_chars(s: &str, allow_newlines: bool) -> bool {
     s.chars()

@@ -2,6 +2,7 @@
 //! reads by itself (the clock and randomness).
 
 use sunnylive_core::error::ApiError;
+use sunnylive_core::hls;
 use sunnylive_core::secret::{equal_secrets, is_placeholder_url, midtrans_problems, production_problem};
 use sunnylive_core::token::AccessTokens;
 use worker::{Bucket, D1Database, Env};
@@ -142,11 +143,7 @@ impl Config {
             midtrans_server_key: values.next().expect("BUG: four secrets"),
             public_base_url,
             media_base_url,
-            broadcast_retention_days: number(
-                env,
-                "BROADCAST_RETENTION_DAYS",
-                sunnylive_core::hls::DEFAULT_RETENTION_DAYS,
-            ),
+            broadcast_retention_days: number(env, "BROADCAST_RETENTION_DAYS", hls::DEFAULT_RETENTION_DAYS),
             rtmp_ingest_url,
             rtmps_ingest_url,
             midtrans_snap_base_url,
@@ -184,6 +181,16 @@ impl App {
         self.env
             .bucket("MEDIA")
             .map_err(|e| ApiError::internal(format!("R2 binding MEDIA: {e}")))
+    }
+
+    /// Where a broadcast's thumbnail is fetched: from the media domain when one is configured, else the site. `at`
+    /// (when it was taken) makes each new thumbnail a new URL, so caches never show an old one for long.
+    pub fn thumbnail_url(&self, stream_id: &str, broadcast_id: &str, at: i64) -> String {
+        format!(
+            "{}/{}?v={at}",
+            self.config.media_base_url.as_deref().unwrap_or(""),
+            hls::object_key(stream_id, broadcast_id, "thumb.jpg")
+        )
     }
 
     /// Unix seconds now. (In production the clock does not advance during CPU work; that is fine for every use.)

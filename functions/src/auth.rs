@@ -492,7 +492,7 @@ async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
     .await?;
     let body = serde_json::json!({ "login_id": family_id });
     for room in rooms {
-        match crate::chat::post_to_room(app, &room.stream_id, "/internal/logout", &body).await {
+        match crate::room_client::post_to_room(app, &room.stream_id, "/internal/logout", &body).await {
             Ok(code) if (200..300).contains(&code) => {}
             Ok(code) => worker::console_error!("auth: room {} answered {code} to a logout", room.stream_id),
             Err(e) => worker::console_error!("auth: room {} unreachable for a logout: {e}", room.stream_id),

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::crypto::random;
 use crate::db::{self, Arg};
 use crate::http::{self, OrInternal};
-use crate::streams;
+use crate::stream_row;
 
 /// R2 objects deleted per list+delete round (R2's delete takes at most 1,000 keys).
 const PURGE_BATCH: u32 = 1000;
@@ -98,25 +98,15 @@ impl BroadcastRow {
             playlist_url: format!("/hls/{}/{}/index.m3u8", self.stream_id, self.id),
             thumbnail_url: self
                 .thumbnail_at
-                .map(|at| thumbnail_url(app, &self.stream_id, &self.id, at)),
+                .map(|at| app.thumbnail_url(&self.stream_id, &self.id, at)),
         }
     }
-}
-
-/// Where a broadcast's thumbnail is fetched: from the media domain when one is configured, else the site. `at`
-/// (when it was taken) makes each new thumbnail a new URL, so caches never show an old one for long.
-pub fn thumbnail_url(app: &App, stream_id: &str, broadcast_id: &str, at: i64) -> String {
-    format!(
-        "{}/{}?v={at}",
-        app.config.media_base_url.as_deref().unwrap_or(""),
-        hls::object_key(stream_id, broadcast_id, "thumb.jpg")
-    )
 }
 
 /// `GET /api/streams/{id}/broadcasts?limit=&cursor=`: the stream's broadcasts, newest first (the live one, if any,
 /// first of all). Public, like the stream itself.
 pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
-    let stream = streams::load(app, stream_id).await?;
+    let stream = stream_row::load(app, stream_id).await?;
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let after: Option<(String, String)> = match query.get("cursor").filter(|c| !c.is_empty()) {
@@ -158,7 +148,7 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
 /// `DELETE /api/streams/{id}/broadcasts/{broadcast_id}`: the owner removes a past broadcast and its video. A live
 /// broadcast cannot be deleted (409): stop streaming first.
 pub async fn delete(app: &App, req: Request, stream_id: &str, broadcast_id: &str) -> Result<Response, ApiError> {
-    let (_, stream) = streams::load_owned(app, &req, stream_id).await?;
+    let (_, stream) = stream_row::load_owned(app, &req, stream_id).await?;
     let not_found = || ApiError::NotFound {
         code: "broadcast_not_found",
         message: "No such broadcast.".into(),

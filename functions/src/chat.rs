@@ -1,51 +1,15 @@
-//! The worker's side of chat: `GET /api/streams/{id}/chat` (the WebSocket upgrade), `GET /api/streams/{id}/messages`
-//! (older history), and the helpers other modules use to post into a stream's ChatRoom Durable Object (status
-//! changes from the RTMP callbacks, paid donations from the Midtrans code).
-//!
-//! The room trusts the identity headers of the requests it receives because only this worker can reach it (a
-//! Durable Object has no public URL, only the `CHAT_ROOMS` binding). So every request to the room is built here
-//! from scratch and carries no header the client sent. The room's internal contract is documented in
-//! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which
-//! the room asked to accept it (the worker cannot tell, and never talks to a shard itself).
+//! The worker's side of chat: `GET /api/streams/{id}/chat` (the WebSocket upgrade) and `GET /api/streams/{id}/messages`
+//! (older history). Requests to the room itself are built by `room_client`.
 
-use sunnylive_core::chat::{
-    HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_ID, HEADER_STREAM_STATUS,
-};
+use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_STATUS};
 use sunnylive_core::error::ApiError;
-use worker::{Headers, Method, Request, Response, Stub};
+use worker::{Headers, Method, Request, Response};
 
 use crate::app::App;
 use crate::auth::{self, ACCESS_COOKIE};
 use crate::http::{self, OrInternal};
-use crate::streams;
-
-/// The stub of a stream's room: one object per stream, named by the stream id.
-fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
-    app.env
-        .durable_object("CHAT_ROOMS")?
-        .id_from_name(stream_id)?
-        .get_stub()
-}
-
-/// A request to the room. The host part of the URL is ignored by the stub; it must still be a full URL because
-/// `Request::new` rejects relative ones. Every request names the stream, so the room learns which D1 row its viewer
-/// count belongs to (a Durable Object is not told the name it was created from).
-fn room_request(
-    stream_id: &str,
-    method: Method,
-    path_and_query: &str,
-    headers: Headers,
-    body: Option<String>,
-) -> worker::Result<Request> {
-    headers.set(HEADER_STREAM_ID, stream_id)?;
-    crate::http::outbound(
-        &method,
-        &format!("https://chat-room{path_and_query}"),
-        &headers,
-        body.as_deref(),
-        false,
-    )
-}
+use crate::room_client::{room, room_request};
+use crate::stream_row;
 
 /// `GET /api/streams/{id}/chat` with `Upgrade: websocket`. Anyone may connect and read; an access token (cookie or
 /// Bearer) lets the user chat, and the stream's owner joins as host.
@@ -54,7 +18,7 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return upgrade_required();
     }
-    let stream = streams::load(app, id).await?;
+    let stream = stream_row::load(app, id).await?;
     refuse_cross_site_cookie(app, &req)?;
     let caller = auth::authenticate(app, &req)?;
     // A revoked login's access token opens no socket; the room tags the socket with its login for a later logout.
@@ -82,7 +46,7 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
         headers.set(HEADER_LOGIN_ID, login).or_internal("headers")?;
     }
     headers
-        .set(HEADER_STREAM_STATUS, &stream.status)
+        .set(HEADER_STREAM_STATUS, stream.status.as_str())
         .or_internal("headers")?;
     // The room caps sockets per address and counts anonymous viewers by it: the same key as every per-IP limit.
     headers
@@ -130,7 +94,7 @@ fn refuse_cross_site_cookie(app: &App, req: &Request) -> Result<(), ApiError> {
 pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, ApiError> {
     let q = http::query(&req);
     let query = HistoryQuery::parse(q.get("before").map(String::as_str), q.get("limit").map(String::as_str))?;
-    let stream = streams::load(app, id).await?;
+    let stream = stream_row::load(app, id).await?;
     let path = format!("/internal/messages?{}", query.to_query_string());
     let forwarded = room_request(&stream.id, Method::Get, &path, Headers::new(), None).or_internal("room request")?;
     let mut answer = room(app, &stream.id)
@@ -151,24 +115,4 @@ pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, Api
         .or_internal("headers")?;
     headers.set("cache-control", "no-store").or_internal("headers")?;
     Ok(Response::ok(body).or_internal("response")?.with_headers(headers))
-}
-
-/// Sends a JSON body to one of the room's internal routes and returns the room's status code.
-pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    let req = room_request(stream_id, Method::Post, path, headers, Some(body.to_string()))?;
-    Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
-}
-
-/// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP
-/// callback must still answer nginx, and new viewers learn the status from D1 when they join.
-pub async fn announce_status(app: &App, stream_id: &str, live: bool) {
-    let status = if live { "live" } else { "offline" };
-    let body = serde_json::json!({ "status": status });
-    match post_to_room(app, stream_id, "/internal/status", &body).await {
-        Ok(code) if (200..300).contains(&code) => {}
-        Ok(code) => worker::console_error!("chat: room {stream_id} answered {code} to status {status}"),
-        Err(e) => worker::console_error!("chat: could not tell room {stream_id} it is {status}: {e}"),
-    }
 }

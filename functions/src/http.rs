@@ -246,19 +246,6 @@ fn unreachable_response() -> Response {
     Response::error("internal_error", 500).expect("BUG: a fixed error response can always be built")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_form_field_keeps_its_first_value() {
-        let f = first_values("call=update_publish&addr=10.0.0.1&name=sk_a_b&call=update_play&addr=127.0.0.1");
-        assert_eq!(f["call"], "update_publish");
-        assert_eq!(f["addr"], "10.0.0.1");
-        assert_eq!(f["name"], "sk_a_b");
-    }
-}
-
 /// An outgoing request (Midtrans, the chat room's stub, the static assets), built on `web_sys` directly.
 /// `worker::Request::new_with_init` converts the whole `cf` options object (image resizing, polish, ...) into a JS
 /// object on every call: about 12 KB of wasm we never use, as the upload size budget (`make size`) showed.
@@ -281,4 +268,17 @@ pub fn outbound(
     web_sys::Request::new_with_str_and_init(url, &init)
         .map(Request::from)
         .map_err(|e| worker::Error::JsError(e.as_string().unwrap_or_else(|| "invalid outgoing request".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_form_field_keeps_its_first_value() {
+        let f = first_values("call=update_publish&addr=10.0.0.1&name=sk_a_b&call=update_play&addr=127.0.0.1");
+        assert_eq!(f["call"], "update_publish");
+        assert_eq!(f["addr"], "10.0.0.1");
+        assert_eq!(f["name"], "sk_a_b");
+    }
 }

@@ -14,8 +14,10 @@ mod hls;
 mod http;
 mod openapi;
 mod pages;
+mod room_client;
 mod routes;
 mod rtmp;
+mod stream_row;
 mod streams;
 
 // The ChatRoom and ChatShard classes live in the durable-objects crate. Naming the crate here makes rustc link it; without this

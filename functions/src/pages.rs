@@ -1,6 +1,7 @@
 //! The web client's side of the worker: page routes (`/`, `/s/{id}`, `/studio`, ...) mapped to their HTML files,
 //! every other non-API path to the static file itself, all fetched through the ASSETS binding, with the security
-//! headers (Content-Security-Policy, nosniff, Referrer-Policy) added on the way out.
+//! headers (Content-Security-Policy, nosniff, Referrer-Policy) added on the way out. The parts every page shares
+//! (the head's links, the site header and footer) are written once, in web/partials/, and filled into each page here.
 //!
 //! wrangler.toml's `run_worker_first` sends the pages (and the page templates' own names, answered 404) here; every
 //! other static file is served by Cloudflare without the Worker, with the headers of `web/_headers`. Unknown paths
@@ -30,6 +31,66 @@ const NOT_FOUND_PAGE: &str = "/404";
 
 /// Page templates are only reachable through their routes: `/watch` without an id is not a page.
 const TEMPLATES: [&str; 4] = ["/watch", "/donation", "/overlay", "/404"];
+
+/// The page parts every page shares, each written once under web/partials/ and compiled in: a page template names
+/// one by its marker line, and `fill_partials` puts it there. The partials themselves are served to nobody.
+const PARTIALS: [(&str, &str); 3] = [
+    (
+        "<!--#include page-head-->",
+        include_str!("../../web/partials/page-head.html"),
+    ),
+    (
+        "<!--#include site-header-->",
+        include_str!("../../web/partials/site-header.html"),
+    ),
+    (
+        "<!--#include site-footer-->",
+        include_str!("../../web/partials/site-footer.html"),
+    ),
+];
+const PARTIALS_DIR: &str = "/partials/";
+
+/// A page template with every partial filled in.
+pub fn fill_partials(template: &str) -> String {
+    PARTIALS.iter().fold(template.to_string(), |page, (marker, part)| {
+        page.replace(marker, part.trim_end_matches('\n'))
+    })
+}
+
+/// FNV-1a over every partial: it changes whenever one does.
+const fn partials_hash() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut p = 0;
+    while p < PARTIALS.len() {
+        let bytes = PARTIALS[p].1.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            hash ^= bytes[i] as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        p += 1;
+    }
+    hash
+}
+
+/// What a filled page's ETag adds to its template's, so a page whose partials changed is never answered 304.
+fn partials_tag() -> String {
+    format!("-p{:016x}", partials_hash())
+}
+
+/// A filled page's ETag: the template's (`"abc"` or `W/"abc"`) with `partials_tag` inside the quotes.
+pub fn page_etag(template_etag: &str) -> Option<String> {
+    let inner = template_etag.strip_suffix('"')?;
+    Some(format!("{inner}{}\"", partials_tag()))
+}
+
+/// The template's ETag behind a client's `If-None-Match` for a filled page, or None when the client's copy was
+/// filled with other partials (or it names no single ETag of ours): then the page is sent whole.
+pub fn template_etag(if_none_match: &str) -> Option<String> {
+    let inner = if_none_match.trim().strip_suffix('"')?;
+    inner.strip_suffix(&partials_tag()).map(|t| format!("{t}\""))
+}
 
 /// Maps a request path to what serves it.
 pub fn target(path: &str) -> Target {
@@ -64,6 +125,9 @@ pub fn target(path: &str) -> Target {
         } else {
             Target::NotFound
         };
+    }
+    if path.starts_with(PARTIALS_DIR) || path == PARTIALS_DIR.trim_end_matches('/') {
+        return Target::NotFound;
     }
     let bare = path.strip_suffix(".html").unwrap_or(path);
     let bare = if bare.ends_with("/index") { "/" } else { bare };
@@ -146,17 +210,18 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     let url = req.url().or_internal("request url")?;
     let path = url.path().to_string();
 
-    let (asset_path, frameable, not_found) = match target(&path) {
-        Target::Page { asset, frameable } => (asset.to_string(), frameable, false),
-        Target::Asset => (path.clone(), false, false),
-        Target::NotFound => (NOT_FOUND_PAGE.to_string(), false, true),
+    let (asset_path, frameable, mut ask) = match target(&path) {
+        Target::Page { asset, frameable } => (asset.to_string(), frameable, Ask::Page),
+        Target::Asset => (path.clone(), false, Ask::File),
+        Target::NotFound => (NOT_FOUND_PAGE.to_string(), false, Ask::NotFoundPage),
     };
-    let mut response = fetch_asset(app, &req, &url, &asset_path, !not_found).await?;
+    let mut response = fetch_asset(app, &req, &url, &asset_path, ask).await?;
     let mut status = response.status_code();
-    if not_found {
+    if ask == Ask::NotFoundPage {
         status = 404;
     } else if status == 404 {
-        response = fetch_asset(app, &req, &url, NOT_FOUND_PAGE, false).await?;
+        ask = Ask::NotFoundPage;
+        response = fetch_asset(app, &req, &url, NOT_FOUND_PAGE, ask).await?;
     }
 
     let mut own = vec![url.origin().ascii_serialization()];
@@ -170,7 +235,7 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     for (name, value) in response.headers().entries() {
         headers.append(&name, &value).or_internal("copying asset headers")?;
     }
-    let html = asset_path != path
+    let html = ask != Ask::File
         || headers
             .get("content-type")
             .ok()
@@ -198,19 +263,58 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
         // Pages change with every deploy and may show signed-in state: always revalidate, never share.
         set("cache-control", "private, no-cache")?;
     }
-    let (_, body) = response.into_parts();
-    Ok(Response::builder().with_status(status).with_headers(headers).body(body))
+    if ask == Ask::File {
+        let (_, body) = response.into_parts();
+        return Ok(Response::builder().with_status(status).with_headers(headers).body(body));
+    }
+    // A page: its template filled with the partials. The filled page has its own length and ETag (see `page_etag`);
+    // the 404 page, sent for other paths, has none.
+    for name in ["content-length", "content-encoding", "last-modified", "etag"] {
+        headers.delete(name).or_internal("page headers")?;
+    }
+    if ask == Ask::Page {
+        if let Some(etag) = response
+            .headers()
+            .get("etag")
+            .ok()
+            .flatten()
+            .and_then(|e| page_etag(&e))
+        {
+            set("etag", &etag)?;
+        }
+    }
+    if response.status_code() != 200 || req.method() == Method::Head {
+        // A 304, a redirect, or a HEAD: no template to fill.
+        let (_, body) = response.into_parts();
+        return Ok(Response::builder().with_status(status).with_headers(headers).body(body));
+    }
+    let template = response.text().await.or_internal("page template")?;
+    Ok(Response::ok(fill_partials(&template))
+        .or_internal("page")?
+        .with_status(status)
+        .with_headers(headers))
 }
 
-/// One GET/HEAD to the asset server for `asset_path`, keeping the client's encodings and, when `conditional`,
-/// its validators (ETag), so an unchanged file is a 304. Redirects are not followed: one from the asset server
-/// goes to the browser as it is.
+/// How `fetch_asset` asks the asset server for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// A static file, as the client asked for it: its encodings, validators and range pass through.
+    File,
+    /// A page template, to be filled: whole and unencoded, conditional only on an ETag this build's partials made.
+    Page,
+    /// The 404 page standing in for another path: whole, unencoded, unconditional.
+    NotFoundPage,
+}
+
+/// One GET/HEAD to the asset server for `asset_path`, asking as `ask` says: a file keeps the client's encodings and
+/// validators (ETag), so an unchanged file is a 304. Redirects are not followed: one from the asset server goes to
+/// the browser as it is.
 async fn fetch_asset(
     app: &App,
     req: &Request,
     url: &url::Url,
     asset_path: &str,
-    conditional: bool,
+    ask: Ask,
 ) -> Result<Response, ApiError> {
     let assets = app
         .env
@@ -223,18 +327,27 @@ async fn fetch_asset(
         asset_url.set_query(None);
     }
     let headers = Headers::new();
-    for name in [
-        "accept",
-        "accept-encoding",
-        "if-none-match",
-        "if-modified-since",
-        "range",
-    ] {
-        if !conditional && name.starts_with("if-") {
-            continue;
-        }
-        if let Some(value) = req.headers().get(name).ok().flatten() {
+    let from_client = |name: &str| req.headers().get(name).ok().flatten();
+    let passed: &[&str] = match ask {
+        Ask::File => &[
+            "accept",
+            "accept-encoding",
+            "if-none-match",
+            "if-modified-since",
+            "range",
+        ],
+        Ask::Page | Ask::NotFoundPage => &["accept"],
+    };
+    for name in passed {
+        if let Some(value) = from_client(name) {
             headers.set(name, &value).or_internal("asset request headers")?;
+        }
+    }
+    if ask == Ask::Page {
+        if let Some(etag) = from_client("if-none-match").and_then(|v| template_etag(&v)) {
+            headers
+                .set("if-none-match", &etag)
+                .or_internal("asset request headers")?;
         }
     }
     let asset_req =
@@ -302,9 +415,62 @@ mod tests {
             "/404.html",
             "/index.html",
             "/login.html",
+            "/partials",
+            "/partials/site-header",
+            "/partials/site-header.html",
         ] {
             assert_eq!(target(path), Target::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn every_page_gets_the_shared_parts_once_and_no_marker_is_left() {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+        let mut pages = 0;
+        for entry in std::fs::read_dir(&web).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|x| x != "html") {
+                continue;
+            }
+            let template = std::fs::read_to_string(&path).unwrap();
+            let page = fill_partials(&template);
+            assert!(
+                !page.contains("<!--#include"),
+                "{path:?} names a partial that does not exist"
+            );
+            if path.ends_with("overlay.html") {
+                // OBS's browser source: a bare page with no site chrome.
+                assert!(!page.contains("site-header"), "{path:?}");
+                continue;
+            }
+            pages += 1;
+            assert_eq!(page.matches(r#"<header class="site-header">"#).count(), 1, "{path:?}");
+            assert_eq!(page.matches(r#"<footer class="site-footer">"#).count(), 1, "{path:?}");
+            assert_eq!(
+                page.matches(r#"<link rel="stylesheet" href="/css/sunnylive.css">"#)
+                    .count(),
+                1,
+                "{path:?}"
+            );
+            assert!(
+                page.find("<meta charset=").unwrap() < page.find("<title>").unwrap(),
+                "{path:?}"
+            );
+        }
+        assert_eq!(pages, 7);
+    }
+
+    #[test]
+    fn a_filled_page_has_its_own_etag_and_only_that_one_revalidates() {
+        let etag = page_etag(r#""abc123""#).unwrap();
+        assert_ne!(etag, r#""abc123""#);
+        assert_eq!(template_etag(&etag).as_deref(), Some(r#""abc123""#));
+        let weak = page_etag(r#"W/"abc""#).unwrap();
+        assert_eq!(template_etag(&weak).as_deref(), Some(r#"W/"abc""#));
+        // The template's own ETag, or one filled with other partials, is not a copy of this page.
+        assert_eq!(template_etag(r#""abc123""#), None);
+        assert_eq!(template_etag(r#""abc123-p0000000000000000""#), None);
+        assert_eq!(page_etag("unquoted"), None);
     }
 
     #[test]

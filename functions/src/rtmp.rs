@@ -137,7 +137,7 @@ pub async fn on_publish(app: &App, mut req: Request) -> Result<Response, ApiErro
     // HLS directory (and every object uploaded from it) belongs to this publish and never mixes with another.
     let broadcast = crate::broadcasts::start(app, &id).await?;
     worker::console_log!("rtmp: stream {id} is live (broadcast {broadcast})");
-    crate::chat::announce_status(app, &id, true).await;
+    crate::room_client::announce_status(app, &id, true).await;
     let headers = Headers::new();
     headers
         .set("location", broadcast.as_str())
@@ -221,7 +221,7 @@ pub async fn on_publish_done(app: &App, mut req: Request) -> Result<Response, Ap
         if ended.is_some() {
             worker::console_log!("rtmp: stream {id} went offline");
             crate::broadcasts::end_current(app, id).await?;
-            crate::chat::announce_status(app, id, false).await;
+            crate::room_client::announce_status(app, id, false).await;
         }
     }
     http::json(200, &serde_json::json!({ "ok": true }))
@@ -243,7 +243,7 @@ pub async fn sweep_stale_streams(app: &App) -> Result<usize, ApiError> {
             row.id,
             app.config.stale_stream_seconds
         );
-        crate::chat::announce_status(app, &row.id, false).await;
+        crate::room_client::announce_status(app, &row.id, false).await;
     }
     Ok(ended.len())
 }

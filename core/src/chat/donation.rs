@@ -1,8 +1,10 @@
 //! A paid donation as the worker posts it into the room (`POST /internal/donation`): the wire shape
-//! (`DonationPost`) and the checked value the room works with (`RoomDonation`).
+//! (`DonationPost`) and the checked value the room works with (`RoomDonation`), checked by the donation rules of
+//! `crate::donation`, not rules of its own.
 
 use serde::{Deserialize, Serialize};
 
+use crate::donation::{DonationMessage, DonorName, OrderId, Rupiah};
 use crate::error::{ApiError, FieldErrors};
 
 /// Body of `POST /internal/donation`, sent by the worker when a donation moves to `paid`.
@@ -31,53 +33,41 @@ pub struct RoomDonation {
     pub guest: bool,
 }
 
-/// Longest donation message, in characters (the donations route allows 200).
-pub const MAX_DONATION_MESSAGE_CHARS: usize = 200;
-/// Longest donor name, in characters (usernames are up to 32, guest names too; leave room).
-pub const MAX_DONOR_CHARS: usize = 64;
-
 impl RoomDonation {
+    /// Checks the post by the same rules as the checkout (`crate::donation`): the order id as Midtrans allows it, the
+    /// donor as a donor name (a username meets that rule too), the amount in the donation range, and the message as a
+    /// donation message. Whatever the checkout stored passes; anything else is refused, field by field.
     pub fn parse(post: DonationPost) -> Result<Self, ApiError> {
         let mut fields = FieldErrors::new();
-        let order_ok = (1..=64).contains(&post.order_id.len())
-            && post
-                .order_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-        if !order_ok {
-            fields.insert("order_id".into(), "must be 1-64 URL-safe characters".into());
+        let order_id = OrderId::parse(&post.order_id)
+            .map_err(|why| fields.insert("order_id".into(), why))
+            .ok();
+        let donor = DonorName::parse(&post.donor)
+            .map_err(|why| fields.insert("donor".into(), why))
+            .ok();
+        // A negative amount reads as 0, which the range refuses with the same words.
+        let amount = Rupiah::parse(u64::try_from(post.amount).unwrap_or(0))
+            .map_err(|why| fields.insert("amount".into(), why))
+            .ok();
+        let message = post
+            .message
+            .as_deref()
+            .map(DonationMessage::parse)
+            .transpose()
+            .map_err(|why| fields.insert("message".into(), why))
+            .ok()
+            .flatten()
+            .flatten();
+        match (order_id, donor, amount) {
+            (Some(order_id), Some(donor), Some(amount)) if fields.is_empty() => Ok(Self {
+                order_id: order_id.as_str().to_string(),
+                donor: donor.as_str().to_string(),
+                amount: amount.get() as i64,
+                message: message.map(|m| m.as_str().to_string()),
+                guest: post.guest,
+            }),
+            _ => Err(ApiError::Invalid(fields)),
         }
-        let donor = post.donor.trim().to_string();
-        let donor_len = donor.chars().count();
-        if donor_len == 0 || donor_len > MAX_DONOR_CHARS || donor.chars().any(char::is_control) {
-            fields.insert(
-                "donor".into(),
-                format!("must be 1-{MAX_DONOR_CHARS} characters without control characters"),
-            );
-        }
-        if post.amount <= 0 {
-            fields.insert("amount".into(), "must be a positive number of rupiah".into());
-        }
-        let message = post.message.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
-        if let Some(m) = &message {
-            // Newlines are allowed in a donation message; other control characters are not.
-            if m.chars().count() > MAX_DONATION_MESSAGE_CHARS || m.chars().any(|c| c.is_control() && c != '\n') {
-                fields.insert(
-                    "message".into(),
-                    format!("must be at most {MAX_DONATION_MESSAGE_CHARS} characters without control characters"),
-                );
-            }
-        }
-        if !fields.is_empty() {
-            return Err(ApiError::Invalid(fields));
-        }
-        Ok(Self {
-            order_id: post.order_id,
-            donor,
-            amount: post.amount,
-            message,
-            guest: post.guest,
-        })
     }
 }
 
@@ -105,13 +95,18 @@ mod tests {
     #[test]
     fn invalid_donation_posts_are_refused_naming_each_field() {
         type Change = fn(&mut DonationPost);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 11] = [
             (|p| p.order_id = String::new(), "order_id"),
             (|p| p.order_id = "a/b".into(), "order_id"),
+            (|p| p.order_id = "a".repeat(51), "order_id"),
             (|p| p.donor = "  ".into(), "donor"),
+            (|p| p.donor = "n".repeat(33), "donor"),
+            (|p| p.donor = "Sari\u{200B}".into(), "donor"),
             (|p| p.amount = 0, "amount"),
+            (|p| p.amount = -1, "amount"),
             (|p| p.message = Some("x".repeat(201)), "message"),
             (|p| p.message = Some("a\u{0}b".into()), "message"),
+            (|p| p.message = Some("line\nbreak".into()), "message"),
         ];
         for (change, field) in cases {
             let mut p = post();
@@ -121,5 +116,17 @@ mod tests {
                 other => panic!("{field}: expected a 422, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_room_accepts_exactly_what_the_checkout_stores() {
+        let mut p = post();
+        p.order_id = "a".repeat(50);
+        p.donor = "n".repeat(32);
+        p.message = Some("é".repeat(200));
+        let d = RoomDonation::parse(p).unwrap();
+        assert_eq!(d.order_id.len(), 50);
+        assert_eq!(d.donor.chars().count(), 32);
+        assert_eq!(d.message.unwrap().chars().count(), 200);
     }
 }

@@ -11,30 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::identity::Identity;
 use super::text::ChatText;
 use crate::ids::UserId;
-
-/// A stream's broadcast state as the room shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamStatus {
-    Live,
-    Offline,
-}
-
-impl StreamStatus {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "live" => Some(StreamStatus::Live),
-            "offline" => Some(StreamStatus::Offline),
-            _ => None,
-        }
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StreamStatus::Live => "live",
-            StreamStatus::Offline => "offline",
-        }
-    }
-}
+/// The room shows the stream's status as the stream record has it: one type, owned by `crate::stream`.
+pub use crate::stream::StreamStatus;
 
 /// The author of a chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -591,8 +591,8 @@ fn a_killed_origin_shows_the_stream_offline_within_the_stale_window_and_a_new_pu
 // ---------------------------------------------------------------------------------------------------------------
 // Midtrans hung, failing, down
 
-/// The worker gives Midtrans 8 s (`MIDTRANS_TIMEOUT` in functions/src/donations.rs); a checkout must be answered
-/// within that plus the request's own work.
+/// The worker gives Midtrans 8 s (`MIDTRANS_TIMEOUT` in functions/src/donations/midtrans_client.rs); a checkout must
+/// be answered within that plus the request's own work.
 const CHECKOUT_BOUND: Duration = Duration::from_secs(12);
 
 /// A checkout while Midtrans misbehaves: 502 in the contract's error shape within `bound`, and the row it left is

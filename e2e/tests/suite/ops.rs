@@ -17,6 +17,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         app,
         static_files_are_served_without_the_worker_with_the_security_headers,
         page_templates_and_unknown_files_still_reach_the_worker,
+        pages_carry_the_shared_parts_and_revalidate_by_their_own_etag,
         every_request_is_one_json_log_line_with_its_request_id_and_no_key,
     )
 }
@@ -84,6 +85,8 @@ async fn page_templates_and_unknown_files_still_reach_the_worker(app: &TestApp) 
         "/index.html",
         "/nope.css",
         "/js/nope.js",
+        // web/README.md is for developers: .assetsignore keeps it out of the assets.
+        "/README.md",
     ] {
         let a = api.get(path, None).await?;
         ensure!(
@@ -101,6 +104,61 @@ async fn page_templates_and_unknown_files_still_reach_the_worker(app: &TestApp) 
         "the overlay carries x-frame-options {:?}",
         overlay.header("x-frame-options")
     );
+    Ok(())
+}
+
+/// Every page's head links and site header are written once (web/partials/) and filled in by the Worker: a page
+/// carries them, no marker is left, the partials are not files anyone can fetch, and a page's ETag is its own, so a
+/// revalidation is a 304 while the page is unchanged.
+async fn pages_carry_the_shared_parts_and_revalidate_by_their_own_etag(app: &TestApp) -> TestResult {
+    let api = app.api();
+    let get = |path: &'static str, if_none_match: Option<String>| {
+        let mut rb = api.request(reqwest::Method::GET, path);
+        if let Some(etag) = if_none_match {
+            rb = rb.header("if-none-match", etag);
+        }
+        api.send(rb)
+    };
+    for path in ["/", "/login", "/studio", "/s/abcdefghij234567", "/no/such/page"] {
+        let page = get(path, None).await?;
+        ensure!(
+            page.text.matches(r#"<header class="site-header">"#).count() == 1
+                && page.text.matches(r#"<footer class="site-footer">"#).count() == 1
+                && page
+                    .text
+                    .contains(r#"<link rel="stylesheet" href="/css/sunnylive.css">"#)
+                && !page.text.contains("<!--#include"),
+            "GET {path}: the shared parts are not filled in:\n{}",
+            page.text
+        );
+        if path == "/no/such/page" {
+            ensure!(page.status == 404, "GET {path}: {}", page.status);
+            continue;
+        }
+        let etag = page
+            .header("etag")
+            .ok_or_else(|| format!("GET {path}: a page carries an ETag"))?;
+        let again = get(path, Some(etag.to_string())).await?;
+        ensure!(
+            again.status == 304,
+            "GET {path} with If-None-Match {etag}: {}",
+            again.status
+        );
+        let other = get(path, Some(etag.replace("-p", "-q"))).await?;
+        ensure!(other.status == 200, "GET {path} with another ETag: {}", other.status);
+    }
+    for path in [
+        "/partials/site-header",
+        "/partials/site-header.html",
+        "/partials/page-head",
+    ] {
+        let a = get(path, None).await?;
+        ensure!(
+            a.status == 404 && a.header("x-request-id").is_some(),
+            "GET {path}: {}; the Worker must answer a partial 404",
+            a.status
+        );
+    }
     Ok(())
 }
 

@@ -1,13 +1,17 @@
-//! Donations: the checked inputs (`Rupiah`, `DonationMessage`, `DonorName`) and the status state machine that
-//! decides, for a donation's current status and what Midtrans says, whether anything changes. Only the move into
-//! `paid` credits the stream's total and sends the chat alert; D1 applies the move with a compare-and-swap on the
-//! status column so two notifications racing each other cannot both win.
+//! The donation rules, each written once: what an amount, a donor name, a message and an order id may be. The
+//! checkout (`DonationRequest`), the chat alert (`chat::RoomDonation`) and the Midtrans code all check through these
+//! types, and a host test (core/tests/migration_checks.rs) holds the D1 CHECKs on `donations` against these constants.
+//!
+//! Why these numbers: a donor name is 1-32 characters, the same as a username, because a signed-in donor is shown
+//! under their username and both land in the same `donor_name` column and chat line. An order id is 1-50 characters
+//! of `[A-Za-z0-9-_~.]` because that is what Midtrans accepts (`transaction_details.order_id`); a longer one could
+//! never have been paid, so nothing anywhere accepts one.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, FieldErrors};
-use crate::midtrans::Outcome;
+use crate::ids::{new_id, ID_RANDOM_BYTES};
 
 /// Smallest donation Midtrans lets us charge comfortably (and that is worth an alert).
 pub const MIN_RUPIAH: u64 = 1_000;
@@ -15,7 +19,7 @@ pub const MIN_RUPIAH: u64 = 1_000;
 pub const MAX_RUPIAH: u64 = 100_000_000;
 /// Longest donation message, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 200;
-/// Longest guest donor name, in characters.
+/// Longest donor name, in characters: a guest's chosen name, and a username (which has the same limit).
 pub const DONOR_NAME_MAX_CHARS: usize = 32;
 /// What a guest who gives no name is shown as.
 pub const ANONYMOUS_DONOR: &str = "Anonymous";
@@ -227,109 +231,52 @@ impl DonationRequest {
     }
 }
 
-/// A donation's status, as stored in D1 and shown in the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DonationStatus {
-    Pending,
-    Paid,
-    Challenge,
-    Failed,
-    Refunded,
-}
+/// Midtrans refuses order ids longer than this.
+pub const ORDER_ID_MAX_LEN: usize = 50;
 
-impl DonationStatus {
-    pub const ALL: [DonationStatus; 5] = [
-        DonationStatus::Pending,
-        DonationStatus::Paid,
-        DonationStatus::Challenge,
-        DonationStatus::Failed,
-        DonationStatus::Refunded,
-    ];
+/// Prefix of every order id we mint, so a Midtrans dashboard search finds Sunnylive's orders at a glance.
+pub const ORDER_ID_PREFIX: &str = "sl-";
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DonationStatus::Pending => "pending",
-            DonationStatus::Paid => "paid",
-            DonationStatus::Challenge => "challenge",
-            DonationStatus::Failed => "failed",
-            DonationStatus::Refunded => "refunded",
+/// Midtrans's order id: 1-50 characters of `[A-Za-z0-9-_~.]`, unique per merchant account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// Mints a fresh order id (`sl-` + 16 base32 symbols = 80 random bits) from random bytes.
+    pub fn generate(random: [u8; ID_RANDOM_BYTES]) -> Self {
+        Self(format!("{ORDER_ID_PREFIX}{}", new_id(random)))
+    }
+
+    /// Accepts any id Midtrans would accept (a path segment, a notification field).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > ORDER_ID_MAX_LEN {
+            return Err(format!("must be 1 to {ORDER_ID_MAX_LEN} characters long"));
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Nothing Midtrans says can change a donation in this status.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, DonationStatus::Failed | DonationStatus::Refunded)
-    }
-}
-
-/// What to do about a notification (or a status answer) for a donation in some status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Nothing changes: a duplicate, a stale or out-of-order message, or one for a finished donation.
-    Unchanged,
-    /// Move `from` to `to` (D1: `UPDATE ... SET status = to WHERE status = from`).
-    Move { from: DonationStatus, to: DonationStatus },
-}
-
-impl Decision {
-    /// The move into `paid`: the one change that credits the stream's total and sends the chat alert.
-    pub fn credits(self) -> bool {
-        matches!(
-            self,
-            Decision::Move {
-                to: DonationStatus::Paid,
-                ..
-            }
-        )
-    }
-
-    /// The move out of `paid` (a refund or chargeback): takes the amount off the stream's total again.
-    pub fn debits(self) -> bool {
-        matches!(
-            self,
-            Decision::Move {
-                from: DonationStatus::Paid,
-                to: DonationStatus::Refunded
-            }
-        )
-    }
-
-    pub fn target(self) -> Option<DonationStatus> {
-        match self {
-            Decision::Unchanged => None,
-            Decision::Move { to, .. } => Some(to),
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.'))
+        {
+            return Err("may contain only letters, digits, '-', '_', '~' and '.'".into());
         }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-/// The donation state machine.
-///
-/// - `pending` and `challenge` move to `paid` on success (the only credit), `challenge` on a fraud hold (from
-///   pending), and `failed` on a denial, cancel or expiry.
-/// - `paid` never goes back: a late `pending`, `challenge` or `expire` is stale; only a refund or chargeback moves
-///   it, to `refunded`.
-/// - `failed` and `refunded` are terminal: a success arriving for a failed donation never credits.
-/// - A repeat of the current state, and anything `Ignored`, changes nothing.
-pub fn decide(current: DonationStatus, outcome: Outcome) -> Decision {
-    use DonationStatus as S;
-    let to = match (current, outcome) {
-        (S::Pending | S::Challenge, Outcome::Paid) => S::Paid,
-        (S::Pending, Outcome::Challenge) => S::Challenge,
-        (S::Pending | S::Challenge, Outcome::Failed) => S::Failed,
-        (S::Paid, Outcome::Reversed) => S::Refunded,
-        _ => return Decision::Unchanged,
-    };
-    Decision::Move { from: current, to }
+impl std::fmt::Display for OrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_and_messages_with_invisible_formatting_characters_are_refused() {
@@ -353,8 +300,6 @@ mod tests {
             "right-to-left scripts themselves are fine"
         );
     }
-    use serde_json::json;
-    use DonationStatus as S;
 
     #[test]
     fn amounts_from_1000_to_100_million_rupiah_are_accepted() {
@@ -418,6 +363,16 @@ mod tests {
     }
 
     #[test]
+    fn every_username_is_a_valid_donor_name() {
+        // A signed-in donor is shown under their username, in the same column and chat line as a guest's name.
+        for username in ["abc", "a.b-c_d", &"u".repeat(32)] {
+            let checked = crate::account::Username::parse(username).unwrap();
+            assert!(DonorName::parse(checked.as_str()).is_ok(), "{username}");
+        }
+        assert!(crate::account::Username::parse(&"u".repeat(DONOR_NAME_MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
     fn a_guest_donation_request_reads_every_field() {
         let r =
             DonationRequest::parse(&json!({"amount": 25000, "message": "gg", "donor_name": "Sari"}), false).unwrap();
@@ -454,121 +409,20 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip_through_their_names() {
-        for s in S::ALL {
-            assert_eq!(S::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(S::parse("PAID"), None);
-        assert_eq!(serde_json::to_value(S::Challenge).unwrap(), json!("challenge"));
-    }
-
-    const OUTCOMES: [Outcome; 6] = [
-        Outcome::Paid,
-        Outcome::Challenge,
-        Outcome::Pending,
-        Outcome::Failed,
-        Outcome::Reversed,
-        Outcome::Ignored,
-    ];
-
-    /// The whole machine as a table: (current status, outcome) -> new status, `None` meaning unchanged.
-    fn expected(current: DonationStatus, outcome: Outcome) -> Option<DonationStatus> {
-        use Outcome as O;
-        match (current, outcome) {
-            (S::Pending, O::Paid) => Some(S::Paid),
-            (S::Pending, O::Challenge) => Some(S::Challenge),
-            (S::Pending, O::Pending) => None,
-            (S::Pending, O::Failed) => Some(S::Failed),
-            (S::Pending, O::Reversed) => None,
-            (S::Pending, O::Ignored) => None,
-            (S::Challenge, O::Paid) => Some(S::Paid),
-            (S::Challenge, O::Challenge) => None,
-            (S::Challenge, O::Pending) => None,
-            (S::Challenge, O::Failed) => Some(S::Failed),
-            (S::Challenge, O::Reversed) => None,
-            (S::Challenge, O::Ignored) => None,
-            (S::Paid, O::Reversed) => Some(S::Refunded),
-            (S::Paid, _) => None,
-            (S::Failed, _) => None,
-            (S::Refunded, _) => None,
+    fn order_ids_follow_midtrans_rules() {
+        assert!(OrderId::parse("sl-abc_DEF~1.2").is_ok());
+        assert!(OrderId::parse(&"a".repeat(50)).is_ok());
+        for bad in ["", &"a".repeat(51), "a b", "a/b", "a%20", "ünï", "a+b", "a\nb"] {
+            assert!(OrderId::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
-    fn every_status_and_outcome_pair_follows_the_table() {
-        for current in S::ALL {
-            for outcome in OUTCOMES {
-                let got = decide(current, outcome);
-                assert_eq!(got.target(), expected(current, outcome), "{current:?} + {outcome:?}");
-                if let Decision::Move { from, to } = got {
-                    assert_eq!(from, current);
-                    assert_ne!(from, to, "a move always changes the status");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn only_pending_or_challenge_moving_to_paid_credits() {
-        for current in S::ALL {
-            for outcome in OUTCOMES {
-                let d = decide(current, outcome);
-                let should = matches!(current, S::Pending | S::Challenge) && outcome == Outcome::Paid;
-                assert_eq!(d.credits(), should, "{current:?} + {outcome:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn only_a_refund_of_a_paid_donation_debits() {
-        for current in S::ALL {
-            for outcome in OUTCOMES {
-                let d = decide(current, outcome);
-                let should = current == S::Paid && outcome == Outcome::Reversed;
-                assert_eq!(d.debits(), should, "{current:?} + {outcome:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_paid_donation_never_goes_back_to_pending_challenge_or_failed() {
-        for outcome in [Outcome::Pending, Outcome::Challenge, Outcome::Failed, Outcome::Paid] {
-            assert_eq!(decide(S::Paid, outcome), Decision::Unchanged, "{outcome:?}");
-        }
-    }
-
-    #[test]
-    fn failed_and_refunded_donations_are_terminal() {
-        for current in [S::Failed, S::Refunded] {
-            assert!(current.is_terminal());
-            for outcome in OUTCOMES {
-                assert_eq!(
-                    decide(current, outcome),
-                    Decision::Unchanged,
-                    "{current:?} + {outcome:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn capture_then_settlement_is_one_payment() {
-        let first = decide(S::Pending, Outcome::Paid);
-        assert!(first.credits());
-        let second = decide(first.target().unwrap(), Outcome::Paid);
-        assert_eq!(second, Decision::Unchanged);
-    }
-
-    #[test]
-    fn a_replayed_notification_changes_nothing_the_second_time() {
-        for outcome in OUTCOMES {
-            let mut status = S::Pending;
-            if let Some(to) = decide(status, outcome).target() {
-                status = to;
-            }
-            for _ in 0..5 {
-                assert_eq!(decide(status, outcome), Decision::Unchanged, "{outcome:?} replayed");
-            }
-        }
+    fn minted_order_ids_are_valid_and_distinct() {
+        let a = OrderId::generate([1; 10]);
+        let b = OrderId::generate([2; 10]);
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with(ORDER_ID_PREFIX));
+        assert_eq!(OrderId::parse(a.as_str()).unwrap(), a);
     }
 }

@@ -1,0 +1,62 @@
+//! The worker's client of the ChatRoom Durable Objects: how a request to a stream's room is built, and the posts
+//! other modules make into it (status changes from the RTMP callbacks and stream deletion, logouts from auth, paid
+//! donations from the Midtrans code). It imports no route module, so every one of them can use it.
+//!
+//! The room trusts the identity headers of the requests it receives because only this worker can reach it (a
+//! Durable Object has no public URL, only the `CHAT_ROOMS` binding). So every request to the room is built here
+//! from scratch and carries no header the client sent. The room's internal contract is documented in
+//! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which
+//! the room asked to accept it (the worker cannot tell, and never talks to a shard itself).
+
+use sunnylive_core::chat::HEADER_STREAM_ID;
+use worker::{Headers, Method, Request, Stub};
+
+use crate::app::App;
+
+/// The stub of a stream's room: one object per stream, named by the stream id.
+pub fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
+    app.env
+        .durable_object("CHAT_ROOMS")?
+        .id_from_name(stream_id)?
+        .get_stub()
+}
+
+/// A request to the room. The host part of the URL is ignored by the stub; it must still be a full URL because
+/// `Request::new` rejects relative ones. Every request names the stream, so the room learns which D1 row its viewer
+/// count belongs to (a Durable Object is not told the name it was created from).
+pub fn room_request(
+    stream_id: &str,
+    method: Method,
+    path_and_query: &str,
+    headers: Headers,
+    body: Option<String>,
+) -> worker::Result<Request> {
+    headers.set(HEADER_STREAM_ID, stream_id)?;
+    crate::http::outbound(
+        &method,
+        &format!("https://chat-room{path_and_query}"),
+        &headers,
+        body.as_deref(),
+        false,
+    )
+}
+
+/// Sends a JSON body to one of the room's internal routes and returns the room's status code.
+pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let req = room_request(stream_id, Method::Post, path, headers, Some(body.to_string()))?;
+    Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
+}
+
+/// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP
+/// callback must still answer nginx, and new viewers learn the status from D1 when they join.
+pub async fn announce_status(app: &App, stream_id: &str, live: bool) {
+    let status = if live { "live" } else { "offline" };
+    let body = serde_json::json!({ "status": status });
+    match post_to_room(app, stream_id, "/internal/status", &body).await {
+        Ok(code) if (200..300).contains(&code) => {}
+        Ok(code) => worker::console_error!("chat: room {stream_id} answered {code} to status {status}"),
+        Err(e) => worker::console_error!("chat: could not tell room {stream_id} it is {status}: {e}"),
+    }
+}
