@@ -6,13 +6,13 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use serde::Serialize;
 use sunnylive_core::chat::{
-    shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationPost, Effect, Event, HistoryQuery,
-    Identity, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardLogout,
-    ShardMap, ShardOp, ShardSockets, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
-    HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID,
-    HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
+    shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationDelivered, DonationPost, Effect, Event,
+    HistoryQuery, Identity, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery,
+    ShardEvent, ShardEvents, ShardMap, ShardOp, ShardSockets, StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY,
+    COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD,
+    HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES,
+    ROOM_STATUS, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -22,7 +22,7 @@ use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::web_sys;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, State, Stub, WebSocket,
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Stub, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
@@ -73,14 +73,10 @@ pub struct ChatRoom {
     reconcile: Cell<bool>,
 }
 
-fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
-}
+use sunnylive_edge::now_ms;
 
 fn random_conn_id() -> ConnId {
-    let mut bytes = [0u8; sunnylive_core::ids::ID_RANDOM_BYTES];
-    getrandom::fill(&mut bytes).expect("BUG: crypto.getRandomValues is always available in workerd");
-    ConnId::generate(bytes)
+    ConnId::generate(sunnylive_edge::random::<{ sunnylive_core::ids::ID_RANDOM_BYTES }>())
 }
 
 pub(crate) fn internal(context: &str) -> impl Fn(worker::Error) -> ApiError + '_ {
@@ -99,29 +95,14 @@ pub(crate) fn connection_of(ws: &WebSocket) -> Option<Connection> {
     Connection::from_attachment(&text)
 }
 
-pub(crate) fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
-    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(format!("serializing: {e}")))?;
-    json_text_response(status, text)
-}
+pub(crate) use sunnylive_edge::{json as json_response, json_text as json_text_response};
 
-fn json_text_response(status: u16, text: String) -> Result<Response, ApiError> {
-    let headers = Headers::new();
-    headers
-        .set("content-type", "application/json; charset=utf-8")
-        .map_err(internal("headers"))?;
-    Ok(Response::ok(text)
-        .map_err(internal("response"))?
-        .with_status(status)
-        .with_headers(headers))
-}
-
+/// The error in the contract's shape (edge/), with an internal error's context logged first.
 pub(crate) fn error_response(e: &ApiError) -> Response {
     if let ApiError::Internal { context } = e {
         worker::console_error!("{context}");
     }
-    json_text_response(e.status(), e.body())
-        .or_else(|_| Response::error("internal_error", 500))
-        .expect("BUG: a fixed error response can always be built")
+    sunnylive_edge::error_response(e)
 }
 
 impl ChatRoom {
@@ -409,8 +390,8 @@ impl ChatRoom {
     async fn route(&self, mut req: Request) -> Result<Response, ApiError> {
         self.learn_stream_id(&req);
         match (req.method(), req.path().as_str()) {
-            (Method::Get, "/internal/websocket") => self.upgrade(&req).await,
-            (Method::Post, "/internal/donation") => {
+            (Method::Get, ROOM_WEBSOCKET) => self.upgrade(&req).await,
+            (Method::Post, ROOM_DONATION) => {
                 let post: DonationPost = read_json(&mut req).await?;
                 let donation = RoomDonation::parse(post)?;
                 // No await between this lookup and the insert in `run`: no other event can slip in between.
@@ -419,26 +400,20 @@ impl ChatRoom {
                     .order_delivered(&donation.order_id)
                     .map_err(internal("order lookup"))?
                 {
-                    return json_response(200, &serde_json::json!({ "delivered": false }));
+                    return json_response(200, &DonationDelivered { delivered: false });
                 }
                 let effects = self.handle(Event::Donation(donation)).map_err(internal("donation"))?;
                 let delivered = effects.iter().any(|e| matches!(e, Effect::StoreMessage(_)));
                 self.run(effects, None).await.map_err(internal("donation effects"))?;
-                json_response(200, &serde_json::json!({ "delivered": delivered }))
+                json_response(200, &DonationDelivered { delivered })
             }
-            (Method::Post, "/internal/status") => {
-                #[derive(serde::Deserialize)]
-                struct Body {
-                    status: String,
-                }
-                let body: Body = read_json(&mut req).await?;
-                let status = StreamStatus::parse(&body.status)
-                    .ok_or_else(|| ApiError::invalid("status", "must be live or offline"))?;
+            (Method::Post, ROOM_STATUS) => {
+                let StatusPost { status } = read_json(&mut req).await?;
                 let effects = self.handle(Event::Status(status)).map_err(internal("status"))?;
                 self.run(effects, None).await.map_err(internal("status effects"))?;
-                json_response(200, &serde_json::json!({ "status": status }))
+                json_response(200, &StatusPost { status })
             }
-            (Method::Get, "/internal/messages") => {
+            (Method::Get, ROOM_MESSAGES) => {
                 let url = req.url().map_err(internal("url"))?;
                 let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
                 let get = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -455,12 +430,8 @@ impl ChatRoom {
                     format!(r#"{{"messages":[{}],"next_before":{next}}}"#, bodies.join(",")),
                 )
             }
-            (Method::Post, "/internal/logout") => {
-                #[derive(serde::Deserialize)]
-                struct Body {
-                    login_id: String,
-                }
-                let body: Body = read_json(&mut req).await?;
+            (Method::Post, ROOM_LOGOUT) => {
+                let body: LogoutPost = read_json(&mut req).await?;
                 // Each socket closes like a banned one; its `websocket_close` then leaves the room as usual.
                 let sockets = self.state.get_websockets_with_tag(&login_tag(&body.login_id));
                 for ws in &sockets {
@@ -469,10 +440,8 @@ impl ChatRoom {
                 let mut closed = sockets.len() as u64;
                 self.with_room(|_| ()).map_err(internal("restore"))?;
                 let shards = self.shards.borrow().shards();
-                let logout = serde_json::to_string(&ShardLogout {
-                    login_id: body.login_id.clone(),
-                })
-                .map_err(|e| ApiError::internal(format!("logout body: {e}")))?;
+                let logout =
+                    serde_json::to_string(&body).map_err(|e| ApiError::internal(format!("logout body: {e}")))?;
                 for shard in shards {
                     let answer = async {
                         let req = shard_request(
@@ -482,15 +451,15 @@ impl ChatRoom {
                             Some(logout.clone()),
                         )?;
                         let mut res = self.shard_stub(shard)?.fetch_with_request(req).await?;
-                        res.json::<serde_json::Value>().await
+                        res.json::<LogoutDone>().await
                     }
                     .await;
                     match answer {
-                        Ok(v) => closed += v["closed"].as_u64().unwrap_or(0),
+                        Ok(done) => closed += done.closed,
                         Err(e) => worker::console_error!("chat room: logout on shard {shard} failed: {e}"),
                     }
                 }
-                json_response(200, &serde_json::json!({ "closed": closed }))
+                json_response(200, &LogoutDone { closed })
             }
             (Method::Post, "/internal/shard/events") => {
                 let body: ShardEvents = read_json(&mut req).await?;
@@ -507,12 +476,6 @@ impl ChatRoom {
                 }
                 self.run(effects, None).await.map_err(internal("shard events"))?;
                 json_response(200, &serde_json::json!({}))
-            }
-            (Method::Get, "/internal/presence") => {
-                let (viewers, status) = self
-                    .with_room(|room| (room.viewers(), room.status()))
-                    .map_err(internal("presence"))?;
-                json_response(200, &serde_json::json!({ "viewers": viewers, "status": status }))
             }
             _ => Err(ApiError::not_found("Chat room route")),
         }
@@ -687,12 +650,13 @@ impl ChatRoom {
 
 /// A request to a shard (the host part is ignored, as for the room).
 fn shard_request(method: Method, path: &str, headers: Headers, body: Option<String>) -> worker::Result<Request> {
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(body) = body {
-        init.with_body(Some(body.into()));
-    }
-    Request::new_with_init(&format!("https://chat-shard{path}"), &init)
+    sunnylive_edge::outbound(
+        &method,
+        &format!("https://chat-shard{path}"),
+        &headers,
+        body.as_deref(),
+        false,
+    )
 }
 
 /// The tag of the sockets opened with one login.
@@ -701,15 +665,7 @@ pub(crate) fn login_tag(login_id: &str) -> String {
 }
 
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
-    let bytes = req
-        .bytes()
-        .await
-        .map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
-    if bytes.len() > INTERNAL_BODY_LIMIT {
-        return Err(ApiError::TooLarge {
-            limit: INTERNAL_BODY_LIMIT,
-        });
-    }
+    let bytes = sunnylive_edge::read_body(req, INTERNAL_BODY_LIMIT).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed(format!("not the expected JSON ({e})")))
 }
 

@@ -9,9 +9,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 
 use sunnylive_core::chat::{
-    next_events, Connection, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardLogout, ShardOp,
-    ShardSockets, CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID,
-    MAX_CLIENT_FRAME_BYTES,
+    next_events, Connection, LogoutDone, LogoutPost, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents,
+    ShardInbox, ShardOp, ShardSockets, CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD,
+    HEADER_STREAM_ID, MAX_CLIENT_FRAME_BYTES,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -20,8 +20,8 @@ use worker::js_sys::JsString;
 use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, SqlStorageValue, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, SqlStorageValue, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::chat_room::{
@@ -144,12 +144,17 @@ impl ChatShard {
                 json_response(200, &ShardSockets { conns })
             }
             (Method::Post, "/internal/shard/logout") => {
-                let body: ShardLogout = read_json(&mut req).await?;
+                let body: LogoutPost = read_json(&mut req).await?;
                 let sockets = self.state.get_websockets_with_tag(&login_tag(&body.login_id));
                 for ws in &sockets {
                     let _ = ws.close(Some(CLOSE_POLICY), Some("logged out"));
                 }
-                json_response(200, &serde_json::json!({ "closed": sockets.len() }))
+                json_response(
+                    200,
+                    &LogoutDone {
+                        closed: sockets.len() as u64,
+                    },
+                )
             }
             _ => Err(ApiError::not_found("Chat shard route")),
         }
@@ -260,11 +265,13 @@ impl ChatShard {
         headers.set(HEADER_STREAM_ID, &stream)?;
         let text = serde_json::to_string(&ShardEvents { shard, events })
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(text.into()));
-        let req = Request::new_with_init("https://chat-room/internal/shard/events", &init)?;
+        let req = sunnylive_edge::outbound(
+            &Method::Post,
+            "https://chat-room/internal/shard/events",
+            &headers,
+            Some(&text),
+            false,
+        )?;
         let stub = self
             .env
             .durable_object("CHAT_ROOMS")?

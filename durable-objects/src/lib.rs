@@ -13,14 +13,13 @@
 //! | `POST /internal/donation` | JSON `{order_id, donor, amount, message?}` (a donation that just became paid) | 200 `{"delivered": true}` the first time an order id is posted, `{"delivered": false}` after; 422 invalid fields |
 //! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
-//! | `GET /internal/presence` | - | 200 `{"viewers", "status"}` |
 //! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out", on the room and on its shards |
-//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, events: [{"event": "frame", connection, text, binary_len?} \| {"event": "leave", conn}]}` (what its sockets did, in order; one request at a time per shard) | 200 `{}`; each handled as that socket's frame or close |
+//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, events: [{"frame": {connection, text, binary_len?}} \| {"leave": {conn}}]}` (what its sockets did, in order; one request at a time per shard) | 200 `{}`; each handled as that socket's frame or close |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
 //! settings table and writes its viewer count to D1 (`streams.viewers` of that row) with each presence update, at
 //! most once per 2 s. A D1 failure is logged and changes nothing else. The viewer count (there, in `presence` and
-//! `welcome` frames, and from `/internal/presence`) counts people, not sockets: distinct signed-in users plus
+//! `welcome` frames) counts people, not sockets: distinct signed-in users plus
 //! distinct addresses of anonymous sockets.
 //!
 //! Errors use the API's error body (`{"error": {"code", "message"}}`).
@@ -38,7 +37,7 @@
 //! | `GET /internal/shard/websocket` | `Upgrade: websocket`; `X-Sunnylive-Connection` (the attachment), `X-Sunnylive-Stream-Id`, `X-Sunnylive-Shard`, optional `X-Sunnylive-Login-Id` | 101; the socket gets nothing until its first `send` op (the welcome) |
 //! | `POST /internal/shard/deliver` | `ShardDelivery` | 200 `ShardDelivered {sockets}`; ops applied once, in `seq` order (`ShardInbox`; `(epoch, last_seq)` in the shard's storage) |
 //! | `GET /internal/shard/sockets` | - | 200 `ShardSockets {conns}` |
-//! | `POST /internal/shard/logout` | `ShardLogout {login_id}` | 200 `{"closed": n}` |
+//! | `POST /internal/shard/logout` | `LogoutPost {login_id}` | 200 `LogoutDone {"closed": n}` |
 //!
 //! The room re-checks its record of a shard's sockets (`/internal/shard/sockets`; the missing ones leave) after it
 //! was rebuilt from storage and whenever a delivery answers with fewer sockets than it has recorded there.

@@ -204,9 +204,7 @@ impl App {
     }
 }
 
-pub fn now_unix() -> i64 {
-    (worker::Date::now().as_millis() / 1000) as i64
-}
+pub use sunnylive_edge::now_unix;
 
 pub fn rfc3339(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)

@@ -490,9 +490,11 @@ async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
         &[family_id.into()],
     )
     .await?;
-    let body = serde_json::json!({ "login_id": family_id });
+    let body = sunnylive_core::chat::LogoutPost {
+        login_id: family_id.to_string(),
+    };
     for room in rooms {
-        match crate::room_client::post_to_room(app, &room.stream_id, "/internal/logout", &body).await {
+        match crate::room_client::post_to_room(app, &room.stream_id, sunnylive_core::chat::ROOM_LOGOUT, &body).await {
             Ok(code) if (200..300).contains(&code) => {}
             Ok(code) => worker::console_error!("auth: room {} answered {code} to a logout", room.stream_id),
             Err(e) => worker::console_error!("auth: room {} unreachable for a logout: {e}", room.stream_id),

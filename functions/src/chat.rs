@@ -1,7 +1,9 @@
 //! The worker's side of chat: `GET /api/streams/{id}/chat` (the WebSocket upgrade) and `GET /api/streams/{id}/messages`
 //! (older history). Requests to the room itself are built by `room_client`.
 
-use sunnylive_core::chat::{HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_STATUS};
+use sunnylive_core::chat::{
+    HistoryQuery, Identity, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_STREAM_STATUS, ROOM_MESSAGES, ROOM_WEBSOCKET,
+};
 use sunnylive_core::error::ApiError;
 use worker::{Headers, Method, Request, Response};
 
@@ -52,8 +54,7 @@ pub async fn connect(app: &App, req: Request, id: &str) -> Result<Response, ApiE
     headers
         .set(HEADER_CLIENT_ADDRESS, &http::client_ip(&req))
         .or_internal("headers")?;
-    let forwarded =
-        room_request(&stream.id, Method::Get, "/internal/websocket", headers, None).or_internal("room request")?;
+    let forwarded = room_request(&stream.id, Method::Get, ROOM_WEBSOCKET, headers, None).or_internal("room request")?;
     let answer = room(app, &stream.id)
         .or_internal("CHAT_ROOMS stub")?
         .fetch_with_request(forwarded)
@@ -95,7 +96,7 @@ pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, Api
     let q = http::query(&req);
     let query = HistoryQuery::parse(q.get("before").map(String::as_str), q.get("limit").map(String::as_str))?;
     let stream = stream_row::load(app, id).await?;
-    let path = format!("/internal/messages?{}", query.to_query_string());
+    let path = format!("{ROOM_MESSAGES}?{}", query.to_query_string());
     let forwarded = room_request(&stream.id, Method::Get, &path, Headers::new(), None).or_internal("room request")?;
     let mut answer = room(app, &stream.id)
         .or_internal("CHAT_ROOMS stub")?

@@ -7,12 +7,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, Pbkdf2Params, WorkerGlobalScope};
 
-/// `N` bytes from the platform's CSPRNG.
-pub fn random<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    getrandom::fill(&mut out).expect("BUG: crypto.getRandomValues is always available in workerd");
-    out
-}
+/// `N` bytes from the platform's CSPRNG (written once for the Worker and the Durable Objects, in edge/).
+pub use sunnylive_edge::random;
 
 /// PBKDF2-HMAC-SHA256 of `password` with `salt`, 32 bytes out.
 pub async fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Result<Vec<u8>, ApiError> {

@@ -4,25 +4,15 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sunnylive_core::error::ApiError;
-use worker::{Headers, Request, Response};
+use worker::{Request, Response};
+
+// Written once for the Worker and the Durable Objects (edge/).
+pub use sunnylive_edge::{error_response, json, no_content, outbound, read_body, OrInternal};
 
 /// Default limit for JSON bodies: every request we accept is far smaller.
 pub const JSON_LIMIT: usize = 16 * 1024;
-
-/// `Result<T, worker::Error>` into `ApiError::Internal` with context (the orphan rule forbids a `From` impl).
-pub trait OrInternal<T> {
-    fn or_internal(self, context: &str) -> Result<T, ApiError>;
-}
-
-impl<T> OrInternal<T> for worker::Result<T> {
-    fn or_internal(self, context: &str) -> Result<T, ApiError> {
-        self.map_err(|e| ApiError::internal(format!("{context}: {e}")))
-    }
-}
 
 fn content_type(req: &Request) -> String {
     req.headers()
@@ -31,39 +21,6 @@ fn content_type(req: &Request) -> String {
         .flatten()
         .unwrap_or_default()
         .to_ascii_lowercase()
-}
-
-/// Reads the body as bytes, refusing (413) anything over `limit`. A declared Content-Length over the limit is
-/// refused before reading; otherwise the body is read chunk by chunk and reading stops at the limit, because a
-/// chunked body declares no length and reading it whole first would buffer whatever the client chose to send.
-pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    if let Some(len) = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::TooLarge { limit });
-        }
-    }
-    // A request without a body (GET, or a POST that sent none) has no stream to read.
-    if req.inner().body().is_none() {
-        return Ok(Vec::new());
-    }
-    let mut stream = req
-        .stream()
-        .map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("unreadable body ({e})")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge { limit });
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// A JSON object body whose fields are read one by one with precise errors.
@@ -191,25 +148,6 @@ pub fn own_origin(req: &Request, public_base_url: Option<&str>) -> String {
     req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default()
 }
 
-/// A JSON response with `status`.
-pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
-    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?;
-    let headers = Headers::new();
-    headers
-        .set("content-type", "application/json; charset=utf-8")
-        .or_internal("headers")?;
-    headers.set("cache-control", "no-store").or_internal("headers")?;
-    Ok(Response::ok(text)
-        .or_internal("response")?
-        .with_status(status)
-        .with_headers(headers))
-}
-
-/// 204 No Content.
-pub fn no_content() -> Result<Response, ApiError> {
-    Ok(Response::empty().or_internal("response")?.with_status(204))
-}
-
 /// Turns a handler's result into the response sent. Internal errors are logged with their context and the
 /// request id (which the request's own log line carries too); the client only ever sees the opaque contract error.
 pub fn respond(result: Result<Response, ApiError>, method: &str, request_id: &str) -> Response {
@@ -222,52 +160,6 @@ pub fn respond(result: Result<Response, ApiError>, method: &str, request_id: &st
             error_response(&e)
         }
     }
-}
-
-pub fn error_response(e: &ApiError) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json; charset=utf-8");
-    let _ = headers.set("cache-control", "no-store");
-    if let Some(secs) = e.retry_after() {
-        let _ = headers.set("retry-after", &secs.to_string());
-    }
-    if matches!(e, ApiError::Unauthenticated { .. }) {
-        let _ = headers.set("www-authenticate", "Bearer");
-    }
-    match Response::ok(e.body()) {
-        Ok(r) => r.with_status(e.status()).with_headers(headers),
-        Err(_) => Response::empty()
-            .map(|r| r.with_status(500))
-            .unwrap_or_else(|_| unreachable_response()),
-    }
-}
-
-fn unreachable_response() -> Response {
-    Response::error("internal_error", 500).expect("BUG: a fixed error response can always be built")
-}
-
-/// An outgoing request (Midtrans, the chat room's stub, the static assets), built on `web_sys` directly.
-/// `worker::Request::new_with_init` converts the whole `cf` options object (image resizing, polish, ...) into a JS
-/// object on every call: about 12 KB of wasm we never use, as the upload size budget (`make size`) showed.
-pub fn outbound(
-    method: &worker::Method,
-    url: &str,
-    headers: &Headers,
-    body: Option<&str>,
-    manual_redirect: bool,
-) -> worker::Result<Request> {
-    let init = web_sys::RequestInit::new();
-    init.set_method(method.as_ref());
-    init.set_headers(headers.as_ref());
-    if let Some(body) = body {
-        init.set_body(&wasm_bindgen::JsValue::from_str(body));
-    }
-    if manual_redirect {
-        init.set_redirect(web_sys::RequestRedirect::Manual);
-    }
-    web_sys::Request::new_with_str_and_init(url, &init)
-        .map(Request::from)
-        .map_err(|e| worker::Error::JsError(e.as_string().unwrap_or_else(|| "invalid outgoing request".into())))
 }
 
 #[cfg(test)]

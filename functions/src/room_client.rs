@@ -8,7 +8,8 @@
 //! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which
 //! the room asked to accept it (the worker cannot tell, and never talks to a shard itself).
 
-use sunnylive_core::chat::HEADER_STREAM_ID;
+use sunnylive_core::chat::{StatusPost, HEADER_STREAM_ID, ROOM_STATUS};
+use sunnylive_core::stream::StreamStatus;
 use worker::{Headers, Method, Request, Stub};
 
 use crate::app::App;
@@ -42,21 +43,31 @@ pub fn room_request(
 }
 
 /// Sends a JSON body to one of the room's internal routes and returns the room's status code.
-pub async fn post_to_room(app: &App, stream_id: &str, path: &str, body: &serde_json::Value) -> worker::Result<u16> {
+/// `path` and `body` are one of the typed pairs of `sunnylive_core::chat`'s internal contract.
+pub async fn post_to_room<T: serde::Serialize>(
+    app: &App,
+    stream_id: &str,
+    path: &str,
+    body: &T,
+) -> worker::Result<u16> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let req = room_request(stream_id, Method::Post, path, headers, Some(body.to_string()))?;
+    let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let req = room_request(stream_id, Method::Post, path, headers, Some(text))?;
     Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
 }
 
 /// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP
 /// callback must still answer nginx, and new viewers learn the status from D1 when they join.
 pub async fn announce_status(app: &App, stream_id: &str, live: bool) {
-    let status = if live { "live" } else { "offline" };
-    let body = serde_json::json!({ "status": status });
-    match post_to_room(app, stream_id, "/internal/status", &body).await {
+    let status = if live {
+        StreamStatus::Live
+    } else {
+        StreamStatus::Offline
+    };
+    match post_to_room(app, stream_id, ROOM_STATUS, &StatusPost { status }).await {
         Ok(code) if (200..300).contains(&code) => {}
-        Ok(code) => worker::console_error!("chat: room {stream_id} answered {code} to status {status}"),
-        Err(e) => worker::console_error!("chat: could not tell room {stream_id} it is {status}: {e}"),
+        Ok(code) => worker::console_error!("chat: room {stream_id} answered {code} to status {}", status.as_str()),
+        Err(e) => worker::console_error!("chat: could not tell room {stream_id} it is {}: {e}", status.as_str()),
     }
 }

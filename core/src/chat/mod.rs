@@ -12,6 +12,7 @@ mod donation;
 mod frame;
 mod history;
 mod identity;
+mod internal;
 mod room;
 mod shard;
 mod text;
@@ -25,11 +26,15 @@ pub use identity::{
     ClientAddress, ConnId, Identity, Role, HEADER_CLIENT_ADDRESS, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_STREAM_ID,
     HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
+pub use internal::{
+    DonationDelivered, LogoutDone, LogoutPost, StatusPost, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS,
+    ROOM_WEBSOCKET,
+};
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use shard::{
     next_events, shard_name, shard_threshold, Placement, Routed, ShardDelivered, ShardDelivery, ShardEvent,
-    ShardEvents, ShardInbox, ShardLogout, ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION,
-    HEADER_SHARD, INBOX_MAX_PENDING, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT,
+    ShardEvents, ShardInbox, ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION, HEADER_SHARD,
+    INBOX_MAX_PENDING, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT,
 };
 pub use text::{ChatText, ChatTextError};
 

@@ -42,9 +42,11 @@ pub fn shard_name(stream_id: &str, n: u32) -> String {
     format!("{stream_id}#{n}")
 }
 
-/// One socket operation for a shard to carry out.
+/// One socket operation for a shard to carry out. Externally tagged (`{"close": {...}}`), not `#[serde(tag)]`: an
+/// internally tagged enum is deserialized through serde's buffering `Content`, which cost the Worker's upload ~20 KB
+/// of wasm for these two internal types (twiggy); the internal contract may take the cheaper shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ShardOp {
     /// Send a frame to one of the shard's sockets. The first one a socket gets is its welcome; until then it is
     /// left out of broadcasts (what they carried is in the welcome).
@@ -80,9 +82,9 @@ pub struct ShardEvents {
     pub events: Vec<ShardEvent>,
 }
 
-/// One socket event on a shard.
+/// One socket event on a shard (externally tagged, as `ShardOp`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ShardEvent {
     /// A frame. `connection` is the socket's attachment (`Connection::to_attachment`). A binary frame, or a text
     /// frame over `MAX_CLIENT_FRAME_BYTES` (which the room closes with 1009 either way), comes as `binary_len` with
@@ -130,12 +132,6 @@ pub fn next_events(queue: &mut std::collections::VecDeque<ShardEvent>) -> Vec<Sh
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSockets {
     pub conns: Vec<String>,
-}
-
-/// `POST /internal/shard/logout` (room to shard): close the sockets opened with this login.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardLogout {
-    pub login_id: String,
 }
 
 /// The shard's side of ordering: the last delivery applied (persisted by the shell, so an evicted shard keeps it)
@@ -555,7 +551,7 @@ mod tests {
         let json = serde_json::to_string(&delivery).unwrap();
         assert_eq!(
             json,
-            r#"{"epoch":1,"seq":2,"ops":[{"op":"close","conn":"c","code":1008,"reason":"banned"}]}"#
+            r#"{"epoch":1,"seq":2,"ops":[{"close":{"conn":"c","code":1008,"reason":"banned"}}]}"#
         );
         assert_eq!(serde_json::from_str::<ShardDelivery>(&json).unwrap(), delivery);
     }

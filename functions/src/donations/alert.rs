@@ -1,7 +1,7 @@
 //! The relay of a paid donation to its stream's chat room (`POST /internal/donation` through `room_client`), and
 //! the cron's redelivery of alerts the room has not acknowledged yet.
 
-use sunnylive_core::chat::DonationPost;
+use sunnylive_core::chat::{DonationPost, ROOM_DONATION};
 use sunnylive_core::error::ApiError;
 
 use super::{DonationRow, CRON_BATCH, DONATION_COLUMNS};
@@ -22,14 +22,7 @@ pub(super) async fn deliver_alert(app: &App, row: &DonationRow) -> bool {
         message: row.message.clone(),
         guest: row.guest != 0,
     };
-    let body = match serde_json::to_value(&post) {
-        Ok(v) => v,
-        Err(e) => {
-            worker::console_error!("alert: serializing {}: {e}", row.order_id);
-            return false;
-        }
-    };
-    let acknowledged = match crate::room_client::post_to_room(app, &row.stream_id, "/internal/donation", &body).await {
+    let acknowledged = match crate::room_client::post_to_room(app, &row.stream_id, ROOM_DONATION, &post).await {
         Ok(code) if (200..300).contains(&code) => true,
         Ok(code) => {
             worker::console_error!("alert: room {} answered {code} for {}", row.stream_id, row.order_id);

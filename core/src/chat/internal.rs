@@ -1,0 +1,77 @@
+//! The internal contract between the Worker and a stream's room (`ChatRoom`, crate `durable-objects`): the paths
+//! and the typed bodies both sides serialize and parse, so neither builds or reads them by hand. The table in
+//! durable-objects/src/lib.rs documents each route; `DonationPost` (in `donation`) and the shard types (in `shard`)
+//! belong to the same contract.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stream::StreamStatus;
+
+/// `GET`, with `Upgrade: websocket` and the identity headers (`HEADER_*`): a chat socket.
+pub const ROOM_WEBSOCKET: &str = "/internal/websocket";
+/// `POST` `DonationPost` -> `DonationDelivered`.
+pub const ROOM_DONATION: &str = "/internal/donation";
+/// `POST` `StatusPost` -> `StatusPost` (the status the room now shows).
+pub const ROOM_STATUS: &str = "/internal/status";
+/// `GET ?before=&limit=` (`HistoryQuery`) -> the page of `GET /api/streams/{id}/messages`.
+pub const ROOM_MESSAGES: &str = "/internal/messages";
+/// `POST` `LogoutPost` -> `LogoutDone` (also room -> shard, `/internal/shard/logout`).
+pub const ROOM_LOGOUT: &str = "/internal/logout";
+
+/// The stream went live or offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusPost {
+    pub status: StreamStatus,
+}
+
+/// The answer to a `DonationPost`: false when that order id was shown before (the worker retries until it is
+/// acknowledged, and the room shows each order once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DonationDelivered {
+    pub delivered: bool,
+}
+
+/// A login was revoked: close every socket opened with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutPost {
+    pub login_id: String,
+}
+
+/// How many sockets a `LogoutPost` closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutDone {
+    pub closed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_keep_the_documented_wire_shape() {
+        let s = serde_json::to_string(&StatusPost {
+            status: StreamStatus::Live,
+        })
+        .unwrap();
+        assert_eq!(s, r#"{"status":"live"}"#);
+        assert_eq!(
+            serde_json::from_str::<StatusPost>(r#"{"status":"offline"}"#)
+                .unwrap()
+                .status,
+            StreamStatus::Offline
+        );
+        assert!(serde_json::from_str::<StatusPost>(r#"{"status":"paused"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&LogoutPost { login_id: "f1".into() }).unwrap(),
+            r#"{"login_id":"f1"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&DonationDelivered { delivered: true }).unwrap(),
+            r#"{"delivered":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&LogoutDone { closed: 2 }).unwrap(),
+            r#"{"closed":2}"#
+        );
+    }
+}
