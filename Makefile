@@ -29,7 +29,7 @@ build: setup
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target wasm32-unknown-unknown --lib -p sunnylive-functions -p durable-objects -p sunnylive-core -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --lib -p sunnylive-functions -p durable-objects -p sunnylive-core -p sunnylive-edge -- -D warnings
 	cargo deny --offline check licenses bans
 
 unit:
