@@ -672,8 +672,7 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request)
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
         let threshold = shard_threshold(env.var("CHAT_SHARD_SOCKETS").ok().map(|v| v.to_string()).as_deref());
-        let mut random = [0u8; 2];
-        getrandom::fill(&mut random).expect("BUG: crypto.getRandomValues is always available in workerd");
+        let random = sunnylive_edge::random::<2>();
         Self {
             state,
             env,

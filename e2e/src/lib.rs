@@ -848,6 +848,12 @@ pub fn next_ip() -> String {
     format!("2001:db8:{:x}:{:x}::1", std::process::id() & 0xffff, n & 0xffff)
 }
 
+/// Viewer `n`'s IPv4 client address, from the benchmarking range (RFC 2544: 198.18.0.0/15, only ever a header
+/// value): distinct for 64,000 viewers, so the room's per-address cap and per-IP limits see distinct people.
+pub fn viewer_ipv4(n: usize) -> String {
+    format!("198.18.{}.{}", (n / 250) % 256, n % 250 + 1)
+}
+
 /// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

@@ -1,4 +1,4 @@
-//! The platform's cryptography: random bytes from `crypto.getRandomValues` (through getrandom), and PBKDF2 through
+//! The platform's cryptography: random bytes from `crypto.getRandomValues` (through sunnylive-edge), and PBKDF2 through
 //! WebCrypto, which runs natively in workerd (~14 ms for 100k iterations against ~80 ms for the same in wasm).
 
 use js_sys::{Array, Object, Uint8Array};

@@ -73,12 +73,6 @@ fn seqs_in(frame: &str) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// The client address of receiver `n`: one address each (from the benchmarking range, RFC 2544), so the room sees
-/// distinct viewers and its per-address socket cap never applies.
-fn receiver_ip(n: usize) -> String {
-    format!("198.18.{}.{}", (n / 250) % 256, n % 250 + 1)
-}
-
 struct Receivers {
     count: Arc<AtomicUsize>,
     /// Receivers ever opened (names their client addresses).
@@ -114,7 +108,8 @@ impl Receivers {
 
     async fn try_spawn_one(&self, url: String) -> Result<(), BoxError> {
         let mut req = url.into_client_request()?;
-        let ip = receiver_ip(self.opened.fetch_add(1, Ordering::SeqCst));
+        // One address each, so the room sees distinct viewers and its per-address socket cap never applies.
+        let ip = sunnylive_e2e::viewer_ipv4(self.opened.fetch_add(1, Ordering::SeqCst));
         req.headers_mut().insert("cf-connecting-ip", ip.parse()?);
         let (mut socket, _) =
             tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(req)).await??;

@@ -89,9 +89,9 @@ struct Shared {
 
 /// One slot of the room: connects, reads until told to leave, reports the session, and rejoins unless it is the end.
 async fn slot(shared: Arc<Shared>, index: usize, mut leave: watch::Receiver<Leave>, messages: usize) {
-    // Each slot is its own viewer address (from 198.18.0.0/15, the benchmarking range): the room allows one address
-    // 20 sockets, as a real audience of 1,000 comes from many addresses.
-    let ip = format!("198.18.{}.{}", (index / 250) % 256, index % 250 + 1);
+    // Each slot is its own viewer address: the room allows one address 20 sockets, as a real audience of 1,000
+    // comes from many addresses.
+    let ip = sunnylive_e2e::viewer_ipv4(index);
     loop {
         let mut req = match shared.ws_url.as_str().into_client_request() {
             Ok(r) => r,

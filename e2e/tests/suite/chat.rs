@@ -113,8 +113,7 @@ async fn join_from(app: &TestApp, room: &Room, creds: Credentials<'_>, ip: &str)
 /// addresses stay distinct however a limit buckets IPv6.
 fn next_ip() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    format!("198.18.{}.{}", n / 250 % 256, n % 250 + 1)
+    sunnylive_e2e::viewer_ipv4(NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) as usize)
 }
 
 async fn say(c: &mut ChatClient, text: &str) -> TestResult {

@@ -66,28 +66,18 @@ fn stale_bound() -> Duration {
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 
-/// An ffmpeg publisher (blocking `std` child, so it can be started and stopped outside the runtime).
+/// The test publisher (`rtmp::publisher_args`) as a blocking `std` child, so it can be started and stopped outside
+/// the runtime.
 struct Publisher(Child);
 
 impl Publisher {
     fn start(stack: &TestApp, key: &str) -> Result<Publisher, BoxError> {
         let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=15"])
-            .args(["-f", "lavfi", "-i", "sine", "-t", "600"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "30",
-                "-c:a",
-                "aac",
-                "-f",
-                "flv",
-            ])
-            .arg(format!("{}/{key}", stack.rtmp_url))
+            .args(crate::rtmp::publisher_args(
+                &format!("{}/{key}", stack.rtmp_url),
+                600,
+                "320x180",
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

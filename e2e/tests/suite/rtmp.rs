@@ -50,7 +50,38 @@ fn one_heartbeat() -> Duration {
     Duration::from_secs(TEST_HEARTBEAT_SECONDS + 3)
 }
 
-/// An ffmpeg test publisher: test pattern + tone, H.264/AAC, a keyframe every 2 s, in real time (`-re`).
+/// ffmpeg's arguments for a test publish to `url` (an rtmp:// or rtmps:// URL with the key): test pattern + tone,
+/// H.264/AAC, a keyframe every 2 s, in real time (`-re`), for `seconds`. One place for every suite's publisher.
+pub(crate) fn publisher_args(url: &str, seconds: u32, size: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]
+        .map(String::from)
+        .to_vec();
+    // 15 fps, ultrafast: the suite runs a dozen publishers at once on two cores, and each must keep up with real
+    // time (a keyframe every 2 s, as OBS is told to send).
+    args.extend(["-f", "lavfi", "-i"].map(String::from));
+    args.push(format!("testsrc=size={size}:rate=15"));
+    args.extend(["-f", "lavfi", "-i", "sine", "-t"].map(String::from));
+    args.push(seconds.to_string());
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ]
+        .map(String::from),
+    );
+    args.push(url.to_string());
+    args
+}
+
+/// An ffmpeg test publisher (`publisher_args`), on the runtime: its exit and stderr can be awaited.
 pub(crate) struct Publisher {
     child: Child,
     key: String,
@@ -63,27 +94,8 @@ impl Publisher {
 
     /// A publisher into the ingest at `rtmp_url` (another origin than the stack's first).
     pub(crate) fn start_to(rtmp_url: &str, key: &str, seconds: u32, size: &str) -> Result<Publisher, BoxError> {
-        let url = format!("{rtmp_url}/{key}");
         let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            // 15 fps, ultrafast: the suite runs a dozen publishers at once on two cores, and each must keep up with
-            // real time (a keyframe every 2 s, as OBS is told to send).
-            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=15")])
-            .args(["-f", "lavfi", "-i", "sine"])
-            .args(["-t", &seconds.to_string()])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "30",
-                "-c:a",
-                "aac",
-                "-f",
-                "flv",
-                &url,
-            ])
+            .args(publisher_args(&format!("{rtmp_url}/{key}"), seconds, size))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
