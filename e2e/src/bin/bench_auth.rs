@@ -16,6 +16,7 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
 }
 
 fn main() -> Result<(), BoxError> {
+    sunnylive_e2e::quiet_worker_logs();
     let app = TestApp::start()?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {

@@ -552,6 +552,7 @@ fn main() -> Result<(), BoxError> {
                 ShardMode::On => ("room, shards on", shard_sockets()),
             };
             eprintln!("bench: {label}: CHAT_SHARD_SOCKETS={per_object}");
+            sunnylive_e2e::quiet_worker_logs();
             let app = TestApp::start_with_chat_shard_sockets(per_object)?;
             let base = app.base.clone();
             let room = rt.block_on(async { measure(room_target(&base, label).await?, &plan).await });

@@ -3,18 +3,33 @@
 //! each new segment once, start after three segments, count a stall when the playhead passes the buffer), 60 s each.
 //! Prints: bytes the origin sent against bytes the viewers received, the delay from "segment written on the origin"
 //! to "listed at the edge URL" (p50/p99), errors and stalls, worker invocations and cache misses (R2/D1 reads) per
-//! viewer-minute, and what 1,000 viewer-hours would cost at Cloudflare's list prices.
-//! Run with `make bench` (or `scripts/bench hls` after `make build`).
+//! viewer-minute, and what 1,000 viewer-hours would cost at Cloudflare's list prices. A second table says where the
+//! machine's cores went (CPU per kind of process: wrangler's dev proxy, the Worker's workerd, the viewers' client,
+//! the origin), so a reader sees when the machine, not the design, was the bound.
+//! Run with `make bench` (or `scripts/bench hls` after `make build`); `BENCH_VIEWERS=10,100,500` picks the sizes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sunnylive_e2e::{BoxError, TestApp};
+use sunnylive_e2e::{cpu, BoxError, TestApp};
 
 const RUN: Duration = Duration::from_secs(60);
+/// `BENCH_VIEWERS=10,100,500` (the default) picks the audience sizes.
 const VIEWERS: [usize; 3] = [10, 100, 500];
+
+fn viewer_counts() -> Vec<usize> {
+    std::env::var("BENCH_VIEWERS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| VIEWERS.to_vec())
+}
 /// Workers Paid: $0.30 per million requests beyond the included 10 M.
 const WORKER_PER_MILLION: f64 = 0.30;
 /// R2 Class B (reads): $0.36 per million.
@@ -160,6 +175,9 @@ struct Row {
     requests: u64,
     segment_misses: u64,
     playlist_misses: u64,
+    /// CPU seconds per kind of process over the run, and the run's wall time.
+    cpu: BTreeMap<&'static str, f64>,
+    wall: f64,
 }
 
 async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
@@ -249,6 +267,7 @@ async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
     };
     let counters = Arc::new(Counters::default());
     let origin_before = origin_upload_bytes(app);
+    let cpu_before = cpu::sample();
     let started = Instant::now();
     let viewers: Vec<_> = (0..n)
         .map(|_| {
@@ -269,6 +288,7 @@ async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
     let _ = w.await;
     let _ = p.await;
     let elapsed = started.elapsed();
+    let cpu = cpu::difference(&cpu_before, &cpu::sample());
     let origin_bytes = origin_upload_bytes(app) - origin_before;
     let _ = publisher.kill().await;
     let (written, listed) = (written.lock().expect("BUG"), listed.lock().expect("BUG"));
@@ -297,14 +317,17 @@ async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
         requests: counters.requests.load(Ordering::Relaxed),
         segment_misses: counters.segment_misses.load(Ordering::Relaxed),
         playlist_misses: counters.playlist_misses.load(Ordering::Relaxed),
+        cpu,
+        wall: elapsed.as_secs_f64(),
     })
 }
 
 fn main() -> Result<(), BoxError> {
+    sunnylive_e2e::quiet_worker_logs();
     let app = TestApp::start()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
-    for n in VIEWERS {
+    for n in viewer_counts() {
         eprintln!("bench_hls: {n} viewers for {} s ...", RUN.as_secs());
         rows.push(rt.block_on(run_one(&app, n))?);
     }
@@ -346,6 +369,7 @@ fn main() -> Result<(), BoxError> {
             r.playlist_misses as f64 / minutes,
         );
     }
+    print_cpu(&rows);
     let (first, last) = (&rows[0], &rows[rows.len() - 1]);
     println!(
         "origin bytes N={} / N={}: {:.2} (flat in N when close to 1)",
@@ -368,4 +392,37 @@ fn main() -> Result<(), BoxError> {
         workers + r2 + storage
     );
     Ok(())
+}
+
+/// Where the machine's cores went in each run: CPU time per kind of process, as cores busy on average and as
+/// milliseconds per viewer request. On one machine every part of the edge (wrangler's dev proxy, which production
+/// does not have, and the one workerd standing in for every Cloudflare colo and its cache) and every simulated
+/// viewer share the same cores: when the total nears the machine's cores, the machine was the bound.
+fn print_cpu(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut kinds: Vec<&'static str> = rows.iter().flat_map(|r| r.cpu.keys().copied()).collect();
+    kinds.sort();
+    kinds.dedup();
+    println!();
+    println!("CPU per run ({cores} cores): cores busy on average / ms per viewer request");
+    print!("{:<32}", "process");
+    for r in rows {
+        print!(" {:>18}", format!("N = {}", r.n));
+    }
+    println!();
+    let line = |name: &str, seconds: &dyn Fn(&Row) -> f64| {
+        print!("{name:<32}");
+        for r in rows {
+            let s = seconds(r);
+            print!(
+                " {:>18}",
+                format!("{:.2} / {:.2}", s / r.wall, 1000.0 * s / r.requests.max(1) as f64)
+            );
+        }
+        println!();
+    };
+    for k in &kinds {
+        line(k, &|r: &Row| r.cpu.get(k).copied().unwrap_or(0.0));
+    }
+    line("all", &|r: &Row| r.cpu.values().sum());
 }

@@ -131,6 +131,7 @@ async fn create_streams(app: &TestApp, owner: &Session, count: usize) -> Result<
 }
 
 fn main() -> Result<(), BoxError> {
+    sunnylive_e2e::quiet_worker_logs();
     let app = TestApp::start()?;
     let result = run(&app);
     app.stop();

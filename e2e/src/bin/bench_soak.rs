@@ -386,6 +386,7 @@ fn main() -> Result<(), BoxError> {
     if let Ok(base) = std::env::var("SUNNYLIVE_BENCH_URL") {
         return rt.block_on(run(&base));
     }
+    sunnylive_e2e::quiet_worker_logs();
     let app = TestApp::start()?;
     let result = rt.block_on(run(&app.base));
     app.stop();

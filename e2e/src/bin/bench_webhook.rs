@@ -134,6 +134,7 @@ struct Row {
 }
 
 fn main() -> Result<(), BoxError> {
+    sunnylive_e2e::quiet_worker_logs();
     let app = TestApp::start()?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
