@@ -45,6 +45,15 @@ struct Line<'a> {
     error: Option<&'static str>,
 }
 
+/// Whether a request gets its line. Every one does, but a video answer (`/hls/...`) that the colo's cache served
+/// without an error: those are nearly every request a live stream makes (each viewer fetches a playlist and a
+/// segment every couple of seconds), say nothing an operator acts on, and each line is a Workers Logs event (billed,
+/// and counted against the plan's daily allowance). Video misses (an R2 or D1 read) and errors keep their lines.
+pub fn worth_logging(route: RouteName, status: u16, cache_hit: bool) -> bool {
+    let video = matches!(route, RouteName::Api(pattern) if pattern.starts_with("/hls/"));
+    !(video && cache_hit && status < 400)
+}
+
 /// The JSON line for one request. `error` is the contract's error code when the answer was an error.
 pub fn line(
     request_id: &str,
@@ -128,5 +137,17 @@ mod tests {
         assert_eq!(id_from_ray(Some("8f1b2c3d4e5f6789\"}-SIN")), None);
         assert_eq!(id_from_ray(None), None);
         assert_eq!(id_from_random([0, 1, 2, 0xab, 4, 5, 6, 0xff]), "000102ab040506ff");
+    }
+
+    #[test]
+    fn video_cache_hits_are_not_logged_and_everything_else_is() {
+        let segment = RouteName::Api("/hls/{id}/{broadcast_id}/{file}");
+        assert!(!worth_logging(segment, 200, true));
+        assert!(!worth_logging(segment, 304, true));
+        assert!(!worth_logging(RouteName::Api("/hls/{id}/live.m3u8"), 206, true));
+        assert!(worth_logging(segment, 200, false), "a miss is an R2 read: logged");
+        assert!(worth_logging(segment, 404, true), "errors are always logged");
+        assert!(worth_logging(RouteName::Api("/api/streams/{id}"), 200, true));
+        assert!(worth_logging(RouteName::Page, 200, true));
     }
 }

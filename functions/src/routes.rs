@@ -227,10 +227,13 @@ pub async fn handle(req: Request, env: Env) -> Response {
     // A WebSocket upgrade answered by the chat room's Durable Object has immutable headers; its line still has the id.
     let _ = response.headers_mut().set("x-request-id", &request_id);
     let duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
-    worker::console_log!(
-        "{}",
-        request_log::line(&request_id, &method, name, response.status_code(), duration_ms, error)
-    );
+    let cache_hit = response.headers().get("x-cache").ok().flatten().as_deref() == Some("HIT");
+    if request_log::worth_logging(name, response.status_code(), cache_hit) {
+        worker::console_log!(
+            "{}",
+            request_log::line(&request_id, &method, name, response.status_code(), duration_ms, error)
+        );
+    }
     response
 }
 

@@ -163,7 +163,7 @@ async fn pages_carry_the_shared_parts_and_revalidate_by_their_own_etag(app: &Tes
 }
 
 /// The log line with this request id, once the worker has written it.
-async fn log_line(app: &TestApp, request_id: &str) -> Result<Value, sunnylive_e2e::BoxError> {
+pub(crate) async fn log_line(app: &TestApp, request_id: &str) -> Result<Value, sunnylive_e2e::BoxError> {
     let needle = format!("\"request_id\":\"{request_id}\"");
     let mut found = Value::Null;
     eventually(Duration::from_secs(10), "the request's log line", || {

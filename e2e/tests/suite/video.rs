@@ -19,6 +19,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         app,
         bad_uploads_are_refused_in_the_contract_shape_and_write_nothing,
         uploaded_segments_are_served_with_ranges_validators_and_discontinuities,
+        a_video_cache_hit_writes_no_log_line_and_a_miss_does,
         a_publish_plays_from_the_site_and_stays_watchable_as_vod_with_a_thumbnail,
         only_the_owner_deletes_a_broadcast_and_its_video_goes_with_it,
     )
@@ -356,6 +357,49 @@ async fn uploaded_segments_are_served_with_ranges_validators_and_discontinuities
 }
 
 /// The length of what ffprobe can play at `url`, in seconds.
+/// Video answers served from the colo's cache are nearly every request a live stream makes: they get no log line
+/// (each is a billed Workers Logs event); a miss (an R2 read) and any error keep theirs.
+async fn a_video_cache_hit_writes_no_log_line_and_a_miss_does(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "quiethits").await?;
+    let (b, client) = start_broadcast(&api, &key).await?;
+    let a = upload(
+        &api,
+        &format!("{b}/0.ts?duration=2"),
+        Some(ORIGIN_TOKEN),
+        vec![7u8; 500],
+    )
+    .await?;
+    ensure!(a.status == 201, "upload: {} {}", a.status, a.text);
+    let url = format!("{}/hls/{id}/{b}/0.ts", app.base);
+    let get = |url: String| async move {
+        let r = app.http().get(&url).send().await?;
+        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (cache, request_id) = (header("x-cache"), header("x-request-id").ok_or("no x-request-id")?);
+        ensure!(r.status() == 200, "GET {url}: {}", r.status());
+        Ok::<_, BoxError>((cache, request_id))
+    };
+    let (cache, miss_id) = get(url.clone()).await?;
+    ensure!(cache.as_deref() == Some("MISS"), "the first fetch: x-cache {cache:?}");
+    let line = crate::ops::log_line(app, &miss_id).await?;
+    ensure!(line["status"] == 200, "the miss's line: {line}");
+    let (cache, hit_id) = get(url.clone()).await?;
+    ensure!(cache.as_deref() == Some("HIT"), "the second fetch: x-cache {cache:?}");
+    // A request after the hit: once its line is written, the hit's would have been too.
+    let later = app.http().get(format!("{}/healthz", app.base)).send().await?;
+    let later_id = later
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no x-request-id")?
+        .to_string();
+    crate::ops::log_line(app, &later_id).await?;
+    ensure!(
+        !app.all_logs().contains(&format!("\"request_id\":\"{hit_id}\"")),
+        "a cache hit wrote a log line"
+    );
+    end_broadcast(&api, &key, client).await
+}
+
 async fn ffprobe_duration(url: &str) -> Result<f64, BoxError> {
     let out = Command::new("ffprobe")
         .args([
