@@ -10,6 +10,11 @@
 //! Everything runs on one machine, so the clients' CPU time competes with workerd's: when the room's figures are
 //! near the floor's, the machine (the client) was the bound, not the room.
 //!
+//! The platform floor: the same clients against a do-nothing Durable Object broadcaster (e2e/bench-floor/worker.js,
+//! the same hibernation WebSocket API as our room, nothing stored) in its own `wrangler dev`. It pays what the room
+//! pays for workerd and for wrangler's dev proxy (which relays every frame once more, and which production does not
+//! have), without our code: the room's distance to it is what our room costs.
+//!
 //! The room runs twice, each time on a fresh stack: shards off (`CHAT_SHARD_SOCKETS` above any size, so one object
 //! holds every socket) and shards on (`BENCH_SHARD_SOCKETS` per object, default 250: past that the room places
 //! viewers on ChatShard relays and forwards each frame once per shard). `BENCH_SHARDS=off` or `on` runs one.
@@ -18,9 +23,11 @@
 //! after `make build` (it starts its own stack through the harness), or against a running `make dev` with
 //! `SUNNYLIVE_BENCH_URL=http://127.0.0.1:8787`. Knobs: `BENCH_SOCKETS=100,1000,10000`, `BENCH_FIXED_RATE=10`,
 //! `BENCH_BIG_RATE=1` (the fixed rate above 1,000 sockets), `BENCH_FIXED_SECONDS=10`, `BENCH_LADDER_SOCKETS=1000`,
-//! `BENCH_STEP_SECONDS=5`, `BENCH_MAX_RATE=800`, `BENCH_FLOOR=0` (skip the floor), `BENCH_SHARDS=off,on`,
+//! `BENCH_STEP_SECONDS=5`, `BENCH_MAX_RATE=800`, `BENCH_FLOOR=0` (skip the floor), `BENCH_PLATFORM_FLOOR=0` (skip the
+//! platform floor), `BENCH_SHARDS=off,on`,
 //! `BENCH_SHARD_SOCKETS=250`.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -529,6 +536,86 @@ fn start_floor() -> Result<Target, BoxError> {
     })
 }
 
+/// `wrangler dev` running the platform floor (e2e/bench-floor/), stopped (its whole process group) on drop.
+struct PlatformFloor {
+    child: std::process::Child,
+    _state: PathBuf,
+}
+
+impl Drop for PlatformFloor {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._state);
+    }
+}
+
+/// The platform floor: a do-nothing Durable Object broadcaster (e2e/bench-floor/worker.js) in its own `wrangler
+/// dev`, so the same client measures workerd and wrangler's dev proxy without our room's code between them.
+fn start_platform_floor() -> Result<(Target, PlatformFloor), BoxError> {
+    use std::os::unix::process::CommandExt;
+    let root = sunnylive_e2e::repo_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let state = root.join(".run").join(format!("bench-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&state)?;
+    let log = std::fs::File::create(state.join("wrangler.log"))?;
+    let child = std::process::Command::new(root.join("node_modules/.bin/wrangler"))
+        .current_dir(root.join("e2e/bench-floor"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--persist-to")
+        .arg(&state)
+        .args(["--log-level", "warn", "--show-interactive-dev-session=false"])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("WRANGLER_HIDE_BANNER", "true")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let floor = PlatformFloor { child, _state: state };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut tcp| {
+            use std::io::{Read, Write};
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 12];
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: floor\r\nConnection: close\r\n\r\n")
+                .is_ok()
+                && tcp.read_exact(&mut buf).is_ok()
+                && buf.starts_with(b"HTTP/1.1 426")
+        });
+        if answered {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(
+                "the platform floor's wrangler dev did not answer within 60 s (.run/bench-floor-*/wrangler.log)".into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok((
+        Target {
+            label: "platform floor",
+            ws_url: format!("ws://127.0.0.1:{port}/"),
+            host_token: None,
+        },
+        floor,
+    ))
+}
+
 fn main() -> Result<(), BoxError> {
     let plan = Plan::from_env();
     let with_floor = std::env::var("BENCH_FLOOR").map_or(true, |v| v != "0");
@@ -538,6 +625,12 @@ fn main() -> Result<(), BoxError> {
     // The floor first, on a quiet machine (no stack yet), then the room.
     if with_floor {
         results.push(rt.block_on(measure(start_floor()?, &plan))?);
+    }
+    if std::env::var("BENCH_PLATFORM_FLOOR").map_or(true, |v| v != "0") {
+        let (target, floor) = start_platform_floor()?;
+        let measured = rt.block_on(measure(target, &plan));
+        drop(floor);
+        results.push(measured?);
     }
     if let Ok(url) = std::env::var("SUNNYLIVE_BENCH_URL") {
         // A running stack shards as it was configured.
@@ -609,8 +702,10 @@ fn print_tables(results: &[Measured], load_before: &str, load_after: &str) {
     println!("relays), one sender (the host), every other socket (each from its own");
     println!("address) measuring send-to-receipt delay over every delivery; `floor` is the same client against a");
     println!(
-        "do-nothing broadcaster (one frame per message, nothing stored): the client's and the machine's own limit."
+        "do-nothing broadcaster (one frame per message, nothing stored): the client's and the machine's own limit;"
     );
+    println!("`platform floor` the same client against a do-nothing Durable Object broadcaster (e2e/bench-floor/) in");
+    println!("its own wrangler dev: workerd's and wrangler dev's cost, without our room's code.");
     println!(
         "{} cores; 1-minute load average {load_before} at the start, {load_after} at the end (other work skews these numbers).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
