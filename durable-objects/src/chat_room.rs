@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use sunnylive_core::chat::{
     shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationDelivered, DonationPost, Effect, Event,
-    HistoryQuery, Identity, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardDelivered, ShardDelivery,
-    ShardEvent, ShardEvents, ShardMap, ShardOp, ShardSockets, StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY,
-    COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD,
-    HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES,
-    ROOM_STATUS, ROOM_WEBSOCKET,
+    HistoryQuery, Identity, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardBatches, ShardDelivered,
+    ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap, ShardOp, ShardSockets, StatusPost,
+    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION,
+    HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
+    HEADER_USER_ID, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -64,6 +64,8 @@ pub struct ChatRoom {
     threshold: u32,
     /// Which shard holds each remote socket: restored with the room, from storage.
     shards: RefCell<ShardMap>,
+    /// The last batch of socket events applied from each shard: restored with the room, from storage.
+    batches: RefCell<ShardBatches>,
     /// This incarnation's number for its deliveries to shards (grows with each construction), and the last
     /// delivery number used per shard.
     epoch: u64,
@@ -134,6 +136,7 @@ impl ChatRoom {
                 self.state.get_websockets().iter().filter_map(connection_of).collect();
             let remote = self.storage()?.remote_sockets()?;
             *self.shards.borrow_mut() = ShardMap::restore(remote.iter().map(|(c, n)| (c.conn.clone(), *n)));
+            *self.batches.borrow_mut() = ShardBatches::restore(self.storage()?.shard_batches()?);
             if !remote.is_empty() {
                 self.reconcile.set(true);
             }
@@ -164,10 +167,33 @@ impl ChatRoom {
     /// gate stays open: the messages that arrive meanwhile are handled (and held) while this one waits. An object
     /// with a timer pending is not evicted, so what is held is not forgotten before it is flushed.
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
+        self.run_batch(effects, current, None).await
+    }
+
+    /// `run`, for the effects of one batch of shard events: `(shard, epoch, batch)` is saved as that shard's last
+    /// batch applied in the same synchronous block as the batch's last writes (the flush's, when its messages were
+    /// held), so storage never says a batch was applied before its messages are stored. A room that dies before
+    /// that block is committed applies the batch again when the shard retries it.
+    async fn run_batch(
+        &self,
+        effects: Vec<Effect>,
+        current: Option<(&ConnId, &WebSocket)>,
+        batch: Option<(u32, &str, u64)>,
+    ) -> worker::Result<()> {
+        let save_batch = |batch: Option<(u32, &str, u64)>| match batch {
+            Some((shard, epoch, n)) => self.storage()?.save_shard_batch(shard, epoch, n),
+            None => Ok(()),
+        };
+        let flush_asked = effects.iter().any(|e| matches!(e, Effect::ScheduleFlush { .. }));
+        if !flush_asked {
+            save_batch(batch)?;
+        }
         if let Some(at_ms) = self.run_effects(effects, current).await? {
             let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
             worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
             let effects = self.handle(Event::Flush)?;
+            // No await between this write and the flush's own: one commit.
+            save_batch(batch.filter(|_| flush_asked))?;
             // A flush holds nothing, so it never asks for another one.
             self.run_effects(effects, None).await?;
         }
@@ -464,18 +490,28 @@ impl ChatRoom {
             (Method::Post, "/internal/shard/events") => {
                 let body: ShardEvents = read_json(&mut req).await?;
                 self.with_room(|_| ()).map_err(internal("restore"))?;
+                // A batch applied before (the shard retries when an answer is lost) is acknowledged, not applied.
+                // Recorded here in memory, before any await, so a retry racing this request is not applied either;
+                // a room that dies before saving it forgets it with everything else and applies the retry.
+                let (shard, epoch, batch) = (body.shard, body.epoch, body.batch);
+                if !self.batches.borrow_mut().accept(shard, &epoch, batch) {
+                    worker::console_log!("chat room: batch {batch} of shard {shard} ({epoch}) applied before");
+                    return json_response(200, &ShardEventsApplied { applied: false });
+                }
                 // Handled one after the other with no await in between, like events arriving back to back; their
                 // effects are carried out together (one delivery per shard for all of them).
                 let mut effects = Vec::new();
                 // One bad event is logged and skipped: the effects of those before it must still be carried out.
                 for event in body.events {
-                    match self.shard_event(body.shard, event) {
+                    match self.shard_event(shard, event) {
                         Ok(more) => effects.extend(more),
-                        Err(e) => worker::console_error!("chat room: an event from shard {}: {e}", body.shard),
+                        Err(e) => worker::console_error!("chat room: an event from shard {shard}: {e}"),
                     }
                 }
-                self.run(effects, None).await.map_err(internal("shard events"))?;
-                json_response(200, &serde_json::json!({}))
+                self.run_batch(effects, None, Some((shard, &epoch, batch)))
+                    .await
+                    .map_err(internal("shard events"))?;
+                json_response(200, &ShardEventsApplied { applied: true })
             }
             _ => Err(ApiError::not_found("Chat room route")),
         }
@@ -682,6 +718,7 @@ impl DurableObject for ChatRoom {
             open_sockets: RefCell::new(None),
             threshold,
             shards: RefCell::new(ShardMap::default()),
+            batches: RefCell::new(ShardBatches::default()),
             // Grows with each construction (milliseconds), with a random part against two in the same one.
             epoch: now_ms() as u64 * 1000 + u64::from(u16::from_le_bytes(random) % 1000),
             shard_seq: RefCell::new(BTreeMap::new()),

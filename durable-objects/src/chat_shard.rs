@@ -4,14 +4,17 @@
 //! gets every frame these sockets send, and every close, as a request back. Sockets are accepted through the
 //! Hibernation API with the same attachment and tags as the room's own, so an evicted shard is rebuilt from them,
 //! and the last delivery applied is kept in storage, so a rebuilt shard still drops a retried or late duplicate.
+//! Its sockets' events go to the room as numbered batches, one request at a time; a failed request is retried with
+//! backoff (the room applies each batch once), and a batch given up is reported to the sockets that sent in it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 
 use sunnylive_core::chat::{
-    next_events, Connection, LogoutDone, LogoutPost, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents,
-    ShardInbox, ShardOp, ShardSockets, CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD,
-    HEADER_STREAM_ID, MAX_CLIENT_FRAME_BYTES,
+    events_retry_delay_ms, next_events, shard_epoch, undelivered_notices, Connection, LogoutDone, LogoutPost,
+    ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardOp, ShardSockets, CLOSE_NORMAL,
+    CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID, MAX_CLIENT_FRAME_BYTES,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -47,6 +50,24 @@ pub struct ChatShard {
     /// room gets them in the order they happened.
     outbox: RefCell<VecDeque<ShardEvent>>,
     sending: Cell<bool>,
+    /// This instance's name towards the room (`ShardEvents::epoch`), and the number of its last batch.
+    epoch: String,
+    batch: Cell<u64>,
+}
+
+/// Why a request to the room failed: its status when it answered, and what to log.
+struct Failed {
+    status: Option<u16>,
+    why: String,
+}
+
+impl From<worker::Error> for Failed {
+    fn from(e: worker::Error) -> Self {
+        Failed {
+            status: None,
+            why: e.to_string(),
+        }
+    }
 }
 
 impl ChatShard {
@@ -237,8 +258,8 @@ impl ChatShard {
     }
 
     /// Queues a socket event for the room and, unless another handler is already at it, sends the queue in order,
-    /// one request at a time, until it is empty. A failed request is logged and its events dropped (a client can
-    /// send again; a lost close is found by the room's reconciliation).
+    /// one batch at a time, until it is empty. Events that come while a batch is out (or being retried) wait behind
+    /// it, so the room gets every socket's events in the order they happened.
     async fn to_room(&self, event: ShardEvent) {
         self.outbox.borrow_mut().push_back(event);
         if self.sending.replace(true) {
@@ -249,40 +270,92 @@ impl ChatShard {
             if events.is_empty() {
                 break;
             }
-            if let Err(e) = self.post_events(events).await {
-                worker::console_error!("chat shard: events to the room failed: {e}");
-            }
+            let batch = self.batch.get() + 1;
+            self.batch.set(batch);
+            self.send_batch(batch, events).await;
         }
         self.sending.set(false);
     }
 
-    async fn post_events(&self, events: Vec<ShardEvent>) -> worker::Result<()> {
-        let (stream, shard) = self
-            .name()
-            .ok_or_else(|| worker::Error::RustError("a socket event before the shard knows its room".into()))?;
+    /// Sends one batch until the room takes it: a failure is retried, the same batch again (the room applies it
+    /// once, so a retry of one whose answer was lost is harmless), after the waits of `events_retry_delay_ms`. The
+    /// timer pending between attempts keeps the object from being evicted meanwhile. A batch given up is logged and
+    /// each socket that sent a frame in it gets a `not_delivered` error (a lost close is found by the room's
+    /// reconciliation).
+    async fn send_batch(&self, batch: u64, events: Vec<ShardEvent>) {
+        let Some((stream, shard)) = self.name() else {
+            worker::console_error!("chat shard: a socket event before the shard knows its room; dropped");
+            self.not_delivered(&events);
+            return;
+        };
+        let body = ShardEvents {
+            shard,
+            epoch: self.epoch.clone(),
+            batch,
+            events,
+        };
+        let text = serde_json::to_string(&body).expect("BUG: shard events are plain data");
+        let mut attempt = 0;
+        loop {
+            let failed = match self.post_events(&stream, &text).await {
+                Ok(()) => return,
+                Err(failed) => failed,
+            };
+            match events_retry_delay_ms(attempt, failed.status) {
+                Some(wait_ms) => {
+                    worker::console_log!(
+                        "chat shard {stream}#{shard}: batch {batch} failed ({}); retrying in {wait_ms} ms",
+                        failed.why
+                    );
+                    worker::Delay::from(Duration::from_millis(wait_ms)).await;
+                    attempt += 1;
+                }
+                None => {
+                    worker::console_error!(
+                        "chat shard {stream}#{shard}: batch {batch} of epoch {} given up after {} attempts: {}",
+                        self.epoch,
+                        attempt + 1,
+                        failed.why
+                    );
+                    self.not_delivered(&body.events);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells each socket that sent a frame in a batch given up that it did not reach the room.
+    fn not_delivered(&self, events: &[ShardEvent]) {
+        for (conn, frame) in undelivered_notices(events) {
+            for ws in self.state.get_websockets_with_tag(&conn) {
+                let _ = ws.send_with_str(&frame);
+            }
+        }
+    }
+
+    async fn post_events(&self, stream: &str, text: &str) -> Result<(), Failed> {
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
-        headers.set(HEADER_STREAM_ID, &stream)?;
-        let text = serde_json::to_string(&ShardEvents { shard, events })
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        headers.set(HEADER_STREAM_ID, stream)?;
         let req = sunnylive_edge::outbound(
             &Method::Post,
             "https://chat-room/internal/shard/events",
             &headers,
-            Some(&text),
+            Some(text),
             false,
         )?;
         let stub = self
             .env
             .durable_object("CHAT_ROOMS")?
-            .id_from_name(&stream)?
+            .id_from_name(stream)?
             .get_stub()?;
         let answer = stub.fetch_with_request(req).await?;
-        if answer.status_code() >= 300 {
-            return Err(worker::Error::RustError(format!(
-                "room {stream} answered {}",
-                answer.status_code()
-            )));
+        let status = answer.status_code();
+        if status >= 300 {
+            return Err(Failed {
+                status: Some(status),
+                why: format!("room {stream} answered {status}"),
+            });
         }
         Ok(())
     }
@@ -310,6 +383,8 @@ impl DurableObject for ChatShard {
             schema_ready: Cell::new(false),
             outbox: RefCell::new(VecDeque::new()),
             sending: Cell::new(false),
+            epoch: shard_epoch(sunnylive_edge::random()),
+            batch: Cell::new(0),
         }
     }
 

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Sockets held by this room's shards (ChatShard objects): the room counts, caps and moderates them like its own,
 -- so after an eviction it must know them without asking every shard. `attachment` is `Connection::to_attachment`.
 CREATE TABLE IF NOT EXISTS shard_sockets (conn TEXT PRIMARY KEY, shard INTEGER NOT NULL, attachment TEXT NOT NULL);
+-- The last batch of socket events applied from each shard (`ShardBatches`): written with the batch's effects, so a
+-- retry of a batch that was applied, by a room rebuilt since, is still recognised and not applied twice.
+CREATE TABLE IF NOT EXISTS shard_batches (shard INTEGER PRIMARY KEY, epoch TEXT NOT NULL, batch INTEGER NOT NULL);
 ";
 
 /// The room's storage.
@@ -186,6 +189,30 @@ impl RoomStorage {
 
     pub fn forget_remote(&self, conn: &str) -> worker::Result<()> {
         self.exec("DELETE FROM shard_sockets WHERE conn = ?", vec![text(conn)])
+    }
+
+    /// The last batch applied from each shard: `(shard, epoch, batch)`.
+    pub fn shard_batches(&self) -> worker::Result<Vec<(u32, String, u64)>> {
+        Ok(self
+            .rows("SELECT shard, epoch, batch FROM shard_batches", vec![])?
+            .iter()
+            .filter_map(|row| {
+                let shard = u32::try_from(int_at(row, 0)).ok()?;
+                let batch = u64::try_from(int_at(row, 2)).ok()?;
+                Some((shard, str_at(row, 1).to_string(), batch))
+            })
+            .collect())
+    }
+
+    pub fn save_shard_batch(&self, shard: u32, epoch: &str, batch: u64) -> worker::Result<()> {
+        self.exec(
+            "INSERT OR REPLACE INTO shard_batches (shard, epoch, batch) VALUES (?, ?, ?)",
+            vec![
+                int(i64::from(shard)),
+                text(epoch),
+                int(i64::try_from(batch).unwrap_or(i64::MAX)),
+            ],
+        )
     }
 
     /// The stream this room belongs to, as the worker last named it.

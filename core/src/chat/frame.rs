@@ -119,6 +119,9 @@ pub enum ErrorCode {
     /// The socket's client address already holds `MAX_SOCKETS_PER_ADDRESS` sockets in this room: this error is the
     /// socket's only frame (instead of the welcome), then it is closed with 1008. (Added to the contract's list.)
     TooManyConnections,
+    /// The socket's relay (a `ChatShard`) could not pass its frame on to the room, after retrying for about ten
+    /// seconds: the frame was most likely not applied; send it again. (Added to the contract's list.)
+    NotDelivered,
 }
 
 /// Everything the server sends.
@@ -386,6 +389,7 @@ mod tests {
             (ErrorCode::BadFrame, "bad_frame"),
             (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::TooManyConnections, "too_many_connections"),
+            (ErrorCode::NotDelivered, "not_delivered"),
         ];
         for (code, text) in codes {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(text));

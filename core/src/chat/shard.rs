@@ -7,6 +7,8 @@
 //! before), and the shell routes each socket effect (`Send`, `Broadcast`, `Close`) to where the socket lives. The
 //! ops of one event for one shard go out as one `ShardDelivery`, numbered per shard by the room; the shard's
 //! `ShardInbox` applies deliveries exactly once and in that order even when two forwards race or one is retried.
+//! The other way, a shard's socket events go to the room as numbered batches (`ShardEvents`), retried on failure
+//! and applied by the room once each (`ShardBatches`).
 //!
 //! Everything here is plain data and arithmetic, unit-tested on the host; the objects in `durable-objects` carry it
 //! out.
@@ -15,8 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::frame::{ErrorCode, ServerFrame};
 use super::identity::ConnId;
-use super::room::Effect;
+use super::room::{Connection, Effect};
 
 /// Sockets per object (the room and each shard) when `CHAT_SHARD_SOCKETS` is not set.
 pub const DEFAULT_SHARD_SOCKETS: u32 = 500;
@@ -75,11 +78,117 @@ pub struct ShardDelivered {
 
 /// `POST /internal/shard/events` (shard to room): what the shard's sockets did, in the order it happened. A shard
 /// sends one request at a time and queues what happens meanwhile for the next, so one socket's frames (and its
-/// close, after them) reach the room in the order it sent them.
+/// close, after them) reach the room in the order it sent them. A failed request is sent again, the same batch
+/// (same `epoch`, `batch` and events), on the schedule of `events_retry_delay_ms`; the room applies each batch once
+/// (`ShardBatches`), so a retry of one that did arrive (only its answer was lost) changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardEvents {
     pub shard: u32,
+    /// The shard instance's name, random, chosen when the object is constructed (`shard_epoch`): a shard evicted
+    /// or restarted counts its batches again from 1 under a new epoch.
+    pub epoch: String,
+    /// This instance's requests, numbered from 1; a retry carries the number of the batch it repeats.
+    pub batch: u64,
     pub events: Vec<ShardEvent>,
+}
+
+/// The answer to `ShardEvents`: false when the room had applied that batch already (a retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEventsApplied {
+    pub applied: bool,
+}
+
+/// Random bytes in a shard's epoch (written as hex: 16 characters).
+pub const SHARD_EPOCH_BYTES: usize = 8;
+
+/// A shard instance's epoch from fresh random bytes.
+pub fn shard_epoch(random: [u8; SHARD_EPOCH_BYTES]) -> String {
+    random.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits before each retry of a batch of shard events, in order: 100 ms, 400 ms, 1.6 s, 5 s. With the requests
+/// themselves, a batch is given up about ten seconds after its first attempt failed. Later events wait behind it
+/// (order is kept), so the bound is also how long a shard's sockets can be held up by one stuck batch.
+pub const SHARD_EVENTS_RETRY_MS: [u64; 4] = [100, 400, 1_600, 5_000];
+
+/// After attempt `attempt` (0 for the first) of a batch failed, with the room's HTTP status (`None` when the
+/// request itself failed): how long to wait before sending it again, or `None` to give it up. A 4xx other than
+/// 429 is the request's own fault and would fail the same way again; anything else may pass on a later attempt.
+pub fn events_retry_delay_ms(attempt: usize, status: Option<u16>) -> Option<u64> {
+    if let Some(status) = status {
+        if (400..500).contains(&status) && status != 429 {
+            return None;
+        }
+    }
+    SHARD_EVENTS_RETRY_MS.get(attempt).copied()
+}
+
+/// What a shard tells its sockets when it gives up on a batch: for each socket that had a frame in it (once per
+/// socket, in the order of the batch), its connection id and a `not_delivered` error frame. Binary or oversized
+/// frames are left out: the room would only have closed those sockets.
+pub fn undelivered_notices(events: &[ShardEvent]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for event in events {
+        let ShardEvent::Frame {
+            connection,
+            binary_len: None,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        let Some(c) = Connection::from_attachment(connection) else {
+            continue;
+        };
+        let conn = c.conn.as_str();
+        if out.iter().any(|(seen, _)| seen == conn) {
+            continue;
+        }
+        let frame = ServerFrame::error(
+            ErrorCode::NotDelivered,
+            "The chat server could not be reached; your last message was not sent. Send it again.",
+        );
+        out.push((conn.to_string(), frame.to_json()));
+    }
+    out
+}
+
+/// The room's side of exactly-once: the last batch applied from each shard, in that shard's epoch. Kept in the
+/// room's storage with the batch's effects (so a room rebuilt after applying a batch, but before answering, still
+/// knows the retry for one) and restored from there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardBatches {
+    last: BTreeMap<u32, (String, u64)>,
+}
+
+impl ShardBatches {
+    /// From the stored `(shard, epoch, batch)` rows.
+    pub fn restore(rows: impl IntoIterator<Item = (u32, String, u64)>) -> Self {
+        Self {
+            last: rows
+                .into_iter()
+                .map(|(shard, epoch, batch)| (shard, (epoch, batch)))
+                .collect(),
+        }
+    }
+
+    /// Whether to apply a batch, recording it as the shard's last when so. It is new when its number is above the
+    /// last applied from that shard in the same epoch, or when the epoch is another one (the shard was rebuilt:
+    /// epochs are random, not ordered, so any other one counts as new). A duplicate or an older batch is not.
+    pub fn accept(&mut self, shard: u32, epoch: &str, batch: u64) -> bool {
+        match self.last.get(&shard) {
+            Some((last_epoch, last_batch)) if last_epoch == epoch && batch <= *last_batch => false,
+            _ => {
+                self.last.insert(shard, (epoch.to_string(), batch));
+                true
+            }
+        }
+    }
+
+    /// The last batch applied from a shard: `(epoch, batch)`.
+    pub fn last(&self, shard: u32) -> Option<(&str, u64)> {
+        self.last.get(&shard).map(|(epoch, batch)| (epoch.as_str(), *batch))
+    }
 }
 
 /// One socket event on a shard (externally tagged, as `ShardOp`).
@@ -538,6 +647,110 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_applies_each_batch_once_however_often_it_is_sent() {
+        let mut batches = ShardBatches::default();
+        assert!(batches.accept(0, "aa", 1));
+        // The retry of a batch that did arrive (its answer was lost).
+        assert!(!batches.accept(0, "aa", 1));
+        assert!(batches.accept(0, "aa", 2));
+        // A gap (a batch the shard gave up on) is fine; an older one after a newer one is not applied.
+        assert!(batches.accept(0, "aa", 5));
+        assert!(!batches.accept(0, "aa", 3));
+        assert!(!batches.accept(0, "aa", 5));
+        assert_eq!(batches.last(0), Some(("aa", 5)));
+    }
+
+    #[test]
+    fn a_new_shard_epoch_is_always_new() {
+        let mut batches = ShardBatches::restore([(0, "aa".to_string(), 40)]);
+        // The shard was rebuilt: its new instance counts from 1 again.
+        assert!(batches.accept(0, "bb", 1));
+        assert!(!batches.accept(0, "bb", 1));
+        assert_eq!(batches.last(0), Some(("bb", 1)));
+        // Epochs are random, not ordered: another one counts as new whatever its batch number.
+        assert!(batches.accept(0, "aa", 41));
+        assert_eq!(batches.last(0), Some(("aa", 41)));
+    }
+
+    #[test]
+    fn shards_are_counted_apart_and_restored_from_storage() {
+        let mut batches = ShardBatches::default();
+        assert_eq!(batches.last(1), None);
+        assert!(batches.accept(0, "aa", 1));
+        assert!(batches.accept(1, "aa", 1));
+        assert!(batches.accept(1, "aa", 2));
+        assert!(batches.accept(0, "aa", 2));
+        assert!(!batches.accept(1, "aa", 2));
+        // A room rebuilt from its stored rows drops the same retries.
+        let rows = [0, 1, 2].into_iter().filter_map(|shard| {
+            let (epoch, batch) = batches.last(shard)?;
+            Some((shard, epoch.to_string(), batch))
+        });
+        let mut restored = ShardBatches::restore(rows.collect::<Vec<_>>());
+        assert_eq!(restored, batches);
+        assert!(!restored.accept(0, "aa", 2));
+        assert!(!restored.accept(1, "aa", 1));
+        assert!(restored.accept(1, "aa", 3));
+        assert!(restored.accept(2, "cc", 1));
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_four_times_within_about_ten_seconds() {
+        let waits: Vec<u64> = (0..)
+            .map_while(|attempt| events_retry_delay_ms(attempt, None))
+            .collect();
+        assert_eq!(waits, SHARD_EVENTS_RETRY_MS);
+        assert!(waits.iter().sum::<u64>() <= 10_000);
+        assert_eq!(events_retry_delay_ms(0, Some(503)), Some(100));
+        assert_eq!(events_retry_delay_ms(2, Some(500)), Some(1_600));
+        assert_eq!(events_retry_delay_ms(1, Some(429)), Some(400));
+        // The room refused the request itself: sending the same bytes again cannot help.
+        assert_eq!(events_retry_delay_ms(0, Some(400)), None);
+        assert_eq!(events_retry_delay_ms(0, Some(413)), None);
+        assert_eq!(events_retry_delay_ms(SHARD_EVENTS_RETRY_MS.len(), None), None);
+    }
+
+    #[test]
+    fn shard_epochs_are_sixteen_hex_characters() {
+        assert_eq!(shard_epoch([0, 1, 0xab, 0xff, 2, 3, 4, 5]), "0001abff02030405");
+    }
+
+    #[test]
+    fn a_given_up_batch_tells_each_socket_that_sent_a_frame_once() {
+        use crate::chat::{ClientAddress, Identity};
+        let socket = |n: u8| Connection {
+            conn: conn(n),
+            client: ClientAddress::parse(&format!("192.0.2.{n}")).unwrap(),
+            identity: Identity::Anonymous,
+        };
+        let frame = |n: u8, text: &str| ShardEvent::Frame {
+            connection: socket(n).to_attachment(),
+            text: text.into(),
+            binary_len: None,
+        };
+        let events = vec![
+            frame(1, "one"),
+            ShardEvent::Leave {
+                conn: conn(3).as_str().into(),
+            },
+            frame(2, "two"),
+            frame(1, "three"),
+            ShardEvent::Frame {
+                connection: socket(4).to_attachment(),
+                text: String::new(),
+                binary_len: Some(10),
+            },
+        ];
+        let notices = undelivered_notices(&events);
+        let to: Vec<&str> = notices.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(to, vec![conn(1).as_str(), conn(2).as_str()]);
+        let frame: serde_json::Value = serde_json::from_str(&notices[0].1).unwrap();
+        assert_eq!(frame["type"], "error");
+        assert_eq!(frame["code"], "not_delivered");
+        assert!(frame["message"].as_str().unwrap().contains("Send it again"));
+    }
+
+    #[test]
     fn internal_bodies_are_plain_json() {
         let delivery = ShardDelivery {
             epoch: 1,
@@ -554,5 +767,17 @@ mod tests {
             r#"{"epoch":1,"seq":2,"ops":[{"close":{"conn":"c","code":1008,"reason":"banned"}}]}"#
         );
         assert_eq!(serde_json::from_str::<ShardDelivery>(&json).unwrap(), delivery);
+        let events = ShardEvents {
+            shard: 2,
+            epoch: "00ff".into(),
+            batch: 7,
+            events: vec![ShardEvent::Leave { conn: "c".into() }],
+        };
+        let json = serde_json::to_string(&events).unwrap();
+        assert_eq!(
+            json,
+            r#"{"shard":2,"epoch":"00ff","batch":7,"events":[{"leave":{"conn":"c"}}]}"#
+        );
+        assert_eq!(serde_json::from_str::<ShardEvents>(&json).unwrap(), events);
     }
 }
