@@ -14,7 +14,7 @@
 //! | `POST /internal/status` | JSON `{"status": "live"\|"offline"}` | 200 `{"status"}`; a `status` frame goes out when it changed |
 //! | `GET /internal/messages?before=<id>&limit=` | as `GET /api/streams/{id}/messages` | 200 `{"messages": [...oldest first], "next_before": id\|null}`; 422 bad query |
 //! | `POST /internal/logout` | JSON `{"login_id"}` (a login was revoked) | 200 `{"closed": n}`: every socket opened with that login (`X-Sunnylive-Login-Id` on its upgrade) is closed with 1008 "logged out", on the room and on its shards |
-//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, events: [{"frame": {connection, text, binary_len?}} \| {"leave": {conn}}]}` (what its sockets did, in order; one request at a time per shard) | 200 `{}`; each handled as that socket's frame or close |
+//! | `POST /internal/shard/events` | from a shard: `ShardEvents` `{shard, epoch, batch, events: [{"frame": {connection, text, binary_len?}} \| {"leave": {conn}}]}` (what its sockets did, in order; one request at a time per shard; `epoch` names the shard instance, `batch` counts its requests from 1, a retry repeats both) | 200 `{"applied": true}`, each event handled as that socket's frame or close; 200 `{"applied": false}` for a batch applied before (`ShardBatches`: not newer than the last from that shard in that epoch), nothing done |
 //!
 //! Every request carries `X-Sunnylive-Stream-Id` (the stream the room belongs to); the room keeps it in its
 //! settings table and writes its viewer count to D1 (`streams.viewers` of that row) with each presence update, at
@@ -42,9 +42,19 @@
 //! The room re-checks its record of a shard's sockets (`/internal/shard/sockets`; the missing ones leave) after it
 //! was rebuilt from storage and whenever a delivery answers with fewer sockets than it has recorded there.
 //!
+//! The other way, a shard sends its sockets' frames and closes to the room as numbered batches (`ShardEvents`), one
+//! request at a time, later events queued behind. A failed request (no answer, 5xx or 429) is retried, the same
+//! batch, after 100 ms, 400 ms, 1.6 s and 5 s (`SHARD_EVENTS_RETRY_MS`; the timer keeps the shard in memory); then
+//! the batch is given up with a logged error, and each socket that sent a frame in it gets an `error` frame, code
+//! `not_delivered`. The room applies a batch once: it keeps the last `(epoch, batch)` applied per shard in its
+//! `shard_batches` table, written in the same synchronous block as the batch's last writes (the coalescing flush's
+//! when the batch's messages were held), so a room rebuilt after applying a batch but before answering still
+//! answers the retry `{"applied": false}`.
+//!
 //! # Sockets
 //! Frames are those of docs/API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`
-//! (moderation by a non-host), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
+//! (moderation by a non-host), error code `not_delivered` (a shard's socket: its frame could not be passed on to the
+//! room after ~10 s of retries, so it was most likely not applied; send it again), `retry_after_ms` on `rate_limited`, host frame `{"type":"unban","user_id"}`, and
 //! `{"type":"ping"}` answered `{"type":"pong"}` by the runtime itself without waking the object (keep-alive), and
 //! `{"type":"batch","frames":[<frame>, ...]}`: in a room of at least `COALESCE_MIN_SOCKETS` (32) sockets, chat
 //! messages are held and flushed by a timer at the next turn of the event loop, or `COALESCE_WINDOW_MS` (50 ms)

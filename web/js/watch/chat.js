@@ -20,6 +20,7 @@ const FRIENDLY_ERRORS = {
   empty: 'Type something first.',
   bad_frame: 'That message could not be sent. Please try again.',
   not_authenticated: 'Your session ended. Sign in again to chat.',
+  not_delivered: 'Your message did not get through. Please send it again.',
 };
 
 function isDonation(item) {
@@ -275,11 +276,13 @@ export function createChat({ streamId, ownerId, user, onStatus, onPresence, onDo
       say(text, { tone: code === 'banned' ? 'error' : 'warn' });
     }
     if (['rate_limited', 'too_long', 'bad_frame', 'not_authenticated'].includes(code)) restoreUnsent();
+    // The relay tries for about 10 s before it gives up on a message.
+    if (code === 'not_delivered') restoreUnsent(15000);
     if (code === 'rate_limited') cooldown(Math.max(2, slowSeconds));
   }
 
-  function restoreUnsent() {
-    if (lastSent && Date.now() - lastSent.at < 4000 && !input.value) input.value = lastSent.text;
+  function restoreUnsent(withinMs = 4000) {
+    if (lastSent && Date.now() - lastSent.at < withinMs && !input.value) input.value = lastSent.text;
     lastSent = null;
   }
 
