@@ -66,6 +66,10 @@ pub struct ChatRoom {
     shards: RefCell<ShardMap>,
     /// The last batch of socket events applied from each shard: restored with the room, from storage.
     batches: RefCell<ShardBatches>,
+    /// Batches applied in memory whose `shard_batches` row is not written yet: it is written by the first
+    /// `run_effects` after which the room holds no chat messages, in the same synchronous block (one commit) as
+    /// the batch's last writes, so storage never says a batch was applied before its messages are stored.
+    unsaved_batches: RefCell<Vec<(u32, String, u64)>>,
     /// This incarnation's number for its deliveries to shards (grows with each construction), and the last
     /// delivery number used per shard.
     epoch: u64,
@@ -137,6 +141,7 @@ impl ChatRoom {
             let remote = self.storage()?.remote_sockets()?;
             *self.shards.borrow_mut() = ShardMap::restore(remote.iter().map(|(c, n)| (c.conn.clone(), *n)));
             *self.batches.borrow_mut() = ShardBatches::restore(self.storage()?.shard_batches()?);
+            self.unsaved_batches.borrow_mut().clear();
             if !remote.is_empty() {
                 self.reconcile.set(true);
             }
@@ -167,33 +172,10 @@ impl ChatRoom {
     /// gate stays open: the messages that arrive meanwhile are handled (and held) while this one waits. An object
     /// with a timer pending is not evicted, so what is held is not forgotten before it is flushed.
     async fn run(&self, effects: Vec<Effect>, current: Option<(&ConnId, &WebSocket)>) -> worker::Result<()> {
-        self.run_batch(effects, current, None).await
-    }
-
-    /// `run`, for the effects of one batch of shard events: `(shard, epoch, batch)` is saved as that shard's last
-    /// batch applied in the same synchronous block as the batch's last writes (the flush's, when its messages were
-    /// held), so storage never says a batch was applied before its messages are stored. A room that dies before
-    /// that block is committed applies the batch again when the shard retries it.
-    async fn run_batch(
-        &self,
-        effects: Vec<Effect>,
-        current: Option<(&ConnId, &WebSocket)>,
-        batch: Option<(u32, &str, u64)>,
-    ) -> worker::Result<()> {
-        let save_batch = |batch: Option<(u32, &str, u64)>| match batch {
-            Some((shard, epoch, n)) => self.storage()?.save_shard_batch(shard, epoch, n),
-            None => Ok(()),
-        };
-        let flush_asked = effects.iter().any(|e| matches!(e, Effect::ScheduleFlush { .. }));
-        if !flush_asked {
-            save_batch(batch)?;
-        }
         if let Some(at_ms) = self.run_effects(effects, current).await? {
             let wait_ms = (at_ms - now_ms()).clamp(0, COALESCE_WINDOW_MS);
             worker::Delay::from(Duration::from_millis(wait_ms as u64)).await;
             let effects = self.handle(Event::Flush)?;
-            // No await between this write and the flush's own: one commit.
-            save_batch(batch.filter(|_| flush_asked))?;
             // A flush holds nothing, so it never asks for another one.
             self.run_effects(effects, None).await?;
         }
@@ -347,13 +329,14 @@ impl ChatRoom {
                 storage_effect => {
                     if let Err(e) = self.storage()?.apply(&storage_effect, now) {
                         // The room already changed in memory: forget it, so the next event rebuilds it from what
-                        // storage really holds.
+                        // storage really holds (the batches it applied included).
                         *self.room.borrow_mut() = None;
                         return Err(e);
                     }
                 }
             }
         }
+        self.save_batches()?;
         if let Some(at_ms) = alarm_at {
             let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
             self.state.storage().set_alarm(at).await?;
@@ -364,6 +347,24 @@ impl ChatRoom {
             self.publish_viewers(n).await;
         }
         Ok(flush_at)
+    }
+
+    /// Writes the batches applied since the last write, unless chat messages are still held (theirs, maybe): still
+    /// in the synchronous block of the writes just made, so one commit holds both.
+    fn save_batches(&self) -> worker::Result<()> {
+        // Two statements: a rebuild inside `with_room` clears the list, which must not be borrowed meanwhile.
+        let none = self.unsaved_batches.borrow().is_empty();
+        if none || self.with_room(|room| room.holds_messages())? {
+            return Ok(());
+        }
+        let unsaved = std::mem::take(&mut *self.unsaved_batches.borrow_mut());
+        for (shard, epoch, batch) in &unsaved {
+            if let Err(e) = self.storage()?.save_shard_batch(*shard, epoch, *batch) {
+                *self.room.borrow_mut() = None;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn forget_open_sockets(&self) {
@@ -492,7 +493,8 @@ impl ChatRoom {
                 self.with_room(|_| ()).map_err(internal("restore"))?;
                 // A batch applied before (the shard retries when an answer is lost) is acknowledged, not applied.
                 // Recorded here in memory, before any await, so a retry racing this request is not applied either;
-                // a room that dies before saving it forgets it with everything else and applies the retry.
+                // a room that dies before saving it (`unsaved_batches`) forgets it with everything else and applies
+                // the retry.
                 let (shard, epoch, batch) = (body.shard, body.epoch, body.batch);
                 if !self.batches.borrow_mut().accept(shard, &epoch, batch) {
                     worker::console_log!("chat room: batch {batch} of shard {shard} ({epoch}) applied before");
@@ -508,9 +510,18 @@ impl ChatRoom {
                         Err(e) => worker::console_error!("chat room: an event from shard {shard}: {e}"),
                     }
                 }
-                self.run_batch(effects, None, Some((shard, &epoch, batch)))
-                    .await
-                    .map_err(internal("shard events"))?;
+                let mark = (shard, epoch, batch);
+                self.unsaved_batches.borrow_mut().push(mark.clone());
+                self.run(effects, None).await.map_err(internal("shard events"))?;
+                // The answer means "stored": when its messages are still held behind a flush another event asked
+                // for, flush them here (a flush that finds nothing held does nothing), which writes the batch too.
+                if self.unsaved_batches.borrow().contains(&mark) {
+                    worker::Delay::from(Duration::from_millis(COALESCE_WINDOW_MS as u64)).await;
+                    let effects = self.handle(Event::Flush).map_err(internal("flush"))?;
+                    self.run_effects(effects, None)
+                        .await
+                        .map_err(internal("shard events flush"))?;
+                }
                 json_response(200, &ShardEventsApplied { applied: true })
             }
             _ => Err(ApiError::not_found("Chat room route")),
@@ -719,6 +730,7 @@ impl DurableObject for ChatRoom {
             threshold,
             shards: RefCell::new(ShardMap::default()),
             batches: RefCell::new(ShardBatches::default()),
+            unsaved_batches: RefCell::new(Vec::new()),
             // Grows with each construction (milliseconds), with a random part against two in the same one.
             epoch: now_ms() as u64 * 1000 + u64::from(u16::from_le_bytes(random) % 1000),
             shard_seq: RefCell::new(BTreeMap::new()),

@@ -324,9 +324,13 @@ impl ChatShard {
         }
     }
 
-    /// Tells each socket that sent a frame in a batch given up that it did not reach the room.
+    /// Tells each socket that sent a frame in a batch given up that it did not reach the room (not one still
+    /// waiting for its welcome, which must be its first frame).
     fn not_delivered(&self, events: &[ShardEvent]) {
         for (conn, frame) in undelivered_notices(events) {
+            if self.awaiting.borrow().contains(&conn) {
+                continue;
+            }
             for ws in self.state.get_websockets_with_tag(&conn) {
                 let _ = ws.send_with_str(&frame);
             }

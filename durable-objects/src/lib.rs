@@ -47,9 +47,10 @@
 //! batch, after 100 ms, 400 ms, 1.6 s and 5 s (`SHARD_EVENTS_RETRY_MS`; the timer keeps the shard in memory); then
 //! the batch is given up with a logged error, and each socket that sent a frame in it gets an `error` frame, code
 //! `not_delivered`. The room applies a batch once: it keeps the last `(epoch, batch)` applied per shard in its
-//! `shard_batches` table, written in the same synchronous block as the batch's last writes (the coalescing flush's
-//! when the batch's messages were held), so a room rebuilt after applying a batch but before answering still
-//! answers the retry `{"applied": false}`.
+//! `shard_batches` table, written in the same synchronous block (one commit) as the batch's last writes (the
+//! coalescing flush's when its messages were held; the room answers only after that), so a room rebuilt after
+//! applying a batch but before answering still answers the retry `{"applied": false}`, and a room that died before
+//! storing it applies the retry.
 //!
 //! # Sockets
 //! Frames are those of docs/API.md, "Chat" (types in `sunnylive_core::chat`). Additions: error code `forbidden`

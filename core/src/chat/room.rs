@@ -404,6 +404,11 @@ impl Room {
         self.slow_mode_seconds
     }
 
+    /// Whether chat messages are held for the next flush (accepted, not stored yet).
+    pub fn holds_messages(&self) -> bool {
+        !self.outbox.held.is_empty()
+    }
+
     pub fn is_banned(&self, user: &UserId) -> bool {
         self.bans.contains(user)
     }
