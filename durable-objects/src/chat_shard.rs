@@ -12,9 +12,10 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use sunnylive_core::chat::{
-    events_retry_delay_ms, next_events, shard_epoch, undelivered_notices, Connection, LogoutDone, LogoutPost,
-    ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardOp, ShardSockets, CLOSE_NORMAL,
-    CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID, MAX_CLIENT_FRAME_BYTES,
+    next_events, send_with_retry, shard_epoch, undelivered_notices, BatchOutcome, Connection, EventsFailure,
+    LogoutDone, LogoutPost, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardInbox, ShardOp, ShardSockets,
+    CLOSE_NORMAL, CLOSE_POLICY, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_SHARD, HEADER_STREAM_ID,
+    MAX_CLIENT_FRAME_BYTES,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -53,21 +54,6 @@ pub struct ChatShard {
     /// This instance's name towards the room (`ShardEvents::epoch`), and the number of its last batch.
     epoch: String,
     batch: Cell<u64>,
-}
-
-/// Why a request to the room failed: its status when it answered, and what to log.
-struct Failed {
-    status: Option<u16>,
-    why: String,
-}
-
-impl From<worker::Error> for Failed {
-    fn from(e: worker::Error) -> Self {
-        Failed {
-            status: None,
-            why: e.to_string(),
-        }
-    }
 }
 
 impl ChatShard {
@@ -277,11 +263,11 @@ impl ChatShard {
         self.sending.set(false);
     }
 
-    /// Sends one batch until the room takes it: a failure is retried, the same batch again (the room applies it
-    /// once, so a retry of one whose answer was lost is harmless), after the waits of `events_retry_delay_ms`. The
-    /// timer pending between attempts keeps the object from being evicted meanwhile. A batch given up is logged and
-    /// each socket that sent a frame in it gets a `not_delivered` error (a lost close is found by the room's
-    /// reconciliation).
+    /// Sends one batch until the room takes it (`send_with_retry`): a failure is retried, the same batch again (the
+    /// room applies it once, so a retry of one whose answer was lost is harmless), after the waits of
+    /// `events_retry_delay_ms`. The timer pending between attempts keeps the object from being evicted meanwhile.
+    /// A batch given up is logged and each socket that sent a frame in it gets a `not_delivered` error (a lost
+    /// close is found by the room's reconciliation).
     async fn send_batch(&self, batch: u64, events: Vec<ShardEvent>) {
         let Some((stream, shard)) = self.name() else {
             worker::console_error!("chat shard: a socket event before the shard knows its room; dropped");
@@ -295,32 +281,25 @@ impl ChatShard {
             events,
         };
         let text = serde_json::to_string(&body).expect("BUG: shard events are plain data");
-        let mut attempt = 0;
-        loop {
-            let failed = match self.post_events(&stream, &text).await {
-                Ok(()) => return,
-                Err(failed) => failed,
-            };
-            match events_retry_delay_ms(attempt, failed.status) {
-                Some(wait_ms) => {
-                    worker::console_log!(
-                        "chat shard {stream}#{shard}: batch {batch} failed ({}); retrying in {wait_ms} ms",
-                        failed.why
-                    );
-                    worker::Delay::from(Duration::from_millis(wait_ms)).await;
-                    attempt += 1;
-                }
-                None => {
-                    worker::console_error!(
-                        "chat shard {stream}#{shard}: batch {batch} of epoch {} given up after {} attempts: {}",
-                        self.epoch,
-                        attempt + 1,
-                        failed.why
-                    );
-                    self.not_delivered(&body.events);
-                    return;
-                }
-            }
+        let (stream, text) = (stream.as_str(), text.as_str());
+        let outcome = send_with_retry(
+            || self.post_events(stream, text),
+            |wait_ms, failure| {
+                worker::console_log!(
+                    "chat shard {stream}#{shard}: batch {batch} failed ({}); retrying in {wait_ms} ms",
+                    failure.why
+                );
+                worker::Delay::from(Duration::from_millis(wait_ms))
+            },
+        )
+        .await;
+        if let BatchOutcome::GivenUp { attempts, last } = outcome {
+            worker::console_error!(
+                "chat shard {stream}#{shard}: batch {batch} of epoch {} given up after {attempts} attempts: {}",
+                self.epoch,
+                last.why
+            );
+            self.not_delivered(&body.events);
         }
     }
 
@@ -337,31 +316,37 @@ impl ChatShard {
         }
     }
 
-    async fn post_events(&self, stream: &str, text: &str) -> Result<(), Failed> {
-        let headers = Headers::new();
-        headers.set("content-type", "application/json")?;
-        headers.set(HEADER_STREAM_ID, stream)?;
-        let req = sunnylive_edge::outbound(
-            &Method::Post,
-            "https://chat-room/internal/shard/events",
-            &headers,
-            Some(text),
-            false,
-        )?;
-        let stub = self
-            .env
-            .durable_object("CHAT_ROOMS")?
-            .id_from_name(stream)?
-            .get_stub()?;
-        let answer = stub.fetch_with_request(req).await?;
-        let status = answer.status_code();
-        if status >= 300 {
-            return Err(Failed {
+    async fn post_events(&self, stream: &str, text: &str) -> Result<(), EventsFailure> {
+        let answer = async {
+            let headers = Headers::new();
+            headers.set("content-type", "application/json")?;
+            headers.set(HEADER_STREAM_ID, stream)?;
+            let req = sunnylive_edge::outbound(
+                &Method::Post,
+                "https://chat-room/internal/shard/events",
+                &headers,
+                Some(text),
+                false,
+            )?;
+            let stub = self
+                .env
+                .durable_object("CHAT_ROOMS")?
+                .id_from_name(stream)?
+                .get_stub()?;
+            stub.fetch_with_request(req).await
+        }
+        .await
+        .map_err(|e| EventsFailure {
+            status: None,
+            why: e.to_string(),
+        })?;
+        match answer.status_code() {
+            200..=299 => Ok(()),
+            status => Err(EventsFailure {
                 status: Some(status),
                 why: format!("room {stream} answered {status}"),
-            });
+            }),
         }
-        Ok(())
     }
 
     async fn socket_closed(&self, ws: &WebSocket) {

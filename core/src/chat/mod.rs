@@ -32,10 +32,11 @@ pub use internal::{
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use shard::{
-    events_retry_delay_ms, next_events, shard_epoch, shard_name, shard_threshold, undelivered_notices, Placement,
-    Routed, ShardBatches, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardInbox,
-    ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS, HEADER_CONNECTION, HEADER_SHARD, INBOX_MAX_PENDING,
-    SHARD_EPOCH_BYTES, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT, SHARD_EVENTS_RETRY_MS,
+    events_retry_delay_ms, next_events, send_with_retry, shard_epoch, shard_name, shard_threshold, undelivered_notices,
+    BatchOutcome, EventsFailure, Placement, Routed, ShardBatches, ShardDelivered, ShardDelivery, ShardEvent,
+    ShardEvents, ShardEventsApplied, ShardInbox, ShardMap, ShardOp, ShardSockets, DEFAULT_SHARD_SOCKETS,
+    HEADER_CONNECTION, HEADER_SHARD, INBOX_MAX_PENDING, SHARD_EPOCH_BYTES, SHARD_EVENTS_MAX, SHARD_EVENTS_MAX_TEXT,
+    SHARD_EVENTS_RETRY_MS,
 };
 pub use text::{ChatText, ChatTextError};
 

@@ -123,6 +123,55 @@ pub fn events_retry_delay_ms(attempt: usize, status: Option<u16>) -> Option<u64>
     SHARD_EVENTS_RETRY_MS.get(attempt).copied()
 }
 
+/// Why one attempt at sending a batch failed: the room's HTTP status when it answered, and what to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsFailure {
+    pub status: Option<u16>,
+    pub why: String,
+}
+
+/// How sending one batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// The room took it (applied it, or had applied it before).
+    Delivered { attempts: usize },
+    /// Every attempt failed, or one failed in a way a retry cannot mend: the last failure.
+    GivenUp { attempts: usize, last: EventsFailure },
+}
+
+/// Sends one batch until the room takes it: `post` sends it (the same batch each time: it takes nothing, so it
+/// cannot change what it sends), and after a failure `sleep` waits `events_retry_delay_ms` before the next
+/// attempt (it is told the failure, to log it). The shard passes its request and a timer; the host tests pass
+/// scripted answers.
+pub async fn send_with_retry<P, S>(
+    mut post: impl FnMut() -> P,
+    mut sleep: impl FnMut(u64, &EventsFailure) -> S,
+) -> BatchOutcome
+where
+    P: std::future::Future<Output = Result<(), EventsFailure>>,
+    S: std::future::Future<Output = ()>,
+{
+    let mut attempt = 0;
+    loop {
+        let failure = match post().await {
+            Ok(()) => return BatchOutcome::Delivered { attempts: attempt + 1 },
+            Err(failure) => failure,
+        };
+        match events_retry_delay_ms(attempt, failure.status) {
+            Some(wait_ms) => {
+                sleep(wait_ms, &failure).await;
+                attempt += 1;
+            }
+            None => {
+                return BatchOutcome::GivenUp {
+                    attempts: attempt + 1,
+                    last: failure,
+                }
+            }
+        }
+    }
+}
+
 /// What a shard tells its sockets when it gives up on a batch: for each socket that had a frame in it (once per
 /// socket, in the order of the batch), its connection id and a `not_delivered` error frame. Binary or oversized
 /// frames are left out: the room would only have closed those sockets.
@@ -708,6 +757,76 @@ mod tests {
         assert_eq!(events_retry_delay_ms(0, Some(400)), None);
         assert_eq!(events_retry_delay_ms(0, Some(413)), None);
         assert_eq!(events_retry_delay_ms(SHARD_EVENTS_RETRY_MS.len(), None), None);
+    }
+
+    /// Runs a future whose every await is ready at once (the scripted ones below).
+    fn run_ready<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("a scripted future was pending"),
+        }
+    }
+
+    /// Sends a batch against scripted answers (`None`: the request failed, `Some(status)`); returns the outcome,
+    /// the waits and the number of requests.
+    fn scripted(answers: &[Option<u16>]) -> (BatchOutcome, Vec<u64>, usize) {
+        let waits = std::cell::RefCell::new(Vec::new());
+        let mut requests = 0;
+        let outcome = run_ready(send_with_retry(
+            || {
+                let answer = answers.get(requests).copied().unwrap_or(Some(200));
+                requests += 1;
+                std::future::ready(match answer {
+                    Some(200) => Ok(()),
+                    status => Err(EventsFailure {
+                        status,
+                        why: format!("{status:?}"),
+                    }),
+                })
+            },
+            |ms, _| {
+                waits.borrow_mut().push(ms);
+                std::future::ready(())
+            },
+        ));
+        (outcome, waits.into_inner(), requests)
+    }
+
+    #[test]
+    fn a_batch_that_fails_once_is_sent_again_after_a_short_wait() {
+        assert_eq!(
+            scripted(&[Some(200)]),
+            (BatchOutcome::Delivered { attempts: 1 }, vec![], 1)
+        );
+        assert_eq!(
+            scripted(&[None, Some(200)]),
+            (BatchOutcome::Delivered { attempts: 2 }, vec![100], 2)
+        );
+        assert_eq!(
+            scripted(&[Some(503), Some(500), None, Some(200)]),
+            (BatchOutcome::Delivered { attempts: 4 }, vec![100, 400, 1_600], 4)
+        );
+    }
+
+    #[test]
+    fn a_batch_is_given_up_after_the_last_wait_or_at_once_when_refused() {
+        let (outcome, waits, requests) = scripted(&[None; 10]);
+        assert_eq!(
+            outcome,
+            BatchOutcome::GivenUp {
+                attempts: 5,
+                last: EventsFailure {
+                    status: None,
+                    why: "None".into()
+                }
+            }
+        );
+        assert_eq!((waits, requests), (SHARD_EVENTS_RETRY_MS.to_vec(), 5));
+        let (outcome, waits, requests) = scripted(&[Some(503), Some(422)]);
+        assert!(matches!(outcome, BatchOutcome::GivenUp { attempts: 2, .. }));
+        assert_eq!((waits, requests), (vec![100], 2));
     }
 
     #[test]
