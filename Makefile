@@ -61,4 +61,4 @@ deploy-dry-run: setup
 	scripts/deploy --dry-run
 
 clean:
-	rm -rf target functions/build .run web/vendor e2e/artifacts
+	rm -rf target functions/build durable-objects/build .run web/vendor e2e/artifacts
