@@ -352,7 +352,11 @@ fn fresh_clone_dry_run_is_the_optimized_bundle(fx: &Fixture) -> TestResult {
 }
 
 fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture) -> TestResult {
-    let config_before = std::fs::read(fx.copy.join("wrangler.toml"))?;
+    let configs = ["wrangler.toml", "durable-objects/wrangler.toml"];
+    let configs_before = configs
+        .iter()
+        .map(|c| std::fs::read(fx.copy.join(c)))
+        .collect::<Result<Vec<_>, _>>()?;
     // wrangler.toml names live Midtrans (production refuses the sandbox unless asked for): a production-shaped key.
     let key = "Mid-server-tooling0test0key";
     let good = [
@@ -374,8 +378,10 @@ fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture
         "would set PUBLIC_BASE_URL = https://live.sunnylive.test",
         "would set RTMP_INGEST_URL = rtmp://ingest.sunnylive.test/live",
         "would run: wrangler d1 migrations apply DB --remote",
-        "running: wrangler deploy --dry-run",
-        "would run: wrangler deploy",
+        "running: wrangler deploy --dry-run -c durable-objects/wrangler.toml",
+        "running: wrangler deploy --dry-run -c wrangler.toml",
+        "would run: wrangler deploy -c durable-objects/wrangler.toml",
+        "would run: wrangler deploy\n",
         "would run: wrangler secret bulk",
         "origin.env (mode 0600)",
         "9. Where to go",
@@ -387,10 +393,18 @@ fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture
         );
     }
     ensure!(!said.contains(key), "the dry run printed the Midtrans key");
+    // The chat Worker goes first: the main Worker's CHAT_ROOMS binding names it.
+    let order = |needle: &str| said.find(needle).unwrap_or(usize::MAX);
     ensure!(
-        std::fs::read(fx.copy.join("wrangler.toml"))? == config_before,
-        "the dry run changed wrangler.toml"
+        order("would run: wrangler deploy -c durable-objects/wrangler.toml") < order("would run: wrangler deploy\n"),
+        "the dry run does not deploy the chat Worker before the main one:\n{said}"
     );
+    for (config, before) in configs.iter().zip(&configs_before) {
+        ensure!(
+            std::fs::read(fx.copy.join(config))? == *before,
+            "the dry run changed {config}"
+        );
+    }
 
     // The example placeholders in wrangler.toml, and a development key, are refused.
     let out = fx.run(
