@@ -35,7 +35,7 @@ lint:
 unit:
 	cargo test --workspace --exclude sunnylive-e2e
 
-## The suite against one stack, then the tooling checks (make dev, make size, wrangler deploy --dry-run,
+## The suite against one stack, then the tooling checks (make dev, make size, wrangler deploy --dry-run of each Worker,
 ## scripts/deploy --dry-run) in a fresh copy of the checkout inside a 0700 directory (e2e/tests/tooling/).
 e2e: build
 	cargo build -q -p midtrans-sandbox -p sunnylive-origin-uploader
@@ -43,12 +43,14 @@ e2e: build
 	cargo test -p sunnylive-e2e --test tooling
 
 ## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
-## (medians, p99, ratios). scripts/size leaves a release (wasm-opt) build in functions/build for them.
+## (medians, p99, ratios). scripts/size leaves release (wasm-opt) builds in functions/build and durable-objects/build
+## for them.
 bench: setup
 	cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader -p sunnylive-e2e --bins
 	scripts/bench
 
-## make size: the upload size wrangler would deploy (raw and gzip), from a release build with wasm-opt.
+## make size: the upload size wrangler would deploy for each Worker (raw and gzip, each against its budget), from
+## release builds with wasm-opt.
 size: setup
 	scripts/size
 
@@ -61,4 +63,4 @@ deploy-dry-run: setup
 	scripts/deploy --dry-run
 
 clean:
-	rm -rf target functions/build .run web/vendor e2e/artifacts
+	rm -rf target functions/build durable-objects/build .run web/vendor e2e/artifacts

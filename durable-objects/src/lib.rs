@@ -1,8 +1,17 @@
-//! Sunnylive's Durable Objects: `ChatRoom`, one per stream (named by the stream id), a thin shell around
-//! `sunnylive_core::chat::Room` built on the WebSocket Hibernation API and the object's own SQLite storage; and
-//! `ChatShard`, the relay a big room places viewers on (named `<stream id>#<n>`, binding `CHAT_SHARDS`).
+//! The chat Worker, `sunnylive-chat` (`durable-objects/wrangler.toml`): Sunnylive's Durable Objects. `ChatRoom`, one
+//! per stream (named by the stream id), a thin shell around `sunnylive_core::chat::Room` built on the WebSocket
+//! Hibernation API and the object's own SQLite storage; and `ChatShard`, the relay a big room places viewers on (named
+//! `<stream id>#<n>`, binding `CHAT_SHARDS`).
 //!
-//! # Internal contract (reachable only through the worker's `CHAT_ROOMS` binding)
+//! They are a Worker of their own so that the main Worker (`functions/`), which every request runs, stays small: the
+//! main Worker binds `CHAT_ROOMS` to this script (`script_name = "sunnylive-chat"`) and never links this crate, and
+//! this code is loaded only where chat is used. The Worker's own `fetch` serves nothing (it has no route and no
+//! `workers.dev` URL): it answers 404 in the contract's error shape. What the objects use: `CHAT_ROOMS` and
+//! `CHAT_SHARDS` (their own classes), `DB` (the viewer count, below) and the var `CHAT_SHARD_SOCKETS`. The two Workers
+//! are deployed one after the other, this one first, so for a while new rooms serve the previous main Worker: a change
+//! to the internal contract below must keep accepting what the previous main Worker sends.
+//!
+//! # Internal contract (reachable only through the main Worker's `CHAT_ROOMS` binding)
 //! A Durable Object has no public URL: only code holding the namespace binding can build a stub and call it, so the
 //! headers below can be trusted. The worker builds a fresh request for every call and copies no client header.
 //! The host part of the URL is ignored (`https://chat-room/...` by convention).
@@ -86,3 +95,16 @@ mod storage;
 
 pub use chat_room::ChatRoom;
 pub use chat_shard::ChatShard;
+
+use sunnylive_core::error::ApiError;
+use worker::{event, Context, Env, Request, Response};
+
+/// Nothing is routed to this Worker (no route, no `workers.dev` URL): the objects are reached through Durable Object
+/// bindings, which do not run this handler. Whatever arrives here anyway gets the contract's 404.
+#[event(fetch)]
+async fn fetch(_req: Request, _env: Env, _ctx: Context) -> worker::Result<Response> {
+    Ok(sunnylive_edge::error_response(&ApiError::NotFound {
+        code: "route_not_found",
+        message: "No such route.".into(),
+    }))
+}

@@ -1,7 +1,8 @@
-//! The end-to-end harness: `TestApp` starts the real stack once — `wrangler dev` (workerd, local D1, local Durable
-//! Objects), the nginx RTMP origin and the Midtrans stand-in — on free ports with a fresh state directory, waits for
-//! each with a bounded readiness loop, and stops all of it when dropped (or on `stop`). Typed helpers per endpoint
-//! keep the tests short: `api().register(..)`, `create_stream(..)`, `connect_chat(..)`.
+//! The end-to-end harness: `TestApp` starts the real stack once — one `wrangler dev` running both Workers (the main
+//! one and the chat Worker that holds the Durable Objects; workerd, local D1, R2 and Durable Objects), the nginx RTMP
+//! origin and the Midtrans stand-in — on free ports with a fresh state directory, waits for each with a bounded
+//! readiness loop, and stops all of it when dropped (or on `stop`). Typed helpers per endpoint keep the tests short:
+//! `api().register(..)`, `create_stream(..)`, `connect_chat(..)`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -220,7 +221,7 @@ pub struct TestApp {
     pub midtrans_port: u16,
     pub run_dir: PathBuf,
     pub origin_prefix: PathBuf,
-    /// The `CHAT_SHARD_SOCKETS` the worker runs with.
+    /// The `CHAT_SHARD_SOCKETS` the chat Worker runs with.
     pub chat_shard_sockets: u32,
     state_dir: PathBuf,
     inspector_port: u16,
@@ -436,16 +437,18 @@ impl TestApp {
         self.wait_for_port(self.origin_http_port, "nginx-origin (HTTP)")
     }
 
-    /// A private copy of the built worker and a wrangler config pointing at it (scripts/dev-config), published
-    /// under the build lock (scripts/build-worker --publish-current), so that a `make build` or `make size`
-    /// elsewhere, which rewrites functions/build, can neither hand us a half-written file nor disturb a running
-    /// suite.
+    /// A private copy of both built Workers and the wrangler configs pointing at them (scripts/dev-config:
+    /// `wrangler.toml`, the main Worker's, and `chat/wrangler.toml`), published under the build lock
+    /// (scripts/build-worker --publish-current), so that a `make build` or `make size` elsewhere, which rewrites
+    /// functions/build and durable-objects/build, can neither hand us a half-written file nor disturb a running
+    /// suite. The chat Worker's `CHAT_SHARD_SOCKETS` goes into the `.dev.vars` beside its config, which overrides its
+    /// `[vars]`: `--var` on the command line reaches the first config (the main Worker) only.
     fn prepare_worker_copy(&self) -> Result<PathBuf, BoxError> {
         let root = repo_root();
         let dir = self.run_dir.join("worker");
         for (script, arg) in [
             ("scripts/dev-config", dir.clone()),
-            ("scripts/build-worker", dir.join("worker")),
+            ("scripts/build-worker", dir.clone()),
         ] {
             let mut cmd = Command::new(root.join(script));
             if script.ends_with("build-worker") {
@@ -459,6 +462,10 @@ impl TestApp {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        std::fs::write(
+            dir.join("chat/.dev.vars"),
+            format!("CHAT_SHARD_SOCKETS={}\n", self.chat_shard_sockets),
+        )?;
         Ok(dir)
     }
 
@@ -472,7 +479,8 @@ impl TestApp {
         };
         let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
         cmd.current_dir(&dir)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &self.worker_port.to_string()])
+            .args(["dev", "-c", "wrangler.toml", "-c", "chat/wrangler.toml"])
+            .args(["--ip", "127.0.0.1", "--port", &self.worker_port.to_string()])
             .args(["--inspector-port", &self.inspector_port.to_string()])
             // Requests reach the worker as https://sunnylive.test:<port>/..., as they would from Cloudflare's edge.
             .args(["--local-upstream", &format!("{SITE_HOST}:{}", self.tls_port)])
@@ -490,8 +498,7 @@ impl TestApp {
             .args(["--var", &format!("MIDTRANS_SNAP_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("MIDTRANS_API_BASE_URL:{}", self.midtrans)])
             .args(["--var", &format!("STALE_STREAM_SECONDS:{TEST_STALE_STREAM_SECONDS}")])
-            .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"])
-            .args(["--var", &format!("CHAT_SHARD_SOCKETS:{}", self.chat_shard_sockets)]);
+            .args(["--var", "DONATION_RECONCILE_AFTER_SECONDS:0"]);
         wrangler_env(&mut cmd);
         let log = self.run_dir.join(format!("worker-{n}.log"));
         let svc = Service::spawn("wrangler dev", cmd, &log, true)?;
@@ -755,19 +762,26 @@ impl TestApp {
         total
     }
 
-    /// Starts a second `wrangler dev` of the same build with its own `.dev.vars` (e.g. a production configuration)
-    /// and its own empty state, waits until it answers anything on `/healthz`, and returns its base URL and the
-    /// path of its log. It is stopped when the returned guard is dropped.
+    /// Starts a second `wrangler dev` of the same builds (both Workers, as the stack runs them) with the main
+    /// Worker's own `.dev.vars` (e.g. a production configuration) and its own empty state, waits until it answers
+    /// anything on `/healthz`, and returns its base URL and the path of its log. It is stopped when the returned
+    /// guard is dropped.
     pub async fn start_extra_worker(&self, label: &str, dev_vars: &str) -> Result<ExtraWorker, BoxError> {
         let root = repo_root();
         let dir = self.run_dir.join(label);
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(dir.join("chat"))?;
+        // The configs name their builds by absolute path: copies work from anywhere.
         std::fs::copy(self.run_dir.join("worker/wrangler.toml"), dir.join("wrangler.toml"))?;
+        std::fs::copy(
+            self.run_dir.join("worker/chat/wrangler.toml"),
+            dir.join("chat/wrangler.toml"),
+        )?;
         std::fs::write(dir.join(".dev.vars"), dev_vars)?;
         let (port, inspector) = (free_port(), free_port());
         let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
         cmd.current_dir(&dir)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["dev", "-c", "wrangler.toml", "-c", "chat/wrangler.toml"])
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &inspector.to_string()])
             .arg("--persist-to")
             .arg(dir.join("state"))

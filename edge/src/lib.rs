@@ -1,7 +1,8 @@
-//! What the Worker (`functions/`) and the Durable Objects (`durable-objects/`) both need from the platform, written
-//! once: responses in the contract's error shape, bounded body reading, outgoing requests (to Midtrans, to a room,
-//! to a shard, to the static assets), the clock and random bytes. Pure rules live in `sunnylive-core`; this crate is
-//! the thin layer of `worker` calls around them, so it is tested through the end-to-end suites.
+//! What the two Workers, the main one (`functions/`) and the chat Worker with the Durable Objects (`durable-objects/`),
+//! both need from the platform, written once: responses in the contract's error shape, bounded body reading, outgoing
+//! requests (to Midtrans, to a room, to a shard, to the static assets), the clock and random bytes. Pure rules live in
+//! `sunnylive-core`; this crate is the thin layer of `worker` calls around them, so it is tested through the end-to-end
+//! suites.
 
 use futures::StreamExt;
 use serde::Serialize;

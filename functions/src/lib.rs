@@ -20,10 +20,6 @@ mod rtmp;
 mod stream_row;
 mod streams;
 
-// The ChatRoom and ChatShard classes live in the durable-objects crate. Naming the crate here makes rustc link it; without this
-// line the classes silently vanish from the wasm-bindgen output and wrangler fails on the binding's class_name.
-use durable_objects as _;
-
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]

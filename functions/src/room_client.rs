@@ -2,11 +2,12 @@
 //! other modules make into it (status changes from the RTMP callbacks and stream deletion, logouts from auth, paid
 //! donations from the Midtrans code). It imports no route module, so every one of them can use it.
 //!
-//! The room trusts the identity headers of the requests it receives because only this worker can reach it (a
-//! Durable Object has no public URL, only the `CHAT_ROOMS` binding). So every request to the room is built here
-//! from scratch and carries no header the client sent. The room's internal contract is documented in
-//! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which
-//! the room asked to accept it (the worker cannot tell, and never talks to a shard itself).
+//! The room trusts the identity headers of the requests it receives because only this worker can reach it (a Durable
+//! Object has no public URL, only the `CHAT_ROOMS` binding: this worker's, which names the chat Worker `sunnylive-chat`
+//! by `script_name`, and the chat Worker's own, whose `fetch` routes nothing to a room). So every request to the room
+//! is built here from scratch and carries no header the client sent. The room's internal contract is documented in
+//! durable-objects/src/lib.rs. In a big room the upgrade's 101 comes from one of the room's ChatShard relays, which the
+//! room asked to accept it (the worker cannot tell, and never talks to a shard itself).
 
 use sunnylive_core::chat::{StatusPost, HEADER_STREAM_ID, ROOM_STATUS};
 use sunnylive_core::stream::StreamStatus;

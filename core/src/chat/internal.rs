@@ -1,7 +1,7 @@
-//! The internal contract between the Worker and a stream's room (`ChatRoom`, crate `durable-objects`): the paths
-//! and the typed bodies both sides serialize and parse, so neither builds or reads them by hand. The table in
-//! durable-objects/src/lib.rs documents each route; `DonationPost` (in `donation`) and the shard types (in `shard`)
-//! belong to the same contract.
+//! The internal contract between the main Worker and a stream's room (`ChatRoom`, in the chat Worker, crate
+//! `durable-objects`): the paths and the typed bodies both sides serialize and parse, so neither builds or reads them
+//! by hand. The table in durable-objects/src/lib.rs documents each route; `DonationPost` (in `donation`) and the shard
+//! types (in `shard`) belong to the same contract.
 
 use serde::{Deserialize, Serialize};
 

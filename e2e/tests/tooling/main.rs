@@ -1,9 +1,10 @@
 //! The tooling a developer and an operator use, checked the way they use it, in a fresh copy of this checkout (the
 //! files a clone would have: nothing built, no web/vendor) inside a 0700 directory, the way a clone under /root
 //! looks to nginx's unprivileged workers:
-//! - deploy: `wrangler deploy --dry-run --outdir` builds the optimized Worker by itself (wrangler.toml's [build]) and
-//!   its bundle is within 1% of what `make size` measures; `scripts/deploy --dry-run` walks every step, changes no
-//!   file, and refuses the example placeholders and a development Midtrans key.
+//! - deploy: `wrangler deploy --dry-run --outdir`, for each Worker's config (durable-objects/wrangler.toml, then
+//!   wrangler.toml), builds that optimized Worker by itself (the config's [build]) and its bundle is within 1% of what
+//!   `make size` measures for it; `scripts/deploy --dry-run` walks every step, changes no file, and refuses the example
+//!   placeholders and a development Midtrans key.
 //! - devloop: `scripts/dev` (what `make dev` runs) serves the site and takes an ffmpeg publish; `make size` beside it
 //!   disturbs neither /healthz nor an open chat socket; a one-line Rust edit is served within 60 s (the time is
 //!   printed); a compile error keeps the last good build serving and puts the compiler's error in the dev log; a
@@ -296,42 +297,66 @@ fn within_one_percent(a: u64, b: u64) -> bool {
 // --- deploy ----------------------------------------------------------------------------------------------------------
 
 fn fresh_clone_dry_run_is_the_optimized_bundle(fx: &Fixture) -> TestResult {
-    ensure!(
-        !fx.copy.join("functions/build").exists(),
-        "the copy must start with nothing built"
-    );
-    let fresh = fx.outer.join("fresh-bundle");
-    let started = Instant::now();
-    let out = fx.run(
-        "node_modules/.bin/wrangler",
-        &["deploy", "--dry-run", "--outdir", fresh.to_str().ok_or("path")?],
-        &[],
-    )?;
-    ensure!(
-        out.status.success(),
-        "wrangler deploy --dry-run failed:\n{}",
-        tail(&text(&out), 40)
-    );
-    eprintln!(
-        "tooling: wrangler deploy --dry-run on the fresh copy took {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    for built in ["functions/build", "durable-objects/build"] {
+        ensure!(
+            !fx.copy.join(built).exists(),
+            "the copy must start with nothing built ({built} exists)"
+        );
+    }
+    // Both Workers, each as README "Deploy" says to deploy it: the chat Worker's config, then the main one.
+    let workers = [
+        ("sunnylive-chat", "durable-objects/wrangler.toml", "chat"),
+        ("sunnylive", "wrangler.toml", "main"),
+    ];
+    let mut fresh = Vec::new();
+    for (name, config, dir) in workers {
+        let out_dir = fx.outer.join(format!("fresh-bundle-{dir}"));
+        let started = Instant::now();
+        let out = fx.run(
+            "node_modules/.bin/wrangler",
+            &[
+                "deploy",
+                "--dry-run",
+                "-c",
+                config,
+                "--outdir",
+                out_dir.to_str().ok_or("path")?,
+            ],
+            &[],
+        )?;
+        ensure!(
+            out.status.success(),
+            "wrangler deploy --dry-run -c {config} failed:\n{}",
+            tail(&text(&out), 40)
+        );
+        eprintln!(
+            "tooling: wrangler deploy --dry-run -c {config} ({name}) on the fresh copy took {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        fresh.push((name, dir, out_dir));
+    }
     let out = fx.run("make", &["-s", "size"], &[])?;
     ensure!(out.status.success(), "make size failed:\n{}", tail(&text(&out), 40));
-    let (fresh_raw, fresh_gz) = bundle_size(&fresh)?;
-    let (size_raw, size_gz) = bundle_size(&fx.copy.join(".run/dry-run"))?;
-    eprintln!(
-        "tooling: fresh-clone dry-run bundle {fresh_raw} B raw / {fresh_gz} B gzip; make size {size_raw} / {size_gz}"
-    );
-    ensure!(
-        within_one_percent(fresh_raw, size_raw) && within_one_percent(fresh_gz, size_gz),
-        "the fresh clone's bundle ({fresh_raw}/{fresh_gz}) is not within 1% of make size's ({size_raw}/{size_gz})"
-    );
+    for (name, dir, out_dir) in fresh {
+        let (fresh_raw, fresh_gz) = bundle_size(&out_dir)?;
+        let (size_raw, size_gz) = bundle_size(&fx.copy.join(".run/dry-run").join(dir))?;
+        eprintln!(
+            "tooling: {name}: fresh-clone dry-run bundle {fresh_raw} B raw / {fresh_gz} B gzip; make size {size_raw} / {size_gz}"
+        );
+        ensure!(
+            within_one_percent(fresh_raw, size_raw) && within_one_percent(fresh_gz, size_gz),
+            "{name}: the fresh clone's bundle ({fresh_raw}/{fresh_gz}) is not within 1% of make size's ({size_raw}/{size_gz})"
+        );
+    }
     Ok(())
 }
 
 fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture) -> TestResult {
-    let config_before = std::fs::read(fx.copy.join("wrangler.toml"))?;
+    let configs = ["wrangler.toml", "durable-objects/wrangler.toml"];
+    let configs_before = configs
+        .iter()
+        .map(|c| std::fs::read(fx.copy.join(c)))
+        .collect::<Result<Vec<_>, _>>()?;
     // wrangler.toml names live Midtrans (production refuses the sandbox unless asked for): a production-shaped key.
     let key = "Mid-server-tooling0test0key";
     let good = [
@@ -353,8 +378,10 @@ fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture
         "would set PUBLIC_BASE_URL = https://live.sunnylive.test",
         "would set RTMP_INGEST_URL = rtmp://ingest.sunnylive.test/live",
         "would run: wrangler d1 migrations apply DB --remote",
-        "running: wrangler deploy --dry-run",
-        "would run: wrangler deploy",
+        "running: wrangler deploy --dry-run -c durable-objects/wrangler.toml",
+        "running: wrangler deploy --dry-run -c wrangler.toml",
+        "would run: wrangler deploy -c durable-objects/wrangler.toml",
+        "would run: wrangler deploy\n",
         "would run: wrangler secret bulk",
         "origin.env (mode 0600)",
         "9. Where to go",
@@ -366,10 +393,18 @@ fn scripts_deploy_dry_run_walks_every_step_and_refuses_placeholders(fx: &Fixture
         );
     }
     ensure!(!said.contains(key), "the dry run printed the Midtrans key");
+    // The chat Worker goes first: the main Worker's CHAT_ROOMS binding names it.
+    let order = |needle: &str| said.find(needle).unwrap_or(usize::MAX);
     ensure!(
-        std::fs::read(fx.copy.join("wrangler.toml"))? == config_before,
-        "the dry run changed wrangler.toml"
+        order("would run: wrangler deploy -c durable-objects/wrangler.toml") < order("would run: wrangler deploy\n"),
+        "the dry run does not deploy the chat Worker before the main one:\n{said}"
     );
+    for (config, before) in configs.iter().zip(&configs_before) {
+        ensure!(
+            std::fs::read(fx.copy.join(config))? == *before,
+            "the dry run changed {config}"
+        );
+    }
 
     // The example placeholders in wrangler.toml, and a development key, are refused.
     let out = fx.run(
