@@ -292,8 +292,9 @@ impl RoomStorage {
     /// One page of history for `GET /internal/messages`: the bodies (JSON, oldest first) and the id to pass as
     /// `before` for the next older page (None when this page reached the beginning).
     pub fn history_page(&self, query: &HistoryQuery) -> worker::Result<(Vec<String>, Option<MessageId>)> {
-        // Ids stay below 2^53 (JavaScript numbers carry the bindings), so this bound is above every id.
-        let before = query.before.map_or(1_i64 << 53, |id| id.seq());
+        // No `before`: every id. Ids stay below 2^53 - 1, the largest integer a JavaScript number (what carries the
+        // SQL bindings) holds exactly and safely (2^53 itself drew workerd's "outside the safe-integer range" warning).
+        let before = query.before.map_or((1_i64 << 53) - 1, |id| id.seq());
         let mut rows = self.rows(
             "SELECT seq, body FROM messages WHERE body IS NOT NULL AND seq < ? ORDER BY seq DESC LIMIT ?",
             vec![int(before), int(i64::from(query.limit))],
