@@ -116,7 +116,7 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
     match seq {
         Some(seq) => {
             record_segment(app, &broadcast, seq, duration_ms, length, discontinuity, now).await?;
-            refresh_playlists(app, &req, &stream_id, broadcast.as_str()).await;
+            forget_playlists(app, &req, stream_id.as_str(), broadcast.as_str()).await;
         }
         None => {
             let statements = vec![
@@ -137,25 +137,19 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
     http::json(201, &serde_json::json!({ "stored": true }))
 }
 
-/// After a new segment: puts this colo's live playlist, rendered once here, into the cache (so the next player
-/// here sees the segment at once, and a colo full of players does not all miss and read D1 together, as they would
-/// after a plain delete), and drops the broadcast's cached playlist (its DVR and replay viewers are few; the next
-/// one renders it). Other colos keep theirs until it expires: the delay the edge cache costs a viewer there is at
-/// most the playlist's max-age (1-2 s). Cache writes are free and local; a failure only costs that delay.
-async fn refresh_playlists(app: &App, req: &Request, stream: &StreamId, broadcast_id: &str) {
+/// Drops this colo's cached copies of the stream's live playlist and of the broadcast's playlist, so the next
+/// player that asks here sees the new segment at once instead of after the playlist's max-age (1-2 s). Other colos
+/// keep theirs until it expires: the delay the edge cache costs a viewer is at most that max-age. A cache delete is
+/// free and local; a failure only costs that delay.
+async fn forget_playlists(app: &App, req: &Request, stream_id: &str, broadcast_id: &str) {
     let origin = http::own_origin(req, app.config.public_base_url.as_deref());
-    let live_url = format!("{origin}/hls/{}/live.m3u8", stream.as_str());
-    let live = match render_live(app, stream).await {
-        Ok(resp) => Cache::default().put(live_url.as_str(), resp).await,
-        // Not listed (ended meanwhile, or not live): forget the old copy instead.
-        Err(_) => Cache::default().delete(live_url.as_str(), false).await.map(|_| ()),
-    };
-    if let Err(e) = live {
-        worker::console_warn!("hls: live playlist cache refresh failed: {e}");
-    }
-    let broadcast_url = format!("{origin}/hls/{}/{broadcast_id}/index.m3u8", stream.as_str());
-    if let Err(e) = Cache::default().delete(broadcast_url.as_str(), false).await {
-        worker::console_warn!("hls: cache delete failed: {e}");
+    for url in [
+        format!("{origin}/hls/{stream_id}/live.m3u8"),
+        format!("{origin}/hls/{stream_id}/{broadcast_id}/index.m3u8"),
+    ] {
+        if let Err(e) = Cache::default().delete(url.as_str(), false).await {
+            worker::console_warn!("hls: cache delete failed: {e}");
+        }
     }
 }
 
@@ -280,12 +274,6 @@ pub async fn live_playlist(app: &App, req: Request, stream_id: &str) -> Result<R
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    let resp = render_live(app, &stream).await?;
-    Ok(remember(&req, resp).await)
-}
-
-/// The live playlist as D1 has it now: for a viewer's cache miss, and for the upload that just added a segment.
-async fn render_live(app: &App, stream: &StreamId) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
     struct Live {
         broadcast_id: String,
@@ -321,7 +309,8 @@ async fn render_live(app: &App, stream: &StreamId) -> Result<Response, ApiError>
     let body = hls::render_playlist(PlaylistKind::Live, &segments, live.max_segment_ms as u32, |seq| {
         segment_uri(app, stream.as_str(), &live.broadcast_id, &prefix, seq)
     });
-    text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)
+    let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)?;
+    Ok(remember(&req, resp).await)
 }
 
 /// `GET /hls/{stream_id}/{broadcast_id}/index.m3u8`: a broadcast from its start; growing (EVENT) while live, closed

@@ -309,20 +309,11 @@ async fn uploaded_segments_are_served_with_ranges_validators_and_discontinuities
     // Segment 1 never arrives (the origin gave up on it): 2 starts a discontinuity, so players re-sync.
     let a = upload(&api, &format!("{b}/2.ts?duration=2"), Some(ORIGIN_TOKEN), body.clone()).await?;
     ensure!(a.status == 201, "segment 2: {} {}", a.status, a.text);
-    let uploaded = std::time::Instant::now();
-    // ... and the upload replaces that copy with the new playlist: the next player sees the segment at once, from
-    // the cache (players do not all miss and read D1 together after each segment).
-    let r = app.http().get(playlist_url(app, &id)).send().await?;
-    let fresh_hit = r.headers().get("x-cache").and_then(|v| v.to_str().ok()) == Some("HIT");
-    let fresh = r.text().await?;
+    // ... and a new segment drops that copy: the next player sees it at once, not a second later.
+    let fresh = app.http().get(playlist_url(app, &id)).send().await?.text().await?;
     ensure!(
         hit && fresh.contains(&format!("\n{b}/2.ts\n")),
         "the live playlist lists a new segment at once (it was cached: {hit}): {fresh}"
-    );
-    // (A copy is fresh for a second: on a machine slow enough to take longer, a miss is right too.)
-    ensure!(
-        fresh_hit || uploaded.elapsed() >= Duration::from_secs(1),
-        "the upload put the new live playlist into the cache (x-cache: MISS right after it)"
     );
     let event = app
         .http()
