@@ -56,8 +56,8 @@ pub(crate) fn publisher_args(url: &str, seconds: u32, size: &str) -> Vec<String>
     let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]
         .map(String::from)
         .to_vec();
-    // 15 fps, ultrafast: the suite runs up to eight tests at once on two cores, and each publisher must keep up with real
-    // time (a keyframe every 2 s, as OBS is told to send).
+    // 15 fps, ultrafast: the suite runs up to eight tests at once on two cores, and each publisher must keep up with
+    // real time (a keyframe every 2 s, as OBS is told to send).
     args.extend(["-f", "lavfi", "-i"].map(String::from));
     args.push(format!("testsrc=size={size}:rate=15"));
     args.extend(["-f", "lavfi", "-i", "sine", "-t"].map(String::from));
