@@ -881,6 +881,19 @@ pub fn next_ip() -> String {
 
 /// Viewer `n`'s IPv4 client address, from the benchmarking range (RFC 2544: 198.18.0.0/15, only ever a header
 /// value): distinct for 64,000 viewers, so the room's per-address cap and per-IP limits see distinct people.
+/// A benchmark's list knob: `NAME=10,100,500` (comma-separated counts), or `default` when unset or empty.
+pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
 pub fn viewer_ipv4(n: usize) -> String {
     format!("198.18.{}.{}", (n / 250) % 256, n % 250 + 1)
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use sunnylive_e2e::{Api, BoxError, TestApp};
+use sunnylive_e2e::{env_list, Api, BoxError, TestApp};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -45,18 +45,6 @@ const P99_BUDGET_MS: f64 = 250.0;
 const DRAIN: Duration = Duration::from_secs(10);
 /// Sockets opened at once while filling the room.
 const CONNECT_PARALLELISM: usize = 50;
-
-fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|s| s.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_vec())
-}
 
 fn env_num(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -539,7 +527,7 @@ fn start_floor() -> Result<Target, BoxError> {
 /// `wrangler dev` running the platform floor (e2e/bench-floor/), stopped (its whole process group) on drop.
 struct PlatformFloor {
     child: std::process::Child,
-    _state: PathBuf,
+    state: PathBuf,
 }
 
 impl Drop for PlatformFloor {
@@ -556,7 +544,7 @@ impl Drop for PlatformFloor {
             .args(["-KILL", "--", &group])
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._state);
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 
@@ -584,7 +572,7 @@ fn start_platform_floor() -> Result<(Target, PlatformFloor), BoxError> {
         .stdin(std::process::Stdio::null())
         .process_group(0)
         .spawn()?;
-    let floor = PlatformFloor { child, _state: state };
+    let floor = PlatformFloor { child, state };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut tcp| {

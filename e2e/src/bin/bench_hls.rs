@@ -13,23 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sunnylive_e2e::{cpu, BoxError, TestApp};
+use sunnylive_e2e::{cpu, env_list, BoxError, TestApp};
 
 const RUN: Duration = Duration::from_secs(60);
 /// `BENCH_VIEWERS=10,100,500` (the default) picks the audience sizes.
 const VIEWERS: [usize; 3] = [10, 100, 500];
 
-fn viewer_counts() -> Vec<usize> {
-    std::env::var("BENCH_VIEWERS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| VIEWERS.to_vec())
-}
 /// Workers Paid: $0.30 per million requests beyond the included 10 M.
 const WORKER_PER_MILLION: f64 = 0.30;
 /// R2 Class B (reads): $0.36 per million.
@@ -327,7 +316,7 @@ fn main() -> Result<(), BoxError> {
     let app = TestApp::start()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
-    for n in viewer_counts() {
+    for n in env_list("BENCH_VIEWERS", &VIEWERS) {
         eprintln!("bench_hls: {n} viewers for {} s ...", RUN.as_secs());
         rows.push(rt.block_on(run_one(&app, n))?);
     }
