@@ -27,7 +27,6 @@
 //! platform floor), `BENCH_SHARDS=off,on`,
 //! `BENCH_SHARD_SOCKETS=250`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -524,58 +523,13 @@ fn start_floor() -> Result<Target, BoxError> {
     })
 }
 
-/// `wrangler dev` running the platform floor (e2e/bench-floor/), stopped (its whole process group) on drop.
-struct PlatformFloor {
-    child: std::process::Child,
-    state: PathBuf,
-}
-
-impl Drop for PlatformFloor {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 /// The platform floor: a do-nothing Durable Object broadcaster (e2e/bench-floor/worker.js) in its own `wrangler
 /// dev`, so the same client measures workerd and wrangler's dev proxy without our room's code between them.
-fn start_platform_floor() -> Result<(Target, PlatformFloor), BoxError> {
-    use std::os::unix::process::CommandExt;
-    let root = sunnylive_e2e::repo_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let state = root.join(".run").join(format!("bench-floor-{}", std::process::id()));
-    std::fs::create_dir_all(&state)?;
-    let log = std::fs::File::create(state.join("wrangler.log"))?;
-    let child = std::process::Command::new(root.join("node_modules/.bin/wrangler"))
-        .current_dir(root.join("e2e/bench-floor"))
-        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--persist-to")
-        .arg(&state)
-        .args(["--log-level", "warn", "--show-interactive-dev-session=false"])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env("WRANGLER_HIDE_BANNER", "true")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()?;
-    let floor = PlatformFloor { child, state };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut tcp| {
+fn start_platform_floor() -> Result<(Target, sunnylive_e2e::DevWorker), BoxError> {
+    let dir = sunnylive_e2e::repo_root().join("e2e/bench-floor");
+    // Ready when a plain GET gets the floor's own 426 (a WebSocket endpoint).
+    let floor = sunnylive_e2e::DevWorker::start(&dir, "bench-floor", |port| {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut tcp| {
             use std::io::{Read, Write};
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = [0u8; 12];
@@ -583,17 +537,9 @@ fn start_platform_floor() -> Result<(Target, PlatformFloor), BoxError> {
                 .is_ok()
                 && tcp.read_exact(&mut buf).is_ok()
                 && buf.starts_with(b"HTTP/1.1 426")
-        });
-        if answered {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(
-                "the platform floor's wrangler dev did not answer within 60 s (.run/bench-floor-*/wrangler.log)".into(),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        })
+    })?;
+    let port = floor.port;
     Ok((
         Target {
             label: "platform floor",
