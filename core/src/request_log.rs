@@ -53,9 +53,13 @@ struct Line<'a> {
 /// without an error: those are nearly every request a live stream makes (each viewer fetches a playlist and a
 /// segment every couple of seconds), say nothing an operator acts on, and each line is a Workers Logs event (billed,
 /// and counted against the plan's daily allowance). Video misses (an R2 or D1 read) and errors keep their lines.
+///
+/// Nor a healthy `/healthz`: an uptime monitor asks every few seconds, and "still up" is what its own record says;
+/// a failed check keeps its line.
 pub fn worth_logging(route: RouteName, status: u16, cache_hit: bool) -> bool {
     let video = matches!(route, RouteName::Api(pattern) if pattern.starts_with("/hls/"));
-    !(video && cache_hit && status < 400)
+    let health = route == RouteName::Api("/healthz");
+    !((video && cache_hit || health) && status < 400)
 }
 
 /// The JSON line for one request. `error` is the contract's error code when the answer was an error.
@@ -162,5 +166,11 @@ mod tests {
         assert!(worth_logging(segment, 404, true), "errors are always logged");
         assert!(worth_logging(RouteName::Api("/api/streams/{id}"), 200, true));
         assert!(worth_logging(RouteName::Page, 200, true));
+    }
+
+    #[test]
+    fn a_healthy_health_check_is_not_logged_and_a_failed_one_is() {
+        assert!(!worth_logging(RouteName::Api("/healthz"), 200, false));
+        assert!(worth_logging(RouteName::Api("/healthz"), 503, false));
     }
 }

@@ -1,6 +1,9 @@
 //! Per-request context: the environment's bindings, the checked configuration, and the two things the core never
 //! reads by itself (the clock and randomness).
 
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls;
 use sunnylive_core::replica::SessionStart;
@@ -49,7 +52,25 @@ fn number(env: &Env, name: &str, default: i64) -> i64 {
     var(env, name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+thread_local! {
+    /// The configuration as this isolate first read it. Vars and secrets are fixed for a deployed version (a new
+    /// `wrangler secret put` or deploy is a new version, so new isolates), so reading and checking them again on
+    /// every request only costs CPU: about a fifth of a /healthz (`scripts/bench cpu`).
+    static CONFIG: RefCell<Option<Result<Rc<Config>, ApiError>>> = const { RefCell::new(None) };
+    /// The access-token keys made from that configuration's JWT secret, once.
+    static TOKENS: OnceCell<Rc<AccessTokens>> = const { OnceCell::new() };
+}
+
 impl Config {
+    /// The configuration, read and checked once per isolate (`load`), the same answer every time after.
+    pub fn cached(env: &Env) -> Result<Rc<Config>, ApiError> {
+        CONFIG.with(|cell| {
+            cell.borrow_mut()
+                .get_or_insert_with(|| Config::load(env).map(Rc::new))
+                .clone()
+        })
+    }
+
     /// Reads the configuration. Outside development, every problem (a secret missing, a development value,
     /// shorter than 32 bytes, or equal to another secret; the Midtrans sandbox without `MIDTRANS_ENVIRONMENT=sandbox`;
     /// a URL still on a placeholder host) is logged by variable name, never by value, and every request is refused
@@ -159,21 +180,24 @@ impl Config {
 
 pub struct App {
     pub env: Env,
-    pub config: Config,
+    pub config: Rc<Config>,
     /// This request's D1 session (where it starts: `sunnylive_core::replica::session_start`).
     pub db: Db,
-    pub tokens: AccessTokens,
+    pub tokens: Rc<AccessTokens>,
     /// The request's execution context (None for the cron): what purges the cache in front of the Worker.
     ctx: Option<Context>,
 }
 
 impl App {
     pub fn new(env: Env, start: &SessionStart, ctx: Option<Context>) -> Result<App, ApiError> {
-        let config = Config::load(&env)?;
+        let config = Config::cached(&env)?;
         let db = env
             .d1("DB")
             .map_err(|e| ApiError::internal(format!("D1 binding DB: {e}")))?;
-        let tokens = AccessTokens::new(config.jwt_secret.as_bytes());
+        let tokens = TOKENS.with(|cell| {
+            cell.get_or_init(|| Rc::new(AccessTokens::new(config.jwt_secret.as_bytes())))
+                .clone()
+        });
         Ok(App {
             env,
             config,

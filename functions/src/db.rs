@@ -2,7 +2,7 @@
 //! binding arguments, reading one row or many, and `changes` from a write, each turning platform errors into
 //! `ApiError::Internal` with the statement's intent as context.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use serde::de::DeserializeOwned;
 use sunnylive_core::error::ApiError;
@@ -15,52 +15,62 @@ use crate::http::OrInternal;
 
 /// A request's way into D1: one session, so that everything the request reads is sequentially consistent, and
 /// writes go to the primary whatever the session started on. It remembers the newest bookmark (for the client, to
-/// read its own writes next time) and the region that answered (for the log line).
+/// read its own writes next time) and the region that answered (for the log line). The session starts at the first
+/// statement: a request that needs no D1 (a cached segment, /healthz) never makes one.
 pub struct Db {
-    session: Session,
+    database: D1Database,
+    start: SessionStart,
+    session: OnceCell<Session>,
     served_by_region: RefCell<Option<String>>,
 }
 
 enum Session {
     Replicated(D1DatabaseSession),
-    /// A D1 without the Sessions API (none is known today; kept so that a runtime without it still serves).
-    Plain(D1Database),
+    /// A D1 without the Sessions API (none is known today; kept so that a runtime without it still serves): the
+    /// statements go to the database binding itself.
+    Plain,
 }
 
 impl Db {
-    pub fn new(db: D1Database, start: &SessionStart) -> Db {
-        let session = match db.with_session(Some(start.constraint())) {
-            Ok(session) => Session::Replicated(session),
-            Err(e) => {
-                worker::console_warn!("D1 sessions unavailable, reading the database directly: {e}");
-                Session::Plain(db)
-            }
-        };
+    pub fn new(database: D1Database, start: &SessionStart) -> Db {
         Db {
-            session,
+            database,
+            start: start.clone(),
+            session: OnceCell::new(),
             served_by_region: RefCell::new(None),
         }
     }
 
+    fn session(&self) -> &Session {
+        self.session
+            .get_or_init(|| match self.database.with_session(Some(self.start.constraint())) {
+                Ok(session) => Session::Replicated(session),
+                Err(e) => {
+                    worker::console_warn!("D1 sessions unavailable, reading the database directly: {e}");
+                    Session::Plain
+                }
+            })
+    }
+
     pub fn prepare(&self, sql: &str) -> D1PreparedStatement {
-        match &self.session {
+        match self.session() {
             Session::Replicated(s) => s.prepare(sql),
-            Session::Plain(db) => db.prepare(sql),
+            Session::Plain => self.database.prepare(sql),
         }
     }
 
     pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> worker::Result<Vec<D1Result>> {
-        match &self.session {
+        match self.session() {
             Session::Replicated(s) => s.batch(statements).await,
-            Session::Plain(db) => db.batch(statements).await,
+            Session::Plain => self.database.batch(statements).await,
         }
     }
 
     /// The newest D1 state this request saw, for the `Sunnylive-Bookmark` answer header.
     pub fn bookmark(&self) -> Option<String> {
-        match &self.session {
-            Session::Replicated(s) => s.get_bookmark().ok().flatten(),
-            Session::Plain(_) => None,
+        match self.session.get() {
+            Some(Session::Replicated(s)) => s.get_bookmark().ok().flatten(),
+            _ => None,
         }
     }
 
