@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DESKTOP, eventually, launchBrowser, sleep, stackFromEnv, startPublisher, uniqueName, watchPage } from './support.mjs';
+import { DESKTOP, eventually, launchBrowser, sleep, stackFromEnv, startPublisher, watchPage } from './support.mjs';
 
 const PASSWORD = 'sunny-pass-2024';
 const out = process.env.SUNNYLIVE_SCREENSHOT_OUT;
@@ -49,7 +49,8 @@ async function save(p, name, options = {}) {
 try {
   // The streamer: a stream with a title a person would give it, its key read behind "Show key".
   const streamer = await page('streamer');
-  await register(streamer, uniqueName('sunny'));
+  // The stack is fresh (its own D1), so the names can be the ones a person would pick.
+  await register(streamer, 'sunny_codes');
   await streamer.goto(`${stack.base}/studio`);
   await streamer.fill('#create-title-input', 'Sunday morning coding & coffee');
   await streamer.fill('#create-description-input', 'Building a livestreaming site on the edge, live. Say hi in chat!');
@@ -57,8 +58,11 @@ try {
   const card = streamer.locator('.studio-card').first();
   await card.waitFor({ timeout: 15000 });
   const id = await card.getAttribute('data-stream-id');
-  await card.getByRole('button', { name: 'Show key' }).click();
-  const keyEl = card.locator('[data-role="stream-key"]');
+  // A fresh visit shows the key masked until asked for.
+  await streamer.reload();
+  const fresh = streamer.locator(`.studio-card[data-stream-id="${id}"]`);
+  await fresh.getByRole('button', { name: 'Show key' }).click();
+  const keyEl = fresh.locator('[data-role="stream-key"]');
   const key = await eventually(async () => {
     const text = (await keyEl.textContent()).trim();
     return text && !text.includes('•') ? text : null;
@@ -66,7 +70,7 @@ try {
 
   // Live: ffmpeg's test pattern through the origin; a viewer's watch page plays it from the Worker.
   const viewer = await page('viewer');
-  await register(viewer, uniqueName('rina'));
+  await register(viewer, 'rina');
   await viewer.goto(`${stack.base}/s/${id}`);
   await viewer.locator('#chat[data-connected="true"]').waitFor({ timeout: 20000 });
   publisher = startPublisher(stack.rtmp, key);
@@ -125,7 +129,16 @@ try {
   );
 
   await save(viewer, 'watch');
-  await save(overlay, 'overlay', { omitBackground: true });
+  // The overlay page is a transparent 1280x800 canvas with the alert at its top: keep the alert and its glow.
+  const alert = await overlay.locator('.alert', { hasText: 'Sunny Fan' }).boundingBox();
+  const margin = 48;
+  const clip = {
+    x: Math.max(0, alert.x - margin),
+    y: 0,
+    width: Math.min(DESKTOP.width, alert.width + 2 * margin),
+    height: Math.min(DESKTOP.height, alert.y + alert.height + margin),
+  };
+  await save(overlay, 'overlay', { omitBackground: true, clip });
   await streamer.goto(`${stack.base}/studio`);
   await streamer.locator(`.studio-card[data-stream-id="${id}"]`).waitFor({ timeout: 15000 });
   await eventually(async () => (await streamer.textContent('body')).includes('Sunny Fan'), 'Studio lists the donation');
