@@ -197,6 +197,28 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(0xa6, 0x76, 0x1d),
 ];
 
+/// Tick marks for a log axis from `min` to `max`: 1, 2 and 5 times each power of ten in between, or every multiple
+/// when that gives fewer than three (plotters' own log axis marks powers of ten only, so a range inside one decade
+/// would have no label at all).
+fn log_ticks(min: f64, max: f64) -> Vec<f64> {
+    let (low, high) = (
+        min.max(1e-3).log10().floor() as i32,
+        max.max(1e-3).log10().ceil() as i32,
+    );
+    let ticks = |multiples: &[f64]| -> Vec<f64> {
+        (low..=high)
+            .flat_map(|k| multiples.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= min && *v <= max)
+            .collect()
+    };
+    let coarse = ticks(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        coarse
+    } else {
+        ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    }
+}
+
 fn plot_error<E: std::fmt::Debug>(e: E) -> BoxError {
     format!("drawing the chart: {e:?}").into()
 }
@@ -262,8 +284,12 @@ pub fn fanout_chart(steps: &[FanoutStep]) -> Result<String, BoxError> {
             .x_label_area_size(44)
             .y_label_area_size(60)
             .build_cartesian_2d(
-                (0.8f64..rate_max * 1.25).log_scale(),
-                (ms_min * 0.8..ms_max * 1.25).log_scale(),
+                (0.8f64..rate_max * 1.25)
+                    .log_scale()
+                    .with_key_points(log_ticks(0.8, rate_max * 1.25)),
+                (ms_min * 0.8..ms_max * 1.25)
+                    .log_scale()
+                    .with_key_points(log_ticks(ms_min * 0.8, ms_max * 1.25)),
             )
             .map_err(plot_error)?;
         chart
@@ -322,6 +348,8 @@ pub fn hls_chart(runs: &[HlsRun]) -> Result<String, BoxError> {
     let delay_max = runs.iter().map(|r| r.delay_p99_ms).fold(1.0f64, f64::max) * 1.5;
     let delay_min = runs.iter().map(|r| r.delay_p50_ms.max(1.0)).fold(f64::MAX, f64::min) * 0.7;
     let run = runs[0].run.as_str();
+    // Each measured audience size is a tick: a reader wants "at 100 viewers", not the axis's powers of ten.
+    let viewer_ticks: Vec<f64> = runs.iter().map(|r| r.viewers as f64).collect();
     let (ok, p50c, p99c) = (COLOURS[1], COLOURS[0], COLOURS[2]);
     let mut svg = String::new();
     {
@@ -336,11 +364,20 @@ pub fn hls_chart(runs: &[HlsRun]) -> Result<String, BoxError> {
             .x_label_area_size(44)
             .y_label_area_size(60)
             .right_y_label_area_size(70)
-            .build_cartesian_2d((viewers_min * 0.8..viewers_max * 1.25).log_scale(), 0f64..pct_max)
+            .build_cartesian_2d(
+                (viewers_min * 0.8..viewers_max * 1.25)
+                    .log_scale()
+                    .with_key_points(viewer_ticks.clone()),
+                0f64..pct_max,
+            )
             .map_err(plot_error)?
             .set_secondary_coord(
-                (viewers_min * 0.8..viewers_max * 1.25).log_scale(),
-                (delay_min..delay_max).log_scale(),
+                (viewers_min * 0.8..viewers_max * 1.25)
+                    .log_scale()
+                    .with_key_points(viewer_ticks),
+                (delay_min..delay_max)
+                    .log_scale()
+                    .with_key_points(log_ticks(delay_min, delay_max)),
             );
         chart
             .configure_mesh()
@@ -512,6 +549,12 @@ mod tests {
         ] {
             assert!(svg.contains(label), "the chart names {label:?}");
         }
+    }
+
+    #[test]
+    fn a_log_axis_inside_one_decade_still_gets_ticks() {
+        assert_eq!(log_ticks(106.0, 480.0), [200.0, 300.0, 400.0]);
+        assert_eq!(log_ticks(0.8, 80.0), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
     }
 
     #[test]
