@@ -47,8 +47,9 @@ e2e: build
 	cargo test -p sunnylive-e2e --test tooling
 
 ## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
-## (medians, p99, ratios). scripts/size leaves release (wasm-opt) builds in functions/build and durable-objects/build
-## for them.
+## (medians, p99, ratios); fanout and hls also leave CSV in .run/bench/, drawn as SVG charts into docs/img/ by
+## bench_charts (docs/BENCHMARKS.md). scripts/size leaves release (wasm-opt) builds in functions/build and
+## durable-objects/build for them.
 bench: setup
 	cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader -p sunnylive-e2e --bins
 	scripts/bench
