@@ -3,6 +3,7 @@
 //! pass `now` and random bytes in, so every rule is unit-tested on the host in seconds.
 
 pub mod account;
+pub mod cache;
 pub mod chat;
 pub mod donation;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod midtrans;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
+pub mod replica;
 pub mod request_log;
 pub mod secret;
 pub mod stream;

@@ -6,8 +6,11 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
-/// The production ceiling for WebCrypto PBKDF2 on Workers; we use all of it.
+/// WebCrypto PBKDF2 iterations per password. Workers in production refuse more than `PBKDF2_PRODUCTION_CEILING`
+/// (`wrangler dev` does not: a higher count would pass every local test and break every login once deployed).
 pub const PBKDF2_ITERATIONS: u32 = 100_000;
+/// The most PBKDF2 iterations workerd accepts in production.
+pub const PBKDF2_PRODUCTION_CEILING: u32 = 100_000;
 pub const SALT_LEN: usize = 16;
 pub const HASH_LEN: usize = 32;
 
@@ -94,6 +97,14 @@ mod tests {
         // RFC 7914 section 11: P="passwd", S="salt", c=1, dkLen=64; we keep the first 32 bytes.
         let derived = derive(b"passwd", b"salt", 1);
         assert_eq!(hex::encode(&derived[..8]), "55ac046e56e3089f");
+    }
+
+    #[test]
+    fn the_iteration_count_stays_within_what_production_workers_accept() {
+        // Deliberately a plain constant check: raising PBKDF2_ITERATIONS past the ceiling must fail here, on the
+        // host, because nothing local would notice (wrangler dev derives any count) until every login broke.
+        const { assert!(PBKDF2_ITERATIONS <= PBKDF2_PRODUCTION_CEILING) };
+        assert_eq!(PBKDF2_PRODUCTION_CEILING, 100_000);
     }
 
     #[test]

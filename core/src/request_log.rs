@@ -43,6 +43,10 @@ struct Line<'a> {
     duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,
+    /// The D1 region that answered the request's last statement (`served_by_region` in D1's result meta: a replica's
+    /// or the primary's), when it ran one and D1 said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served_by_region: Option<&'a str>,
 }
 
 /// Whether a request gets its line. Every one does, but a video answer (`/hls/...`) that the colo's cache served
@@ -62,6 +66,7 @@ pub fn line(
     status: u16,
     duration_ms: u64,
     error: Option<&'static str>,
+    served_by_region: Option<&str>,
 ) -> String {
     serde_json::to_string(&Line {
         kind: "request",
@@ -76,6 +81,8 @@ pub fn line(
         status,
         duration_ms,
         error,
+        // A region is a short code (`WEUR`, `APAC`, ...); anything else is not worth logging verbatim.
+        served_by_region: served_by_region.filter(|r| r.len() <= 16 && r.bytes().all(|b| b.is_ascii_alphanumeric())),
     })
     .expect("BUG: a log line of plain fields always serializes")
 }
@@ -106,6 +113,7 @@ mod tests {
             403,
             7,
             Some("invalid_stream_key"),
+            Some("WEUR"),
         );
         assert!(!text.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -116,13 +124,18 @@ mod tests {
         assert_eq!(v["status"], 403);
         assert_eq!(v["duration_ms"], 7);
         assert_eq!(v["error"], "invalid_stream_key");
+        assert_eq!(v["served_by_region"], "WEUR");
     }
 
     #[test]
     fn a_success_has_no_error_field_and_an_odd_method_is_not_logged_verbatim() {
         let v: serde_json::Value =
-            serde_json::from_str(&line("x", "sk_secret?", RouteName::Page, 200, 1, None)).unwrap();
+            serde_json::from_str(&line("x", "sk_secret?", RouteName::Page, 200, 1, None, Some("a\"b"))).unwrap();
         assert!(v.get("error").is_none());
+        assert!(
+            v.get("served_by_region").is_none(),
+            "an odd region is not logged verbatim"
+        );
         assert_eq!(v["method"], "OTHER");
         assert_eq!(v["route"], "(page)");
     }

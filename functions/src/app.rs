@@ -3,9 +3,12 @@
 
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls;
+use sunnylive_core::replica::SessionStart;
 use sunnylive_core::secret::{equal_secrets, is_placeholder_url, midtrans_problems, production_problem};
 use sunnylive_core::token::AccessTokens;
-use worker::{Bucket, D1Database, Env};
+use worker::{Bucket, Context, Env};
+
+use crate::db::Db;
 
 /// Configuration read from wrangler vars and secrets (README, "Configuration", lists every one).
 pub struct Config {
@@ -157,12 +160,15 @@ impl Config {
 pub struct App {
     pub env: Env,
     pub config: Config,
-    pub db: D1Database,
+    /// This request's D1 session (where it starts: `sunnylive_core::replica::session_start`).
+    pub db: Db,
     pub tokens: AccessTokens,
+    /// The request's execution context (None for the cron): what purges the cache in front of the Worker.
+    ctx: Option<Context>,
 }
 
 impl App {
-    pub fn new(env: Env) -> Result<App, ApiError> {
+    pub fn new(env: Env, start: &SessionStart, ctx: Option<Context>) -> Result<App, ApiError> {
         let config = Config::load(&env)?;
         let db = env
             .d1("DB")
@@ -171,9 +177,40 @@ impl App {
         Ok(App {
             env,
             config,
-            db,
+            db: Db::new(db, start),
             tokens,
+            ctx,
         })
+    }
+
+    /// Drops every answer tagged with one of `tags` from the cache in front of the Worker (Workers Cache,
+    /// `ctx.cache.purge`), e.g. a deleted broadcast's segments. Locally there is no such cache (`wrangler dev` has no
+    /// `ctx.cache`), and a failed purge only leaves copies that expire by themselves: both are logged, never an
+    /// error for the request that deleted.
+    pub async fn purge_cache(&self, tags: Vec<String>) {
+        let Some(ctx) = &self.ctx else { return };
+        let ctx: &worker::worker_sys::Context = ctx.as_ref();
+        let ctx: &wasm_bindgen::JsValue = ctx.as_ref();
+        let cache = js_sys::Reflect::get(ctx, &"cache".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+        if cache.is_undefined() || cache.is_null() {
+            return;
+        }
+        let purge = js_sys::Reflect::get(&cache, &"purge".into())
+            .ok()
+            .and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
+        let Some(purge) = purge else { return };
+        let options = js_sys::Object::new();
+        let list: js_sys::Array = tags.iter().map(|t| wasm_bindgen::JsValue::from_str(t)).collect();
+        let _ = js_sys::Reflect::set(&options, &"tags".into(), &list);
+        let result = match purge.call1(&cache, &options) {
+            Ok(promise) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            worker::console_error!("cache purge of {} tag(s) failed: {e:?}", tags.len());
+        }
     }
 
     /// The R2 bucket holding every broadcast's video (binding `MEDIA`).

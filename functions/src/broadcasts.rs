@@ -5,6 +5,7 @@
 //! for everyone at once), then `purge` removes its R2 objects in batches and finally the row.
 
 use serde::{Deserialize, Serialize};
+use sunnylive_core::cache;
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls;
 use sunnylive_core::ids::{BroadcastId, StreamId};
@@ -173,6 +174,8 @@ pub async fn delete(app: &App, req: Request, stream_id: &str, broadcast_id: &str
         });
     }
     mark_deleted(app, &stream.id, id.as_str()).await?;
+    // Every copy in the cache in front of the Worker goes at once, everywhere (its answers carry this tag).
+    app.purge_cache(vec![cache::broadcast_tag(id.as_str())]).await;
     // This colo's cached playlist goes at once (other colos' copies expire within CACHE_ENDED_PLAYLIST; segments,
     // unreachable without a playlist, within a day).
     if let Ok(mut url) = req.url() {

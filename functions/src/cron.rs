@@ -4,13 +4,15 @@
 //! login clients. Each task runs
 //! even when another fails, and failures are logged with context.
 
+use sunnylive_core::replica::SessionStart;
 use worker::Env;
 
 use crate::app::App;
 use crate::{auth, broadcasts, db, donations, rtmp};
 
 pub async fn run(env: Env) {
-    let app = match App::new(env) {
+    // The cron decides on current state (stale streams, pending donations): it reads the primary.
+    let app = match App::new(env, &SessionStart::Primary, None) {
         Ok(app) => app,
         Err(e) => {
             worker::console_error!("cron: not running: {e}");

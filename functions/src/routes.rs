@@ -2,9 +2,11 @@
 //! against this table by a host test, so a route cannot exist without being documented (or the reverse).
 //! Paths outside `/api/`, `/hls/` (video) and `/healthz` are the web client's pages and files.
 
+use sunnylive_core::cache::{self, Asker, CacheClass};
 use sunnylive_core::error::ApiError;
+use sunnylive_core::replica;
 use sunnylive_core::request_log::{self, RouteName};
-use worker::{Env, Request, Response};
+use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
@@ -189,52 +191,136 @@ fn route_name(method: &str, path: &str) -> RouteName {
     }
 }
 
+/// How the cache in front of the Worker may keep this route's answers (`sunnylive_core::cache` says why).
+pub fn cache_class(route: Route) -> CacheClass {
+    match route {
+        Route::LivePlaylist | Route::BroadcastPlaylist | Route::HlsFile => CacheClass::Video,
+        // The same for whoever asks; a few seconds old is fine. (Chat history is not: a moderator's delete must
+        // take at once; a donation list is the owner's.)
+        Route::OpenApi | Route::ListStreams | Route::GetStream | Route::ListBroadcasts | Route::Leaderboard => {
+            CacheClass::PublicRead
+        }
+        _ => CacheClass::Private,
+    }
+}
+
+/// Routes that decide on current state whoever asks: the origin's callbacks and uploads, and Midtrans's
+/// notifications. They read D1's primary, never a replica.
+fn must_be_current(route: Route) -> bool {
+    matches!(
+        route,
+        Route::OnPublish | Route::OnUpdate | Route::OnPublishDone | Route::UploadHls | Route::MidtransWebhook
+    )
+}
+
 /// Entry point for every HTTP request. Each one gets a request id (Cloudflare's `cf-ray` when there is one),
 /// returned as `x-request-id` and written with the route, status and duration as one JSON line
-/// (`sunnylive_core::request_log`), which `wrangler tail` and Workers Logs show.
-pub async fn handle(req: Request, env: Env) -> Response {
+/// (`sunnylive_core::request_log`), which `wrangler tail` and Workers Logs show. Every answer leaves with a
+/// `Cache-Control` from `sunnylive_core::cache` and, when it read or wrote D1, the session's newest bookmark.
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     // The clock only moves across I/O inside a Worker: this is wall time spent waiting, which is what costs.
     let started = js_sys::Date::now();
-    let request_id = request_log::id_from_ray(req.headers().get("cf-ray").ok().flatten().as_deref())
+    let headers = req.headers();
+    let request_id = request_log::id_from_ray(headers.get("cf-ray").ok().flatten().as_deref())
         .unwrap_or_else(|| request_log::id_from_random(crate::crypto::random()));
+    let bookmark = headers.get(replica::BOOKMARK_HEADER).ok().flatten();
+    let asker = Asker {
+        cookie: headers.has("cookie").unwrap_or(false),
+        authorization: headers.has("authorization").unwrap_or(false),
+        bookmark: bookmark.is_some(),
+    };
     // The method as sent: workers-rs's `Method` turns any method it does not know (QUERY, PROPFIND, ...) into GET,
     // which would serve them as reads instead of answering 405.
     let method = req.inner().method();
     let path = req.path();
     let name = route_name(&method, &path);
-    let result = async {
-        let app = App::new(env)?;
-        if !is_api(&path) {
-            if !matches!(method.as_str(), "GET" | "HEAD") {
-                return Err(ApiError::MethodNotAllowed);
-            }
-            return pages::serve(&app, req).await;
-        }
-        match find(&method, &path)? {
-            Some((route, params)) => dispatch(route, &app, req, params).await,
-            None => Err(ApiError::NotFound {
-                code: "route_not_found",
-                message: "No such API route.".into(),
-            }),
-        }
-    }
-    .await;
+    let found = if is_api(&path) {
+        find(&method, &path).ok().flatten()
+    } else {
+        None
+    };
+    let route = found.as_ref().map(|(r, _)| *r);
+    let start = replica::session_start(
+        &method,
+        route.is_some_and(must_be_current),
+        asker.cookie || asker.authorization,
+        bookmark.as_deref(),
+    );
+    let app = App::new(env, &start, Some(ctx));
+    let result = match &app {
+        Err(e) => Err(e.clone()),
+        Ok(app) => serve(app, req, &method, &path).await,
+    };
     let error = result.as_ref().err().map(ApiError::code);
     let mut response = respond(result, &method, &request_id);
-    if response.status_code() == 405 {
-        let _ = response.headers_mut().set("allow", &allowed_methods(&path));
+    let status = response.status_code();
+    let out = response.headers_mut();
+    if status == 405 {
+        let _ = out.set("allow", &allowed_methods(&path));
     }
-    // A WebSocket upgrade answered by the chat room's Durable Object has immutable headers; its line still has the id.
-    let _ = response.headers_mut().set("x-request-id", &request_id);
+    // A WebSocket upgrade answered by the chat room's Durable Object has immutable headers: these sets fail
+    // harmlessly there (a 101 is never cached), and its log line still has the id.
+    let _ = out.set("x-request-id", &request_id);
+    let class = match route {
+        Some(route) => cache_class(route),
+        None if !is_api(&path) => CacheClass::Web,
+        None => CacheClass::Private,
+    };
+    let sets_cookie = out.has("set-cookie").unwrap_or(false);
+    let control = cache::cache_control(class, asker, status, sets_cookie);
+    if let Some(value) = control {
+        let _ = out.set("cache-control", value);
+    }
+    // Video is tagged by stream and broadcast, so deleting either purges its copies (`App::purge_cache`).
+    if let (CacheClass::Video, Some((route, params)), true) = (class, &found, status < 400) {
+        let broadcast = (*route != Route::LivePlaylist).then(|| params.get(1));
+        let _ = out.set("cache-tag", &cache::video_tags(params.first(), broadcast));
+    }
+    let public = control == Some(cache::PUBLIC_READ);
+    if public {
+        let _ = out.set("vary", cache::PUBLIC_READ_VARY);
+    }
+    // The bookmark lets this client read its own writes next time; a shared answer carries none.
+    if matches!(class, CacheClass::Private | CacheClass::PublicRead) && !public {
+        if let Some(b) = app.as_ref().ok().and_then(|app| app.db.bookmark()) {
+            let _ = out.set(replica::BOOKMARK_HEADER, &b);
+        }
+    }
+    let served_by_region = app.as_ref().ok().and_then(|app| app.db.served_by_region());
     let duration_ms = (js_sys::Date::now() - started).max(0.0) as u64;
     let cache_hit = response.headers().get("x-cache").ok().flatten().as_deref() == Some("HIT");
-    if request_log::worth_logging(name, response.status_code(), cache_hit) {
+    if request_log::worth_logging(name, status, cache_hit) {
         worker::console_log!(
             "{}",
-            request_log::line(&request_id, &method, name, response.status_code(), duration_ms, error)
+            request_log::line(
+                &request_id,
+                &method,
+                name,
+                status,
+                duration_ms,
+                error,
+                served_by_region.as_deref()
+            )
         );
     }
     response
+}
+
+/// A page or file of the web client, or an API route.
+async fn serve(app: &App, req: Request, method: &str, path: &str) -> Result<Response, ApiError> {
+    if !is_api(path) {
+        if !matches!(method, "GET" | "HEAD") {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return pages::serve(app, req).await;
+    }
+    match find(method, path)? {
+        Some((route, params)) => dispatch(route, app, req, params).await,
+        None => Err(ApiError::NotFound {
+            code: "route_not_found",
+            message: "No such API route.".into(),
+        }),
+    }
 }
 
 async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Result<Response, ApiError> {

@@ -130,6 +130,9 @@ pub async fn delete(app: &App, req: Request, id: &str) -> Result<Response, ApiEr
     if stream.status == StreamStatus::Live {
         crate::room_client::announce_status(app, &stream.id, false).await;
     }
+    // Its playlists, segments and thumbnails leave the cache in front of the Worker everywhere at once.
+    app.purge_cache(vec![sunnylive_core::cache::stream_tag(&stream.id)])
+        .await;
     http::no_content()
 }
 
@@ -167,7 +170,8 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
     let live_only = match query.get("live").map(String::as_str) {
-        None | Some("") | Some("false") => false,
+        // Exactly the contract's boolean: an empty `live=` is not one (schemathesis --mode all sends it).
+        None | Some("false") => false,
         Some("true") => true,
         Some(_) => return Err(ApiError::invalid("live", "must be true or false")),
     };

@@ -52,17 +52,46 @@ export function refreshSession() {
   return refreshing;
 }
 
+// Read your own writes: the API names the newest database state each answer saw (`Sunnylive-Bookmark`, docs/API.md
+// "Read bookmarks"); sending the last one back makes the next read at least that new, whichever replica of the
+// database is nearest. Kept per browser, so a stream created in Studio is in the list on the next page too.
+const BOOKMARK = 'Sunnylive-Bookmark';
+const BOOKMARK_KEY = 'sunnylive.bookmark';
+
+function lastBookmark() {
+  try {
+    return localStorage.getItem(BOOKMARK_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function keepBookmark(res) {
+  const bookmark = res.headers.get(BOOKMARK);
+  if (!bookmark) return;
+  try {
+    localStorage.setItem(BOOKMARK_KEY, bookmark);
+  } catch {
+    // Storage refused (private mode, quota): reads may then lag a write by the replicas' delay, nothing worse.
+  }
+}
+
 async function send(path, method, body) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  const bookmark = lastBookmark();
+  if (bookmark) init.headers[BOOKMARK] = bookmark;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  let res;
   try {
-    return await fetch(path, init);
+    res = await fetch(path, init);
   } catch {
     throw new ApiError(0, 'network', "Can't reach Sunnylive right now. Check your connection and try again.");
   }
+  keepBookmark(res);
+  return res;
 }
 
 async function readError(res) {

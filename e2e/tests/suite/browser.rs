@@ -1,4 +1,4 @@
-//! The browser suite as one trial: `node --test e2e/browser/` drives Debian's Chromium (playwright-core) against
+//! The browser suite as one trial: `node --test e2e/browser/*.test.mjs` (Node 22 from node_modules) drives Debian's Chromium (playwright-core) against
 //! this stack, told where it is by environment variables. Node's output is shown only when it fails, except the
 //! measurements the suite prints as `sunnylive-metric: ...` lines (live latency, VOD length), which are shown
 //! always; its screenshots land in e2e/artifacts/screenshots/ either way.
@@ -18,8 +18,16 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
 
 async fn run_browser_suite(app: &TestApp) -> TestResult {
     let root = repo_root();
-    let output = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "e2e/browser/"])
+    // The test files by name: Node 22's `--test` takes files and globs, no longer a directory.
+    let mut files: Vec<String> = std::fs::read_dir(root.join("e2e/browser"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .map(|name| format!("e2e/browser/{name}"))
+        .collect();
+    files.sort();
+    let output = Command::new(sunnylive_e2e::node())
+        .args(["--test", "--test-reporter=spec"])
+        .args(&files)
         .current_dir(&root)
         // The site over https under a real-looking host name, as production serves it: mixed content, Secure
         // cookies and the Origin check behave as they would for a real visitor.
@@ -31,7 +39,9 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
         .output()
         .await
-        .map_err(|e| -> BoxError { format!("could not run node (is Node 20 installed?): {e}").into() })?;
+        .map_err(|e| -> BoxError {
+            format!("could not run node_modules/.bin/node (scripts/setup installs it): {e}").into()
+        })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     for (_, metric) in stdout.lines().filter_map(|l| l.split_once("sunnylive-metric:")) {
         println!("browser: {}", metric.trim());

@@ -479,7 +479,7 @@ fn the_watch_page_reconnects_after_a_worker_kill_and_shows_what_it_missed_once_i
         say_all(&stack.base, &id, &host, &before).await?;
         Ok::<_, BoxError>((host, id))
     })?;
-    let mut node = Command::new("node")
+    let mut node = Command::new(sunnylive_e2e::node())
         .arg("e2e/browser/fault-reconnect.mjs")
         .current_dir(sunnylive_e2e::repo_root())
         .env("SUNNYLIVE_BASE_URL", &stack.site)

@@ -14,6 +14,7 @@ mod contract;
 mod donations;
 mod faults;
 mod ops;
+mod platform;
 mod rtmp;
 mod security;
 mod streams;
@@ -27,6 +28,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
+    trials.extend(platform::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(security::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));

@@ -194,12 +194,14 @@ async fn junk_webhook_posts_grow_the_database_by_a_small_bounded_amount(app: &Te
 
 /// Sends `path` a chunked body that never ends and waits for the answer the worker gives while it is still coming.
 async fn endless_chunked_post(app: &TestApp, path: &str, content_type: &str) -> Result<(u16, u64), BoxError> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", app.worker_port)).await?;
+    // Straight to the workerd that runs our Worker, as Cloudflare's edge streams a body to it: wrangler's dev proxy
+    // (wrangler 4.164) buffers a request's whole body before relaying it and drops the connection of an endless one.
+    let port = app.direct_worker_port()?;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let (mut rd, mut wr) = stream.into_split();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\
          CF-Connecting-IP: {}\r\n\r\n",
-        app.worker_port,
         sunnylive_e2e::next_ip()
     );
     wr.write_all(head.as_bytes()).await?;

@@ -229,6 +229,8 @@ async fn every_field_is_validated_with_422(app: &TestApp) -> TestResult {
         ("limit=ten", "limit"),
         ("cursor=nonsense", "cursor"),
         ("live=maybe", "live"),
+        ("live=", "live"),
+        ("live=1", "live"),
         (&format!("q={}", "q".repeat(101)), "q"),
     ] {
         let a = api.get(&format!("/api/streams?{query}"), None).await?;
