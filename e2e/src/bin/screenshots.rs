@@ -16,7 +16,7 @@ fn main() -> Result<(), BoxError> {
         .unwrap_or_else(|| root.join("docs/img"));
     let app = TestApp::start()?;
     eprintln!("screenshots: stack up at {}", app.site);
-    let status = Command::new("node")
+    let status = Command::new(sunnylive_e2e::node())
         .arg("e2e/browser/screenshots.mjs")
         .current_dir(&root)
         .env("SUNNYLIVE_BASE_URL", &app.site)
@@ -27,7 +27,7 @@ fn main() -> Result<(), BoxError> {
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
         .env("SUNNYLIVE_SCREENSHOT_OUT", &out)
         .status()
-        .map_err(|e| format!("could not run node (is Node installed? make setup): {e}"));
+        .map_err(|e| format!("could not run node_modules/.bin/node (scripts/setup installs it): {e}"));
     let logs = app.run_dir.clone();
     app.stop();
     let status = status?;
