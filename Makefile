@@ -9,7 +9,7 @@ export WRANGLER_SEND_ERROR_REPORTS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_HIDE_BANNER := true
 
-.PHONY: dev test setup build lint unit e2e bench size deploy deploy-dry-run clean
+.PHONY: dev test setup build lint unit docs-check e2e bench size deploy deploy-dry-run screenshots clean
 
 ## make dev: build everything and run the whole stack locally (Ctrl-C stops it all); Rust edits are rebuilt and
 ## swapped in while it runs (scripts/dev).
@@ -18,7 +18,7 @@ dev: setup
 	@scripts/dev
 
 ## make test: formatting and lint gates, host unit tests, then the end-to-end suite against the real stack.
-test: setup lint unit e2e
+test: setup lint unit docs-check e2e
 
 setup:
 	@scripts/setup
@@ -35,6 +35,10 @@ lint:
 unit:
 	cargo test --workspace --exclude sunnylive-e2e
 
+## make docs-check: every relative link and image in README.md, docs/ and the folders' READMEs resolves (no stack).
+docs-check:
+	cargo test -p sunnylive-e2e --test docs
+
 ## The suite against one stack, then the tooling checks (make dev, make size, wrangler deploy --dry-run of each Worker,
 ## scripts/deploy --dry-run) in a fresh copy of the checkout inside a 0700 directory (e2e/tests/tooling/).
 e2e: build
@@ -43,11 +47,18 @@ e2e: build
 	cargo test -p sunnylive-e2e --test tooling
 
 ## make bench: the upload size, then rerunnable benchmarks, each against a fresh local stack, each printing a table
-## (medians, p99, ratios). scripts/size leaves release (wasm-opt) builds in functions/build and durable-objects/build
-## for them.
+## (medians, p99, ratios); fanout and hls also leave CSV in .run/bench/, drawn as SVG charts into docs/img/ by
+## bench_charts (docs/BENCHMARKS.md). scripts/size leaves release (wasm-opt) builds in functions/build and
+## durable-objects/build for them.
 bench: setup
 	cargo build -q --release -p midtrans-sandbox -p sunnylive-origin-uploader -p sunnylive-e2e --bins
 	scripts/bench
+
+## make screenshots: the docs' pictures (watch page with chat, Studio, the OBS overlay) from headless Chromium against
+## the real stack, a streamer live with ffmpeg's test pattern, chat and a donation, into docs/img/ (commit them).
+screenshots: build
+	cargo build -q -p midtrans-sandbox -p sunnylive-origin-uploader
+	cargo run -q -p sunnylive-e2e --bin screenshots
 
 ## make size: the upload size wrangler would deploy for each Worker (raw and gzip, each against its budget), from
 ## release builds with wasm-opt.

@@ -555,6 +555,7 @@ fn main() -> Result<(), BoxError> {
     let with_floor = std::env::var("BENCH_FLOOR").map_or(true, |v| v != "0");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let load_before = load_average();
+    let started = sunnylive_e2e::charts::run_stamp();
     let mut results = Vec::new();
     // The floor first, on a quiet machine (no stack yet), then the room.
     if with_floor {
@@ -589,6 +590,33 @@ fn main() -> Result<(), BoxError> {
     }
     let load_after = load_average();
     print_tables(&results, &load_before, &load_after);
+    write_results(&results, &started)
+}
+
+/// Every step of every target as CSV in the results folder, for `bench_charts` to draw.
+fn write_results(results: &[Measured], run: &str) -> Result<(), BoxError> {
+    use sunnylive_e2e::charts::{fanout_csv, results_dir, write_file, FanoutStep};
+    let as_step = |label: &str, phase: &str, r: &StepResult| FanoutStep {
+        run: run.to_string(),
+        target: label.to_string(),
+        phase: phase.to_string(),
+        sockets: r.sockets,
+        rate: r.rate,
+        median_ms: r.median_ms,
+        p99_ms: r.p99_ms,
+        delivered: r.delivered as u64,
+        expected: r.expected as u64,
+    };
+    let mut steps = Vec::new();
+    for m in results {
+        steps.extend(m.fixed.iter().map(|r| as_step(m.label, "fixed", r)));
+        for l in &m.ladders {
+            steps.extend(l.steps.iter().map(|r| as_step(m.label, "ladder", r)));
+        }
+    }
+    let path = results_dir().join("fanout.csv");
+    write_file(&path, &fanout_csv(&steps)?)?;
+    eprintln!("bench: results in {}", path.display());
     Ok(())
 }
 

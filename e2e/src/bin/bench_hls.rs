@@ -313,6 +313,7 @@ async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
 
 fn main() -> Result<(), BoxError> {
     sunnylive_e2e::quiet_worker_logs();
+    let started = sunnylive_e2e::charts::run_stamp();
     let app = TestApp::start()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
@@ -380,6 +381,25 @@ fn main() -> Result<(), BoxError> {
         req_per_vh,
         workers + r2 + storage
     );
+    write_results(&rows, &started)
+}
+
+/// Each audience size's delivery and delay as CSV in the results folder, for `bench_charts` to draw.
+fn write_results(rows: &[Row], run: &str) -> Result<(), BoxError> {
+    use sunnylive_e2e::charts::{hls_csv, results_dir, write_file, HlsRun};
+    let runs: Vec<HlsRun> = rows
+        .iter()
+        .map(|r| HlsRun {
+            run: run.to_string(),
+            viewers: r.n,
+            delivered_pct: 100.0 * r.segments_got as f64 / r.segments_expected.max(1) as f64,
+            delay_p50_ms: r.delay_p50,
+            delay_p99_ms: r.delay_p99,
+        })
+        .collect();
+    let path = results_dir().join("hls.csv");
+    write_file(&path, &hls_csv(&runs)?)?;
+    eprintln!("bench_hls: results in {}", path.display());
     Ok(())
 }
 
