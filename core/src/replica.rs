@@ -2,7 +2,7 @@
 //! viewer answers reads that may be a moment old; the primary answers everything that must be current. A client
 //! reads its own writes by carrying a bookmark: every API answer that ran a D1 statement names the newest state it
 //! saw in the `Sunnylive-Bookmark` header, the web client sends the last one back on its next API request, and a
-//! session started from it reads a copy at least that new (docs/API.md, "Read bookmarks").
+//! session started from it reads a copy at least that new (docs/API.md, "Read bookmarks and caching").
 
 /// The request and response header that carries a D1 bookmark.
 pub const BOOKMARK_HEADER: &str = "Sunnylive-Bookmark";

@@ -415,6 +415,35 @@ mod tests {
     }
 
     #[test]
+    fn every_api_operation_documents_the_read_bookmark() {
+        let doc: serde_json::Value = serde_json::from_str(openapi::OPENAPI_JSON).unwrap();
+        for (method, pattern, _) in ROUTES.iter().filter(|(_, p, _)| p.starts_with("/api/")) {
+            let op = &doc["paths"][*pattern][method.to_lowercase()];
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            assert!(
+                params.iter().any(|p| p["$ref"] == "#/components/parameters/Bookmark"),
+                "{method} {pattern}: the Sunnylive-Bookmark request header is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn only_video_and_the_listed_reads_may_be_cached_by_everybody() {
+        for (method, pattern, route) in ROUTES {
+            let class = cache_class(*route);
+            if pattern.starts_with("/hls/") {
+                assert_eq!(class, CacheClass::Video, "{method} {pattern}");
+            } else if *method != "GET" {
+                assert_eq!(
+                    class,
+                    CacheClass::Private,
+                    "{method} {pattern}: a write is never cached"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
         let doc: serde_json::Value = serde_json::from_str(openapi::OPENAPI_JSON).unwrap();
         let paths = doc["paths"].as_object().unwrap();
