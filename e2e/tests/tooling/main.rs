@@ -333,6 +333,28 @@ fn fresh_clone_dry_run_is_the_optimized_bundle(fx: &Fixture) -> TestResult {
             "tooling: wrangler deploy --dry-run -c {config} ({name}) on the fresh copy took {:.0} s",
             started.elapsed().as_secs_f64()
         );
+        // wrangler names every config field it does not know ("Unexpected fields found in ..."), and would drop it
+        // from the upload: the main Worker's `[cache]` block (Workers Cache in front of it) must not be among them.
+        ensure!(
+            !text(&out).contains("Unexpected fields"),
+            "wrangler does not know a field of {config}:\n{}",
+            tail(&text(&out), 40)
+        );
+        if name == "sunnylive" {
+            let toml = std::fs::read_to_string(fx.copy.join(config))?;
+            let block: Vec<&str> = toml
+                .lines()
+                .skip_while(|l| l.trim() != "[cache]")
+                .skip(1)
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            ensure!(
+                block == ["enabled = true"],
+                "the main Worker deploys without Workers Cache in front of it: [cache] is {block:?}"
+            );
+        }
         fresh.push((name, dir, out_dir));
     }
     let out = fx.run("make", &["-s", "size"], &[])?;
