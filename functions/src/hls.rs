@@ -214,11 +214,12 @@ impl SegmentRow {
 
 /// `x-cache: HIT` or `MISS` on every video answer, so operators (and `scripts/bench hls`) see what the edge
 /// cache saved: a MISS on a segment is an R2 read, on a playlist a D1 read.
+/// A cached answer's headers are immutable, so the mark goes on a copy: made by the runtime in one call (`new
+/// Headers(init)`), not header by header across the wasm boundary (a cached segment is most of what viewers ask).
 fn mark(resp: Response, status: &str) -> Response {
-    let headers = Headers::new();
-    for (k, v) in resp.headers().entries() {
-        let _ = headers.append(&k, &v);
-    }
+    let headers = web_sys::Headers::new_with_headers(&resp.headers().0)
+        .map(Headers)
+        .unwrap_or_else(|_| Headers::new());
     let _ = headers.set("x-cache", status);
     resp.with_headers(headers)
 }
