@@ -277,7 +277,9 @@ impl OutputChanges {
             }
         }
         let name = take(&mut errors, "name", fields.name, required, OutputName::parse);
-        let url = take(&mut errors, "url", fields.url, required, |s| OutputUrl::parse(s, policy));
+        let url = take(&mut errors, "url", fields.url, required, |s| {
+            OutputUrl::parse(s, policy)
+        });
         let key = take(&mut errors, "key", fields.key, required, OutputKey::parse);
         if errors.is_empty() {
             Ok(Self {
@@ -376,7 +378,10 @@ mod tests {
     fn platform_ingest_urls_are_accepted_and_lose_their_trailing_slash() {
         for (url, kept) in [
             ("rtmp://a.rtmp.youtube.com/live2", "rtmp://a.rtmp.youtube.com/live2"),
-            ("rtmps://live-api-s.facebook.com:443/rtmp/", "rtmps://live-api-s.facebook.com:443/rtmp"),
+            (
+                "rtmps://live-api-s.facebook.com:443/rtmp/",
+                "rtmps://live-api-s.facebook.com:443/rtmp",
+            ),
             ("RTMP://live.twitch.tv/app", "rtmp://live.twitch.tv/app"),
             ("rtmp://ingest.example.net", "rtmp://ingest.example.net"),
         ] {
@@ -436,7 +441,13 @@ mod tests {
             assert!(OutputUrl::parse(&url, PUBLIC).is_err(), "{url} was accepted");
             assert!(OutputUrl::parse(&url, DEV).is_ok(), "{url} was refused in development");
         }
-        for host in ["8.8.8.8", "172.32.0.1", "[2001:db8::1]", "live.twitch.tv", "1.2.3.4:1935"] {
+        for host in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "[2001:db8::1]",
+            "live.twitch.tv",
+            "1.2.3.4:1935",
+        ] {
             let url = format!("rtmp://{host}/app");
             assert!(OutputUrl::parse(&url, PUBLIC).is_ok(), "{url} was refused");
         }
@@ -448,7 +459,13 @@ mod tests {
         assert_eq!(key.hint(), "WXYZ");
         assert!(!format!("{key:?}").contains("abcdef"));
         assert!(OutputKey::parse("abcd-efgh-ijkl-mnop?s_bl=1&s_psc=1").is_ok());
-        for bad in ["short", "has space in it", "new\nline-key", "ünïcödé-key", &"k".repeat(513)] {
+        for bad in [
+            "short",
+            "has space in it",
+            "new\nline-key",
+            "ünïcödé-key",
+            &"k".repeat(513),
+        ] {
             assert!(OutputKey::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -3,8 +3,8 @@
 //! AES-256-GCM sealing of simulcast output keys, through WebCrypto as well (no cipher crate in the upload).
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use sunnylive_core::output::{format_sealed, parse_sealed, NONCE_LEN};
 use sunnylive_core::error::ApiError;
+use sunnylive_core::output::{format_sealed, parse_sealed, NONCE_LEN};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, Pbkdf2Params, WorkerGlobalScope};
@@ -49,7 +49,10 @@ fn subtle() -> Result<web_sys::SubtleCrypto, ApiError> {
         .subtle())
 }
 
-async fn settle(what: &str, promise: Result<js_sys::Promise, wasm_bindgen::JsValue>) -> Result<wasm_bindgen::JsValue, ApiError> {
+async fn settle(
+    what: &str,
+    promise: Result<js_sys::Promise, wasm_bindgen::JsValue>,
+) -> Result<wasm_bindgen::JsValue, ApiError> {
     let fail = |e| ApiError::internal(format!("WebCrypto {what}: {e:?}"));
     JsFuture::from(promise.map_err(fail)?).await.map_err(fail)
 }
@@ -84,7 +87,11 @@ pub async fn seal(raw: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<String, Ap
     let nonce: [u8; NONCE_LEN] = random();
     let key = aes_key(raw, "encrypt").await?;
     let params = aes_gcm_params(&nonce, aad)?;
-    let sealed = settle("encrypt", subtle()?.encrypt_with_object_and_u8_array(&params, &key, plain)).await?;
+    let sealed = settle(
+        "encrypt",
+        subtle()?.encrypt_with_object_and_u8_array(&params, &key, plain),
+    )
+    .await?;
     Ok(format_sealed(&nonce, &Uint8Array::new(&sealed).to_vec()))
 }
 

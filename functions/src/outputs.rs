@@ -293,7 +293,10 @@ pub async fn for_origin(app: &App, req: Request, broadcast_id: &str) -> Result<R
                 key,
             }),
             None => {
-                worker::console_error!("outputs: the key of output {} does not open (OUTPUT_KEY_SECRET changed?)", row.id);
+                worker::console_error!(
+                    "outputs: the key of output {} does not open (OUTPUT_KEY_SECRET changed?)",
+                    row.id
+                );
                 set_status(
                     app,
                     &row.id,
@@ -353,7 +356,9 @@ pub async fn report_status(
 ) -> Result<Response, ApiError> {
     check_origin_token(app, &req)?;
     let body = http::read_json(&mut req, JSON_LIMIT).await?;
-    let status = body.opt_str("status")?.ok_or_else(|| ApiError::invalid("status", "is required"))?;
+    let status = body
+        .opt_str("status")?
+        .ok_or_else(|| ApiError::invalid("status", "is required"))?;
     let status = OutputStatus::parse(status)
         .ok_or_else(|| ApiError::invalid("status", "must be idle, connecting, live or error"))?;
     let message = status_message(body.opt_str("message")?.unwrap_or_default());

@@ -89,7 +89,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/streams/{id}/outputs", Route::CreateOutput),
     ("PATCH", "/api/streams/{id}/outputs/{output_id}", Route::UpdateOutput),
     ("DELETE", "/api/streams/{id}/outputs/{output_id}", Route::DeleteOutput),
-    ("GET", "/api/origin/broadcasts/{broadcast_id}/outputs", Route::OriginOutputs),
+    (
+        "GET",
+        "/api/origin/broadcasts/{broadcast_id}/outputs",
+        Route::OriginOutputs,
+    ),
     (
         "PUT",
         "/api/origin/broadcasts/{broadcast_id}/outputs/{output_id}/status",

@@ -16,6 +16,7 @@ mod faults;
 mod ops;
 mod rtmp;
 mod security;
+mod simulcast;
 mod streams;
 mod video;
 
@@ -29,6 +30,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(ops::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(security::tests(app.clone()));
+    trials.extend(simulcast::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials.extend(video::tests(app.clone()));
     trials
