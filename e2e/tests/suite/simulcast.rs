@@ -29,12 +29,12 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
     )
 }
 
-fn free_port() -> Result<u16, BoxError> {
+pub(crate) fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A unique output key, like a platform's (and long enough that finding it anywhere is no accident).
-fn output_key(label: &str) -> String {
+pub(crate) fn output_key(label: &str) -> String {
     format!(
         "live_{label}_{}",
         sunnylive_e2e::unique_name("k").replace(['-', '.'], "")
@@ -109,7 +109,7 @@ impl Receiver {
 }
 
 /// Seconds of video in an FLV file: last video timestamp minus the first.
-async fn video_seconds(file: &Path) -> Result<f64, BoxError> {
+pub(crate) async fn video_seconds(file: &Path) -> Result<f64, BoxError> {
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -137,7 +137,7 @@ async fn video_seconds(file: &Path) -> Result<f64, BoxError> {
     Ok(last - first)
 }
 
-async fn add_output(api: &Api, s: &Session, stream: &str, body: &Value) -> Result<Value, BoxError> {
+pub(crate) async fn add_output(api: &Api, s: &Session, stream: &str, body: &Value) -> Result<Value, BoxError> {
     let a = api
         .post(&format!("/api/streams/{stream}/outputs"), Some(&s.access), body)
         .await?;
@@ -166,7 +166,7 @@ async fn list_outputs(api: &Api, s: &Session, stream: &str) -> Result<(Vec<Value
     Ok((a.body["outputs"].as_array().cloned().unwrap_or_default(), a.text))
 }
 
-async fn output_status(api: &Api, s: &Session, stream: &str, output: &str) -> Result<Value, BoxError> {
+pub(crate) async fn output_status(api: &Api, s: &Session, stream: &str, output: &str) -> Result<Value, BoxError> {
     let (outputs, _) = list_outputs(api, s, stream).await?;
     Ok(outputs
         .into_iter()
