@@ -765,13 +765,13 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
     let since = stack.block_on(output_status(&api, &owner, &stream_id, &output))?["since"].clone();
 
     // Act: the Worker dies and comes back on the same state.
-    let size = |f: &std::path::Path| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-    let before = size(&file);
     stack.kill_worker();
     std::thread::sleep(Duration::from_secs(6));
+    // The receiver takes one publisher and exits when it leaves: still running means the output's one connection
+    // is still up (what it got is checked at the end, when the receiver has written it out).
     ensure!(
-        matches!(receiver.try_wait(), Ok(None)) && size(&file) > before,
-        "the output keeps sending while the Worker is down"
+        matches!(receiver.try_wait(), Ok(None)),
+        "the output's connection survives the Worker going down"
     );
     stack.start_worker_again()?;
     stack.block_on(async {
@@ -793,9 +793,11 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
     drop(publisher);
     let ended = published.elapsed().as_secs_f64();
     stack.block_on(async {
-        eventually(Duration::from_secs(20), "the output is idle once the stream ended", || async {
-            Ok(output_status(&api, &owner, &stream_id, &output).await?["status"] == "idle")
-        })
+        eventually(
+            Duration::from_secs(20),
+            "the output is idle once the stream ended",
+            || async { Ok(output_status(&api, &owner, &stream_id, &output).await?["status"] == "idle") },
+        )
         .await
     })?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -805,6 +807,7 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
     let _ = receiver.kill();
     let _ = receiver.wait();
     let got = stack.block_on(video_seconds(&file))?;
+    eprintln!("faults: simulcast through a Worker restart: published {ended:.1} s, the target got {got:.1} s");
     ensure!(
         (ended - got).abs() <= 3.0,
         "the receiver got the whole publish through the restart: {got:.1} s of {ended:.1} s"
