@@ -808,8 +808,10 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
     let _ = receiver.wait();
     let got = stack.block_on(video_seconds(&file))?;
     eprintln!("faults: simulcast through a Worker restart: published {ended:.1} s, the target got {got:.1} s");
+    // The target misses the start up to the first keyframe after the output joined (2 s here) plus ffmpeg's own
+    // start; a gap as long as the outage (6 s) would be well past this bound.
     ensure!(
-        (ended - got).abs() <= 3.0,
+        got >= ended - 4.0 && got <= ended + 1.0,
         "the receiver got the whole publish through the restart: {got:.1} s of {ended:.1} s"
     );
     Ok(())

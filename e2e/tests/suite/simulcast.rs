@@ -23,6 +23,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         app,
         two_outputs_receive_the_publish_and_follow_disable_and_enable_mid_stream,
         a_key_the_target_refuses_shows_error,
+        an_rtmps_output_carries_the_stream_over_tls,
         bad_outputs_are_refused_in_the_contract_shape_and_nothing_is_written,
         only_the_owner_reaches_outputs_and_only_the_origin_reads_keys,
         a_private_target_is_refused_in_production,
@@ -359,6 +360,41 @@ async fn a_key_the_target_refuses_shows_error(app: &TestApp) -> TestResult {
     let (status, err) = publisher.finish(Duration::from_secs(30)).await?;
     ensure!(status.success(), "the stream itself is unaffected: {status} {err}");
     ensure!(!app.all_logs().contains(&wrong), "the refused key is in no log");
+    Ok(())
+}
+
+async fn an_rtmps_output_carries_the_stream_over_tls(app: &TestApp) -> TestResult {
+    // The target: this stack's own RTMPS ingest (TLS in nginx's stream module, a self-signed certificate, which
+    // ffmpeg does not verify unless told to), publishing into a second stream of this site with that stream's key.
+    let (api, s, id, stream_key) = new_stream(app, "tlsout").await?;
+    let (second, second_key) = api.create_stream(&s, "Simulcast over RTMPS").await?;
+    let out = add_output(
+        &api,
+        &s,
+        &id,
+        &json!({"name": "Over TLS", "url": app.rtmps_url, "key": second_key}),
+    )
+    .await?;
+    let out = out["id"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        app.rtmps_url.starts_with("rtmps://"),
+        "the target is an rtmps:// URL: {}",
+        app.rtmps_url
+    );
+    let publisher = Publisher::start(app, &stream_key, 14, "320x180")?;
+    wait_for_status(&api, &id, "live", Duration::from_secs(15)).await?;
+    wait_for_status(&api, &second, "live", Duration::from_secs(15)).await?;
+    eventually(Duration::from_secs(10), "the RTMPS output shows live", || async {
+        Ok(output_status(&api, &s, &id, &out).await?["status"] == "live")
+    })
+    .await?;
+    let (status, err) = publisher.finish(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "publisher: {status} {err}");
+    wait_for_status(&api, &second, "offline", Duration::from_secs(15)).await?;
+    ensure!(
+        !app.all_logs().contains(&second_key),
+        "the output key (a stream key here) is in no log"
+    );
     Ok(())
 }
 
