@@ -5,7 +5,7 @@
 //! - Which broadcasts are live here: nginx-rtmp's statistics page (`rtmp_stat`, a loopback-only location), polled
 //!   every 500 ms: the streams published into the `hls` application are named by broadcast id.
 //! - Which outputs: the Worker, through the origin's local proxy (`GET <outputs url>/<broadcast id>`, the proxy adds
-//!   the origin token), at once for a new broadcast and every 2 s while it is live. An output that appears starts,
+//!   the origin token), at once for a new broadcast and every 1.5 s while it is live. An output that appears starts,
 //!   one that disappears (disabled, deleted, the publish ended) is stopped (SIGTERM, SIGKILL 2 s later), one whose
 //!   URL or key changed restarts. While the Worker cannot be reached nothing changes: running outputs keep going.
 //! - Each ffmpeg plays `rtmp://127.0.0.1:<port>/hls/<broadcast id>` (the hls application lets loopback play) and

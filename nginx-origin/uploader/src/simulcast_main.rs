@@ -1,7 +1,7 @@
 //! `sunnylive-simulcast`: started by nginx-origin/run beside nginx and the uploader (see simulcast.rs for what it does).
 //!
 //! Usage: sunnylive-simulcast --proxy 127.0.0.1:PORT --source rtmp://127.0.0.1:PORT/hls
-//!        [--stat-path /_stat] [--outputs-path /_worker/outputs] [--ffmpeg ffmpeg] [--stat-ms 250] [--outputs-ms 2000]
+//!        [--stat-path /_stat] [--outputs-path /_worker/outputs] [--ffmpeg ffmpeg] [--stat-ms 250] [--outputs-ms 1500]
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ fn main() {
     let mut outputs_path = "/_worker/outputs".to_string();
     let mut ffmpeg = "ffmpeg".to_string();
     let mut stat_ms: u64 = 250;
-    let mut outputs_ms: u64 = 2000;
+    let mut outputs_ms: u64 = 1500;
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
         let number = |v: &str| {
