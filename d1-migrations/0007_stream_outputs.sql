@@ -8,7 +8,7 @@ CREATE TABLE stream_outputs (
     stream_id   TEXT NOT NULL REFERENCES streams(id),
     name        TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 60),
     url         TEXT NOT NULL CHECK (length(url) BETWEEN 8 AND 512),
-    -- 'v1.' then hex of the 12-byte nonce and the ciphertext with its tag.
+    -- 'v1.' then base64url of the 12-byte nonce and the ciphertext with its tag.
     key_sealed  TEXT NOT NULL,
     key_hint    TEXT NOT NULL CHECK (length(key_hint) = 4),
     enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),

@@ -3,6 +3,8 @@
 //! key is write-only (the Worker stores it encrypted and shows a hint of its last characters). The origin's
 //! supervisor reports each output's state (`OutputStatus`) back.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -342,14 +344,17 @@ pub fn sealing_key(secret: &[u8]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-/// A sealed key as stored (`key_sealed`): the version, then hex of the nonce and the ciphertext with its tag.
+/// A sealed key as stored (`key_sealed`): the version, then base64url of the nonce and the ciphertext with its tag
+/// (base64, which the Worker carries anyway for stream keys, rather than a hex encoder of its own).
 pub fn format_sealed(nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> String {
-    format!("{SEALED_PREFIX}{}{}", hex::encode(nonce), hex::encode(ciphertext))
+    let mut bytes = nonce.to_vec();
+    bytes.extend_from_slice(ciphertext);
+    format!("{SEALED_PREFIX}{}", B64URL.encode(bytes))
 }
 
 /// The nonce and ciphertext of a stored sealed key; None when it is not one (a 16-byte tag at least).
 pub fn parse_sealed(s: &str) -> Option<([u8; NONCE_LEN], Vec<u8>)> {
-    let bytes = hex::decode(s.strip_prefix(SEALED_PREFIX)?).ok()?;
+    let bytes = B64URL.decode(s.strip_prefix(SEALED_PREFIX)?).ok()?;
     if bytes.len() < NONCE_LEN + 16 {
         return None;
     }
@@ -485,9 +490,9 @@ mod tests {
     #[test]
     fn a_sealed_key_reads_back_as_its_nonce_and_ciphertext_and_anything_else_is_refused() {
         let sealed = format_sealed(&[7; NONCE_LEN], &[1; 20]);
-        assert!(sealed.starts_with("v1.0707"));
+        assert!(sealed.starts_with("v1.BwcH"));
         assert_eq!(parse_sealed(&sealed), Some(([7; NONCE_LEN], vec![1; 20])));
-        for bad in ["", "v1.", "v2.0707", "v1.zz", &format_sealed(&[7; NONCE_LEN], &[1; 15])] {
+        for bad in ["", "v1.", "v2.BwcH", "v1.!!", &format_sealed(&[7; NONCE_LEN], &[1; 15])] {
             assert!(parse_sealed(bad).is_none(), "{bad:?} was read");
         }
     }

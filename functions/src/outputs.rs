@@ -19,10 +19,15 @@ use crate::rtmp::check_origin_token;
 use crate::stream_row::load_owned;
 
 /// One output as the contract's JSON object, built by SQLite (`json_object`): never the key, only its last four
-/// characters. Made in SQL rather than by a serde struct pair to keep the Worker's upload small (`make size`).
-const OUTPUT_JSON: &str = "json_object('id', id, 'name', name, 'url', url, 'key_hint', key_hint,
-     'enabled', json(CASE WHEN enabled = 1 THEN 'true' ELSE 'false' END), 'status', status,
-     'message', NULLIF(message, ''), 'since', since, 'created_at', created_at)";
+/// characters. Made in SQL rather than by a serde struct pair, and pasted into each statement at compile time, to
+/// keep the Worker's upload small (`make size`).
+macro_rules! output_json {
+    () => {
+        "json_object('id', id, 'name', name, 'url', url, 'key_hint', key_hint,
+         'enabled', json(CASE WHEN enabled = 1 THEN 'true' ELSE 'false' END), 'status', status,
+         'message', NULLIF(message, ''), 'since', since, 'created_at', created_at)"
+    };
+}
 
 /// A one-column answer: an output's JSON (or, for writes that answer nothing else, its id).
 #[derive(Deserialize)]
@@ -66,9 +71,10 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
     let row: Option<JsonRow> = db::one(
         &app.db,
         "list outputs",
-        &format!(
-            "SELECT json_group_array(json(o)) AS json FROM
-             (SELECT {OUTPUT_JSON} AS o FROM stream_outputs WHERE stream_id = ?1 ORDER BY created_at, id)"
+        concat!(
+            "SELECT json_group_array(json(o)) AS json FROM (SELECT ",
+            output_json!(),
+            " AS o FROM stream_outputs WHERE stream_id = ?1 ORDER BY created_at, id)"
         ),
         &[(&stream.id).into()],
     )
@@ -97,10 +103,12 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
     let inserted: Option<JsonRow> = db::one(
         &app.db,
         "insert output",
-        &format!(
+        concat!(
             "INSERT INTO stream_outputs (id, stream_id, name, url, key_sealed, key_hint, enabled, since, created_at)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8
-             WHERE (SELECT COUNT(*) FROM stream_outputs WHERE stream_id = ?2) < ?9 RETURNING {OUTPUT_JSON} AS json"
+             WHERE (SELECT COUNT(*) FROM stream_outputs WHERE stream_id = ?2) < ?9 RETURNING ",
+            output_json!(),
+            " AS json"
         ),
         &[
             id.as_str().into(),
@@ -143,14 +151,16 @@ pub async fn update(app: &App, mut req: Request, stream_id: &str, output_id: &st
     let updated: Option<JsonRow> = db::one(
         &app.db,
         "update output",
-        &format!(
+        concat!(
             "UPDATE stream_outputs SET name = COALESCE(?3, name), url = COALESCE(?4, url),
                  key_sealed = COALESCE(?5, key_sealed), key_hint = COALESCE(?6, key_hint),
                  enabled = COALESCE(?7, enabled),
                  message = CASE WHEN ?7 = 0 THEN '' ELSE message END,
                  since = CASE WHEN ?7 = 0 AND status != 'idle' THEN ?8 ELSE since END,
                  status = CASE WHEN ?7 = 0 THEN 'idle' ELSE status END
-             WHERE id = ?1 AND stream_id = ?2 RETURNING {OUTPUT_JSON} AS json"
+             WHERE id = ?1 AND stream_id = ?2 RETURNING ",
+            output_json!(),
+            " AS json"
         ),
         &[
             id.as_str().into(),
@@ -196,13 +206,6 @@ pub async fn idle_outputs_of_offline_streams(app: &App) -> Result<(), ApiError> 
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct SealedRow {
-    id: String,
-    url: String,
-    key_sealed: String,
-}
-
 /// `GET /api/origin/broadcasts/{broadcast_id}/outputs` (origin token): the enabled outputs of the stream whose live
 /// broadcast this is, each with its target URL and its key in clear; an empty list once the broadcast is not live.
 /// The origin asks on publish and every 1.5 s while live. An output whose key does not open (the secret was
@@ -210,10 +213,12 @@ struct SealedRow {
 pub async fn for_origin(app: &App, req: Request, broadcast_id: &str) -> Result<Response, ApiError> {
     check_origin_token(app, &req)?;
     let broadcast = BroadcastId::parse(broadcast_id).ok_or_else(|| ApiError::not_found("Broadcast"))?;
-    let rows: Vec<SealedRow> = db::all(
+    // Each row as a JSON object too: read back with serde_json's Value, which the Worker has anyway.
+    let rows: Vec<JsonRow> = db::all(
         &app.db,
         "outputs of a live broadcast",
-        "SELECT o.id, o.url, o.key_sealed FROM stream_outputs o JOIN streams s ON s.id = o.stream_id
+        "SELECT json_object('id', o.id, 'url', o.url, 'sealed', o.key_sealed) AS json
+         FROM stream_outputs o JOIN streams s ON s.id = o.stream_id
          WHERE s.broadcast_id = ?1 AND s.status = 'live' AND s.deleted_at IS NULL AND o.enabled = 1
          ORDER BY o.created_at, o.id",
         &[broadcast.as_str().into()],
@@ -221,17 +226,18 @@ pub async fn for_origin(app: &App, req: Request, broadcast_id: &str) -> Result<R
     .await?;
     let mut outputs = Vec::with_capacity(rows.len());
     for row in rows {
-        let opened = crate::crypto::open(&app.config.output_sealing_key, row.id.as_bytes(), &row.key_sealed).await;
+        let row: serde_json::Value =
+            serde_json::from_str(&row.json).map_err(|e| ApiError::internal(format!("an output row's JSON: {e}")))?;
+        let field = |k: &str| row[k].as_str().unwrap_or_default();
+        let id = field("id");
+        let opened = crate::crypto::open(&app.config.output_sealing_key, id.as_bytes(), field("sealed")).await;
         match opened.ok().and_then(|k| String::from_utf8(k).ok()) {
-            Some(key) => outputs.push(serde_json::json!({ "id": row.id, "url": row.url, "key": key })),
+            Some(key) => outputs.push(serde_json::json!({ "id": id, "url": field("url"), "key": key })),
             None => {
-                worker::console_error!(
-                    "outputs: the key of output {} does not open (OUTPUT_KEY_SECRET changed?)",
-                    row.id
-                );
+                worker::console_error!("outputs: the key of output {id} does not open (OUTPUT_KEY_SECRET changed?)");
                 set_status(
                     app,
-                    &row.id,
+                    id,
                     broadcast.as_str(),
                     OutputStatus::Error,
                     "The stream key can no longer be read: enter it again.",
