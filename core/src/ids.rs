@@ -73,6 +73,10 @@ id_type!(
     /// `hls/<stream id>/<broadcast id>/`, and a past broadcast's id in the API.
     BroadcastId
 );
+id_type!(
+    /// A simulcast output of a stream (core/src/output.rs); also what ties a sealed output key to its row.
+    OutputId
+);
 
 #[cfg(test)]
 mod tests {

@@ -395,19 +395,7 @@ impl TestApp {
     }
 
     fn apply_migrations(&self) -> Result<(), BoxError> {
-        let root = repo_root();
-        let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
-        cmd.current_dir(&root)
-            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-            .arg(&self.state_dir);
-        wrangler_env(&mut cmd);
-        let out = cmd.output()?;
-        ensure!(
-            out.status.success(),
-            "migrations failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
+        apply_migrations_to(&self.state_dir)
     }
 
     fn start_midtrans(&self) -> Result<(), BoxError> {
@@ -852,6 +840,12 @@ impl TestApp {
         Err(format!("extra wrangler dev {label} did not answer within 120 s").into())
     }
 
+    /// `start_extra_worker` with the D1 schema applied to its state first (for tests that use the database).
+    pub async fn start_extra_worker_with_schema(&self, label: &str, dev_vars: &str) -> Result<ExtraWorker, BoxError> {
+        apply_migrations_to(&self.run_dir.join(label).join("state"))?;
+        self.start_extra_worker(label, dev_vars).await
+    }
+
     /// Runs one read-only SQL statement against the local D1 (`wrangler d1 execute --local`) and returns its rows.
     pub fn d1_query(&self, sql: &str) -> Result<Vec<Value>, BoxError> {
         let root = repo_root();
@@ -870,6 +864,23 @@ impl TestApp {
         let v: Value = serde_json::from_slice(&out.stdout)?;
         Ok(v[0]["results"].as_array().cloned().unwrap_or_default())
     }
+}
+
+/// Applies every D1 migration to the local state in `state` (`wrangler d1 migrations apply --local`).
+fn apply_migrations_to(state: &Path) -> Result<(), BoxError> {
+    let root = repo_root();
+    let mut cmd = Command::new(root.join("node_modules/.bin/wrangler"));
+    cmd.current_dir(&root)
+        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+        .arg(state);
+    wrangler_env(&mut cmd);
+    let out = cmd.output()?;
+    ensure!(
+        out.status.success(),
+        "migrations failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// A second `wrangler dev` (see `TestApp::start_extra_worker`), stopped on drop.

@@ -19,6 +19,10 @@ pub struct Config {
     pub stream_key_secret: String,
     pub origin_token: String,
     pub midtrans_server_key: String,
+    /// The AES-256 key simulcast output keys are sealed under, derived from `OUTPUT_KEY_SECRET`.
+    pub output_sealing_key: [u8; 32],
+    /// `ENVIRONMENT=development`: simulcast outputs may then point at private and loopback hosts (local receivers).
+    pub development: bool,
     pub public_base_url: Option<String>,
     /// An R2 custom domain serving the media bucket (`https://media.example.com`), or None: segments and
     /// thumbnails are then served by this Worker under /hls/.
@@ -33,7 +37,13 @@ pub struct Config {
     pub donation_reconcile_after_seconds: i64,
 }
 
-const SECRETS: [&str; 4] = ["JWT_SECRET", "STREAM_KEY_SECRET", "ORIGIN_TOKEN", "MIDTRANS_SERVER_KEY"];
+const SECRETS: [&str; 5] = [
+    "JWT_SECRET",
+    "STREAM_KEY_SECRET",
+    "ORIGIN_TOKEN",
+    "MIDTRANS_SERVER_KEY",
+    "OUTPUT_KEY_SECRET",
+];
 
 fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
@@ -161,10 +171,14 @@ impl Config {
         }
         let mut values = values.into_iter().map(|v| v.expect("BUG: checked above"));
         Ok(Config {
-            jwt_secret: values.next().expect("BUG: four secrets"),
-            stream_key_secret: values.next().expect("BUG: four secrets"),
-            origin_token: values.next().expect("BUG: four secrets"),
-            midtrans_server_key: values.next().expect("BUG: four secrets"),
+            jwt_secret: values.next().expect("BUG: five secrets"),
+            stream_key_secret: values.next().expect("BUG: five secrets"),
+            origin_token: values.next().expect("BUG: five secrets"),
+            midtrans_server_key: values.next().expect("BUG: five secrets"),
+            output_sealing_key: sunnylive_core::output::sealing_key(
+                values.next().expect("BUG: five secrets").as_bytes(),
+            ),
+            development,
             public_base_url,
             media_base_url,
             broadcast_retention_days: number(env, "BROADCAST_RETENTION_DAYS", hls::DEFAULT_RETENTION_DAYS),

@@ -50,7 +50,7 @@ pub async fn start(app: &App, stream_id: &str) -> Result<BroadcastId, ApiError> 
     Ok(id)
 }
 
-/// Ends the stream's live broadcast, if any (on_publish_done, stream deletion).
+/// Ends the stream's live broadcast, if any (on_publish_done, stream deletion), and idles its simulcast outputs.
 pub async fn end_current(app: &App, stream_id: &str) -> Result<(), ApiError> {
     db::run(
         &app.db,
@@ -59,7 +59,8 @@ pub async fn end_current(app: &App, stream_id: &str) -> Result<(), ApiError> {
         &[stream_id.into(), app.now_rfc3339().as_str().into(), app.now().into()],
     )
     .await?;
-    Ok(())
+    // Its simulcast outputs are idle now, whatever the origin last reported.
+    crate::outputs::idle_outputs_of_offline_streams(app).await
 }
 
 #[derive(Deserialize)]

@@ -74,6 +74,15 @@ impl JsonBody {
             Some(_) => Err(ApiError::invalid(name, "must be a string")),
         }
     }
+
+    /// A boolean field: `Ok(None)` when absent or null, 422 when present with another type.
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::invalid(name, "must be true or false")),
+        }
+    }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body (nginx-rtmp's callbacks). A field given twice keeps its FIRST

@@ -13,6 +13,7 @@ mod donations;
 mod hls;
 mod http;
 mod openapi;
+mod outputs;
 mod pages;
 mod room_client;
 mod routes;

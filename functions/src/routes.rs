@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, broadcasts, donations, hls, openapi, pages, rtmp, streams};
+use crate::{auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -42,6 +42,12 @@ pub enum Route {
     ListBroadcasts,
     DeleteBroadcast,
     UploadHls,
+    ListOutputs,
+    CreateOutput,
+    UpdateOutput,
+    DeleteOutput,
+    OriginOutputs,
+    ReportOutputStatus,
     LivePlaylist,
     BroadcastPlaylist,
     HlsFile,
@@ -81,6 +87,20 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         Route::DeleteBroadcast,
     ),
     ("PUT", "/api/origin/hls/{broadcast_id}/{file}", Route::UploadHls),
+    ("GET", "/api/streams/{id}/outputs", Route::ListOutputs),
+    ("POST", "/api/streams/{id}/outputs", Route::CreateOutput),
+    ("PATCH", "/api/streams/{id}/outputs/{output_id}", Route::UpdateOutput),
+    ("DELETE", "/api/streams/{id}/outputs/{output_id}", Route::DeleteOutput),
+    (
+        "GET",
+        "/api/origin/broadcasts/{broadcast_id}/outputs",
+        Route::OriginOutputs,
+    ),
+    (
+        "PUT",
+        "/api/origin/broadcasts/{broadcast_id}/outputs/{output_id}/status",
+        Route::ReportOutputStatus,
+    ),
     // Video, on the site's own origin. `index.m3u8` is matched before the `{file}` pattern it would also fit.
     ("GET", "/hls/{id}/live.m3u8", Route::LivePlaylist),
     ("GET", "/hls/{id}/{broadcast_id}/index.m3u8", Route::BroadcastPlaylist),
@@ -353,6 +373,12 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::ListBroadcasts => broadcasts::list(app, req, params.first()).await,
         Route::DeleteBroadcast => broadcasts::delete(app, req, params.first(), params.get(1)).await,
         Route::UploadHls => hls::upload(app, req, params.first(), params.get(1)).await,
+        Route::ListOutputs => outputs::list(app, req, params.first()).await,
+        Route::CreateOutput => outputs::create(app, req, params.first()).await,
+        Route::UpdateOutput => outputs::update(app, req, params.first(), params.get(1)).await,
+        Route::DeleteOutput => outputs::delete(app, req, params.first(), params.get(1)).await,
+        Route::OriginOutputs => outputs::for_origin(app, req, params.first()).await,
+        Route::ReportOutputStatus => outputs::report_status(app, req, params.first(), params.get(1)).await,
         Route::LivePlaylist => hls::live_playlist(app, req, params.first()).await,
         Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1)).await,
         Route::HlsFile => hls::file(app, req, params.first(), params.get(1), params.get(2)).await,

@@ -245,5 +245,8 @@ pub async fn sweep_stale_streams(app: &App) -> Result<usize, ApiError> {
         );
         crate::room_client::announce_status(app, &row.id, false).await;
     }
+    if !ended.is_empty() {
+        crate::outputs::idle_outputs_of_offline_streams(app).await?;
+    }
     Ok(ended.len())
 }

@@ -17,6 +17,7 @@ mod ops;
 mod platform;
 mod rtmp;
 mod security;
+mod simulcast;
 mod streams;
 mod video;
 
@@ -31,6 +32,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(platform::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(security::tests(app.clone()));
+    trials.extend(simulcast::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
     trials.extend(video::tests(app.clone()));
     trials

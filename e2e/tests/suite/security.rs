@@ -569,6 +569,7 @@ async fn production_refuses_short_shared_sandbox_and_placeholder_configuration(a
              JWT_SECRET=jwt-0123456789abcdef0123456789abcdef\n\
              STREAM_KEY_SECRET=key-0123456789abcdef0123456789abcdef\n\
              ORIGIN_TOKEN=origin-0123456789abcdef0123456789abcdef\n\
+             OUTPUT_KEY_SECRET=output-0123456789abcdef0123456789abcdef\n\
              MIDTRANS_SERVER_KEY=SB-Mid-server-0123456789abcdefghijklmn\n\
              MIDTRANS_SNAP_BASE_URL=https://app.sandbox.midtrans.com\n\
              MIDTRANS_API_BASE_URL=https://api.sandbox.midtrans.com\n\

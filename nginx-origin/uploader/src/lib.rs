@@ -9,6 +9,8 @@
 //! order is kept); the backlog is bounded (the oldest segments are dropped first, and the Worker marks the gap as a
 //! discontinuity); a 4xx answer (the broadcast ended long ago, the file was refused) drops the job for good.
 
+pub mod simulcast;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

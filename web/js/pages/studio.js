@@ -1,8 +1,8 @@
 // The studio: the signed-in streamer's channels (GET /api/me/streams), creating one, and per channel the RTMP
 // server URL and stream key (kept out of the DOM until "Show" is pressed, copyable, rotatable after a
 // confirmation) with the encoder settings the origin expects, live status and the latest thumbnail, the OBS overlay
-// link, past broadcasts (watchable, deletable after a confirmation), donations received with their total, and the
-// leaderboard.
+// link, simulcast outputs (outputs.js), past broadcasts (watchable, deletable after a confirmation), donations
+// received with their total, and the leaderboard.
 
 import { api, ApiError, describeError } from '../api.js';
 import { confirmAction, copyButton } from '../dialog.js';
@@ -10,6 +10,7 @@ import { broadcastName, broadcastSummary, fetchBroadcasts } from '../broadcasts.
 import { byId, fill, h, warmHueFor } from '../dom.js';
 import { clearErrors, showError, showFieldErrors } from '../form-errors.js';
 import { ago, dateTime, durationSince, rupiah, spokenDuration, viewers } from '../format.js';
+import { outputsBox } from '../outputs.js';
 import { initHeader } from '../session.js';
 import { setThumbnail, thumbnailImage } from '../thumbnail.js';
 
@@ -335,6 +336,7 @@ function streamCard(stream, initialKey) {
   const since = h('span', { class: 'studio-card__since', text: liveDetail(stream) });
   const money = donationsBox(stream);
   const past = broadcastsBox(stream);
+  const simulcast = outputsBox(stream);
   const deleteButton = h('button', { class: 'btn btn--ghost btn--small btn--danger-text', text: 'Delete stream', attrs: { type: 'button' } });
   const swatch = h('span', { class: 'studio-card__swatch', attrs: { 'aria-hidden': 'true' } });
   swatch.style.setProperty('--hue', String(warmHueFor(stream.id)));
@@ -366,6 +368,16 @@ function streamCard(stream, initialKey) {
       }),
       keyBox(stream, initialKey),
       obsSettings(),
+    ),
+    h(
+      'section',
+      { class: 'studio-card__section', data: { role: 'simulcast' } },
+      h('h3', { class: 'studio-card__subtitle', text: 'Simulcast' }),
+      h('p', {
+        class: 'studio-card__hint',
+        text: 'Go live on other platforms at once: while you stream here, the stream is copied to each output that is on (up to five; switch them on and off any time, also while live).',
+      }),
+      simulcast.box,
     ),
     h(
       'section',
@@ -416,6 +428,7 @@ function streamCard(stream, initialKey) {
       if (wasLive !== (stream.status === 'live')) {
         money.refresh();
         past.refresh();
+        simulcast.setLive(stream.status === 'live');
       }
     },
   });
