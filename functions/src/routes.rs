@@ -224,12 +224,18 @@ pub fn cache_class(route: Route) -> CacheClass {
     }
 }
 
-/// Routes that decide on current state whoever asks: the origin's callbacks and uploads, and Midtrans's
-/// notifications. They read D1's primary, never a replica.
+/// Routes that decide on current state whoever asks: the origin's callbacks, uploads and simulcast polls (an output
+/// switched off must stop), and Midtrans's notifications. They read D1's primary, never a replica.
 fn must_be_current(route: Route) -> bool {
     matches!(
         route,
-        Route::OnPublish | Route::OnUpdate | Route::OnPublishDone | Route::UploadHls | Route::MidtransWebhook
+        Route::OnPublish
+            | Route::OnUpdate
+            | Route::OnPublishDone
+            | Route::UploadHls
+            | Route::OriginOutputs
+            | Route::ReportOutputStatus
+            | Route::MidtransWebhook
     )
 }
 
