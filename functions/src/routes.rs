@@ -40,9 +40,15 @@ pub enum Route {
     ListBroadcasts,
     DeleteBroadcast,
     UploadHls,
+    UploadRenditionHls,
+    LiveMaster,
     LivePlaylist,
+    LiveRenditionPlaylist,
+    BroadcastMaster,
     BroadcastPlaylist,
+    BroadcastRenditionPlaylist,
     HlsFile,
+    HlsRenditionFile,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -79,10 +85,29 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         Route::DeleteBroadcast,
     ),
     ("PUT", "/api/origin/hls/{broadcast_id}/{file}", Route::UploadHls),
-    // Video, on the site's own origin. `index.m3u8` is matched before the `{file}` pattern it would also fit.
+    (
+        "PUT",
+        "/api/origin/hls/{broadcast_id}/{rendition}/{file}",
+        Route::UploadRenditionHls,
+    ),
+    // Video, on the site's own origin. Each pattern ending in a fixed name is matched before the `{file}` pattern it
+    // would also fit. Rendition names (`source`, `480p`) never look like broadcast ids (16 characters).
+    ("GET", "/hls/{id}/master.m3u8", Route::LiveMaster),
     ("GET", "/hls/{id}/live.m3u8", Route::LivePlaylist),
+    ("GET", "/hls/{id}/{rendition}/live.m3u8", Route::LiveRenditionPlaylist),
+    ("GET", "/hls/{id}/{broadcast_id}/master.m3u8", Route::BroadcastMaster),
     ("GET", "/hls/{id}/{broadcast_id}/index.m3u8", Route::BroadcastPlaylist),
+    (
+        "GET",
+        "/hls/{id}/{broadcast_id}/{rendition}/index.m3u8",
+        Route::BroadcastRenditionPlaylist,
+    ),
     ("GET", "/hls/{id}/{broadcast_id}/{file}", Route::HlsFile),
+    (
+        "GET",
+        "/hls/{id}/{broadcast_id}/{rendition}/{file}",
+        Route::HlsRenditionFile,
+    ),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -266,10 +291,28 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::MidtransWebhook => donations::webhook(app, req).await,
         Route::ListBroadcasts => broadcasts::list(app, req, params.first()).await,
         Route::DeleteBroadcast => broadcasts::delete(app, req, params.first(), params.get(1)).await,
-        Route::UploadHls => hls::upload(app, req, params.first(), params.get(1)).await,
-        Route::LivePlaylist => hls::live_playlist(app, req, params.first()).await,
-        Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1)).await,
-        Route::HlsFile => hls::file(app, req, params.first(), params.get(1), params.get(2)).await,
+        Route::UploadHls => hls::upload(app, req, params.first(), None, params.get(1)).await,
+        Route::UploadRenditionHls => hls::upload(app, req, params.first(), Some(params.get(1)), params.get(2)).await,
+        Route::LiveMaster => hls::live_master(app, req, params.first()).await,
+        Route::LivePlaylist => hls::live_playlist(app, req, params.first(), None).await,
+        Route::LiveRenditionPlaylist => hls::live_playlist(app, req, params.first(), Some(params.get(1))).await,
+        Route::BroadcastMaster => hls::broadcast_master(app, req, params.first(), params.get(1)).await,
+        Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1), None).await,
+        Route::BroadcastRenditionPlaylist => {
+            hls::broadcast_playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await
+        }
+        Route::HlsFile => hls::file(app, req, params.first(), params.get(1), None, params.get(2)).await,
+        Route::HlsRenditionFile => {
+            hls::file(
+                app,
+                req,
+                params.first(),
+                params.get(1),
+                Some(params.get(2)),
+                params.get(3),
+            )
+            .await
+        }
     }
 }
 
@@ -289,6 +332,23 @@ mod tests {
         assert_eq!(find("PUT", "/api/streams").err(), Some(ApiError::MethodNotAllowed));
         assert!(find("GET", "/api/nope").unwrap().is_none());
         assert!(find("GET", "/api/streams//key").unwrap().is_none());
+    }
+
+    #[test]
+    fn master_and_rendition_playlists_are_not_taken_for_files() {
+        assert_eq!(find("GET", "/hls/s/master.m3u8").unwrap().unwrap().0, Route::LiveMaster);
+        let (route, params) = find("GET", "/hls/s/480p/live.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::LiveRenditionPlaylist, "480p"));
+        assert_eq!(
+            find("GET", "/hls/s/b/master.m3u8").unwrap().unwrap().0,
+            Route::BroadcastMaster
+        );
+        let (route, params) = find("GET", "/hls/s/b/480p/index.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(2)), (Route::BroadcastRenditionPlaylist, "480p"));
+        let (route, params) = find("GET", "/hls/s/b/480p/7.ts").unwrap().unwrap();
+        assert_eq!((route, params.get(3)), (Route::HlsRenditionFile, "7.ts"));
+        let (route, params) = find("PUT", "/api/origin/hls/b/360p/7.ts").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::UploadRenditionHls, "360p"));
     }
 
     #[test]
