@@ -14,6 +14,7 @@ mod contract;
 mod donations;
 mod faults;
 mod ops;
+mod renditions;
 mod rtmp;
 mod security;
 mod streams;
@@ -27,6 +28,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
+    trials.extend(renditions::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(security::tests(app.clone()));
     trials.extend(streams::tests(app.clone()));
@@ -41,6 +43,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(video::serial_tests(app.clone()));
+    trials.extend(renditions::serial_tests(app.clone()));
     trials.extend(security::serial_tests(app.clone()));
     trials.extend(contract::serial_tests(app.clone()));
     // Each starts a stack of its own and kills parts of it.
