@@ -596,8 +596,13 @@ test('the offline watch page offers the broadcast and plays it as VOD from its s
   if (settle > 0) await sleep(settle);
   const settled = (await listBroadcasts(page, id)).find((b) => b.id === broadcast.id);
   assert.ok(settled.ended_at, 'the broadcast has ended');
-  assert.match(broadcast.playlist_url, new RegExp(`^/hls/${id}/${broadcast.id}/index\\.m3u8$`));
-  const playlist = await page.evaluate(async (url) => (await fetch(url)).text(), settled.playlist_url);
+  assert.match(broadcast.playlist_url, new RegExp(`^/hls/${id}/${broadcast.id}/master\\.m3u8$`));
+  // The master playlist names each rendition's own playlist; the source's is closed like every other.
+  const playlist = await page.evaluate(async (url) => {
+    const master = await (await fetch(url)).text();
+    const source = master.split('\n').find((line) => line.startsWith('source/'));
+    return source ? (await fetch(new URL(source, new URL(url, location.href)))).text() : master;
+  }, settled.playlist_url);
   assert.ok(playlist.includes('#EXT-X-ENDLIST'), 'the ended broadcast is a closed (VOD) playlist');
   assert.match(plain(await row.textContent()), /\d+:\d\d/, 'the row shows the length');
   await screenshot(page, 'watch-past-broadcasts-desktop');
