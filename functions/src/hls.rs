@@ -537,20 +537,33 @@ pub async fn live_playlist(
     Ok(remember(&req, resp).await)
 }
 
-/// A broadcast of the stream (not deleted), and how long its playlists may be cached.
+/// A broadcast of the stream (not deleted), how long its playlists may be cached, and the longest segment of one
+/// of its renditions (None: the broadcast has no such rendition yet).
 #[derive(Deserialize)]
 struct BroadcastRow {
     ended_unix: Option<i64>,
     max_segment_ms: i64,
+    rendition_max_ms: Option<i64>,
 }
 
-async fn load_broadcast(app: &App, stream: &StreamId, broadcast: &BroadcastId) -> Result<BroadcastRow, ApiError> {
+async fn load_broadcast(
+    app: &App,
+    stream: &StreamId,
+    broadcast: &BroadcastId,
+    rendition: Rendition,
+) -> Result<BroadcastRow, ApiError> {
     db::one(
         &app.db,
         "load broadcast",
-        "SELECT b.ended_unix, b.max_segment_ms FROM broadcasts b JOIN streams s ON s.id = b.stream_id
+        "SELECT b.ended_unix, b.max_segment_ms, r.max_segment_ms AS rendition_max_ms
+         FROM broadcasts b JOIN streams s ON s.id = b.stream_id
+         LEFT JOIN hls_renditions r ON r.broadcast_id = b.id AND r.name = ?3
          WHERE b.id = ?1 AND b.stream_id = ?2 AND b.deleted_at IS NULL AND s.deleted_at IS NULL",
-        &[broadcast.as_str().into(), stream.as_str().into()],
+        &[
+            broadcast.as_str().into(),
+            stream.as_str().into(),
+            rendition.as_str().into(),
+        ],
     )
     .await?
     .ok_or_else(no_such_file)
@@ -584,7 +597,7 @@ pub async fn broadcast_master(
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    let row = load_broadcast(app, &stream, &broadcast).await?;
+    let row = load_broadcast(app, &stream, &broadcast, Rendition::SOURCE).await?;
     let variants = variants(app, broadcast.as_str()).await?;
     let body = hls::render_master(&variants, |r| format!("{}/index.m3u8", r.as_str()));
     let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, row.kind(app).1)?;
@@ -611,19 +624,8 @@ pub async fn broadcast_playlist(
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    let row = load_broadcast(app, &stream, &broadcast).await?;
-    #[derive(Deserialize)]
-    struct Max {
-        max_segment_ms: i64,
-    }
-    let max: Option<Max> = db::one(
-        &app.db,
-        "load rendition",
-        "SELECT max_segment_ms FROM hls_renditions WHERE broadcast_id = ?1 AND name = ?2",
-        &[broadcast.as_str().into(), rendition.as_str().into()],
-    )
-    .await?;
-    if max.is_none() && !rendition.is_source() {
+    let row = load_broadcast(app, &stream, &broadcast, rendition).await?;
+    if row.rendition_max_ms.is_none() && !rendition.is_source() {
         return Err(no_such_rendition());
     }
     let rows: Vec<SegmentRow> = db::all(
@@ -635,7 +637,7 @@ pub async fn broadcast_playlist(
     .await?;
     let segments: Vec<Segment> = rows.iter().map(SegmentRow::segment).collect();
     let (kind, cache) = row.kind(app);
-    let target = max.map_or(row.max_segment_ms, |m| m.max_segment_ms);
+    let target = row.rendition_max_ms.unwrap_or(row.max_segment_ms);
     let body = hls::render_playlist(kind, &segments, target as u32, |seq| {
         segment_uri(app, stream.as_str(), broadcast.as_str(), rendition, "", seq)
     });

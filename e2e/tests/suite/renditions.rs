@@ -435,11 +435,13 @@ async fn a_rendition_outside_the_allowlist_is_refused_and_a_missing_one_is_not_f
             a.text
         );
     }
-    // Nothing was written: no segment row, no object under any name.
-    let rows = app.d1_query(&format!(
-        "SELECT COUNT(*) AS n FROM hls_segments WHERE broadcast_id = '{b}'"
-    ))?;
-    ensure!(rows[0]["n"] == 0, "no segment recorded: {rows:?}");
+    // Nothing was written: the broadcast's master lists no rendition (a rendition is listed from its first segment
+    // row), and no object exists under any name.
+    let (status, master) = get_text(app, &format!("/hls/{id}/{b}/master.m3u8")).await?;
+    ensure!(
+        status == 200 && parse_master(&master).is_empty(),
+        "no segment recorded: {status} {master}"
+    );
     for path in [format!("{b}/4k/0.ts"), format!("{b}/480p/0.ts"), format!("{b}/0.ts")] {
         let (status, _) = get_text(app, &format!("/hls/{id}/{path}")).await?;
         ensure!(status == 404, "{path} was not stored: {status}");
