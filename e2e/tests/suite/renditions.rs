@@ -351,6 +351,7 @@ async fn a_720p_publish_gets_aligned_renditions_in_a_master_playlist_with_progra
     let frame = 1.0 / 30.0;
     // Per rendition: (segment URI, start time, PROGRAM-DATE-TIME) of its first segments.
     type Probed = Vec<(String, f64, f64)>;
+    let mut pdt_offsets: Vec<f64> = Vec::new();
     let mut starts: Vec<(String, Probed)> = Vec::new();
     for v in &vod_master {
         let path = format!("/hls/{id}/{b}/{}", v.uri);
@@ -381,10 +382,26 @@ async fn a_720p_publish_gets_aligned_renditions_in_a_master_playlist_with_progra
                 "{url}: PROGRAM-DATE-TIME {pdt:.3} is {:+.3} s from the publisher's clock for its start ({published:.3})",
                 pdt - published
             );
+            pdt_offsets.push(pdt - published);
             probed.push((uri.clone(), start, pdt));
         }
         starts.push((v.rendition().to_string(), probed));
     }
+    let spread = |f: fn(&(String, f64, f64)) -> f64| {
+        (0..starts[0].1.len())
+            .map(|k| {
+                let v: Vec<f64> = starts.iter().filter_map(|(_, s)| s.get(k).map(f)).collect();
+                v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
+            })
+            .fold(0.0, f64::max)
+    };
+    eprintln!(
+        "renditions: PROGRAM-DATE-TIME minus the publisher's clock {:+.3} .. {:+.3} s; segment start spread across \
+         renditions at most {:.1} ms; BANDWIDTH {bandwidth:?}",
+        pdt_offsets.iter().cloned().fold(f64::MAX, f64::min),
+        pdt_offsets.iter().cloned().fold(f64::MIN, f64::max),
+        spread(|s| s.1) * 1000.0
+    );
     let (source_name, source) = starts.last().ok_or("renditions")?.clone();
     for (name, segments) in &starts {
         for ((uri, start, pdt), (source_uri, source_start, source_pdt)) in segments.iter().zip(&source) {
