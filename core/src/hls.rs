@@ -7,6 +7,12 @@
 //! playlists are not uploaded: the Worker renders them from D1, so a segment that never arrived is never listed, a
 //! gap in the numbering becomes an `#EXT-X-DISCONTINUITY`, and a broadcast that ended gets `#EXT-X-ENDLIST` and plays
 //! as video on demand.
+//!
+//! Renditions: the origin uploads each rendition (`source`, the ingest remuxed, and transcoded ones like `480p`) as
+//! its own numbered sequence, segment k of every rendition covering the same presentation time. Each rendition gets
+//! a media playlist as above, and a master (multivariant) playlist lists them with their measured bandwidth,
+//! resolution, frame rate and codecs. Every segment carries `#EXT-X-PROGRAM-DATE-TIME` when the origin said when its
+//! first frame arrived.
 
 use std::fmt::Write;
 
@@ -97,6 +103,115 @@ impl UploadFile {
     }
 }
 
+/// The names a rendition may have: `source` and the origin's ladder (nginx-origin/uploader/src/ladder.rs). The
+/// upload route refuses anything else, so a rendition name can never be a path trick or carry a key.
+pub const RENDITION_NAMES: [&str; 6] = ["source", "1080p", "720p", "480p", "360p", "240p"];
+
+/// A rendition of a broadcast, by its allowlisted name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rendition(&'static str);
+
+impl Rendition {
+    /// The ingest as the streamer sent it; its objects keep the names broadcasts had before renditions.
+    pub const SOURCE: Rendition = Rendition("source");
+
+    pub fn parse(name: &str) -> Option<Rendition> {
+        RENDITION_NAMES.iter().find(|n| **n == name).map(|n| Rendition(n))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    pub fn is_source(self) -> bool {
+        self == Rendition::SOURCE
+    }
+
+    /// A file of this rendition relative to the broadcast (`7.ts` for the source, `480p/7.ts` for others).
+    pub fn file_path(self, file: &str) -> String {
+        if self.is_source() {
+            file.to_string()
+        } else {
+            format!("{}/{file}", self.0)
+        }
+    }
+}
+
+/// What the origin says of a rendition with each upload (`width`, `height`, `fps`, `codecs`), for the master playlist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaInfo {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub frame_rate_milli: Option<u32>,
+    pub codecs: Option<String>,
+}
+
+/// A width or height in pixels: 1 to 8192, decimal digits without a leading zero.
+pub fn parse_dimension(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 4 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|n| (1..=8192).contains(n))
+}
+
+/// Frames per second with at most three decimals (`30`, `29.970`), in thousandths; 0 < fps <= 1000.
+pub fn parse_frame_rate_milli(s: &str) -> Option<u32> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || whole.len() > 4 || frac.len() > 3 || s.ends_with('.') {
+        return None;
+    }
+    if !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let milli = whole.parse::<u32>().ok()? * 1000 + format!("{frac:0<3}").parse::<u32>().ok()?;
+    (1..=1_000_000).contains(&milli).then_some(milli)
+}
+
+/// RFC 6381 codecs as the master playlist's CODECS attribute takes them (`avc1.64001f,mp4a.40.2`): 1-64 characters
+/// of letters, digits and dots, in comma-separated non-empty parts.
+pub fn parse_codecs(s: &str) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.split(',')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+    ok.then(|| s.to_string())
+}
+
+/// The wall-clock time (unix ms) a segment's first frame reached the origin, as it sends it: decimal digits, no
+/// later than a minute from now (clocks differ a little) and no earlier than a day ago (an upload retried that long
+/// is over the backlog anyway).
+pub fn parse_pdt_ms(s: &str, now_ms: i64) -> Option<i64> {
+    if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t: i64 = s.parse().ok()?;
+    (t >= now_ms - 86_400_000 && t <= now_ms + 60_000).then_some(t)
+}
+
+/// Unix milliseconds as `#EXT-X-PROGRAM-DATE-TIME` writes them: `2026-12-06T08:30:00.123Z` (UTC). Hand-written
+/// (days to a civil date, H. Hinnant's algorithm) rather than a formatting library: the Worker's size is budgeted.
+pub fn iso8601_ms(unix_ms: i64) -> String {
+    let ms = unix_ms.rem_euclid(1000);
+    let secs = unix_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 /// The R2 key of a broadcast's file; the playback path is `/<key>`, so an R2 custom domain serves the same names.
 pub fn object_key(stream_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("hls/{stream_id}/{broadcast_id}/{file}")
@@ -136,6 +251,8 @@ pub struct Segment {
     pub discontinuity: bool,
     /// Discontinuities up to and including this segment (for `#EXT-X-DISCONTINUITY-SEQUENCE` of a sliding window).
     pub disc_seq: u32,
+    /// When its first frame reached the origin (unix ms), for `#EXT-X-PROGRAM-DATE-TIME`.
+    pub pdt_ms: Option<i64>,
 }
 
 /// Which playlist to write.
@@ -186,12 +303,55 @@ pub fn render_playlist(
         if s.discontinuity && i > 0 {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
+        if let Some(t) = s.pdt_ms {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601_ms(t));
+        }
         let _ = writeln!(out, "#EXTINF:{}.{:03},", s.duration_ms / 1000, s.duration_ms % 1000);
         out.push_str(&uri(s.seq));
         out.push('\n');
     }
     if kind == PlaylistKind::Vod {
         out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// One rendition as the master playlist lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub rendition: Rendition,
+    pub media: MediaInfo,
+    /// The highest bitrate of any one segment so far (bits per second): the master's BANDWIDTH.
+    pub peak_bps: u64,
+    /// All bytes over all durations so far: the master's AVERAGE-BANDWIDTH.
+    pub average_bps: u64,
+}
+
+/// Writes the master (multivariant) playlist: every variant that has a segment, lowest first (by height, then
+/// bandwidth; an audio-only variant has no height), each pointing at `uri(rendition)`.
+pub fn render_master(variants: &[Variant], uri: impl Fn(Rendition) -> String) -> String {
+    let mut listed: Vec<&Variant> = variants.iter().filter(|v| v.peak_bps > 0).collect();
+    listed.sort_by_key(|v| (v.media.height.unwrap_or(0), v.peak_bps));
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in listed {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={}",
+            v.peak_bps,
+            v.average_bps.max(1)
+        );
+        if let (Some(w), Some(h)) = (v.media.width, v.media.height) {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(f) = v.media.frame_rate_milli {
+            let _ = write!(out, ",FRAME-RATE={}.{:03}", f / 1000, f % 1000);
+        }
+        if let Some(c) = &v.media.codecs {
+            let _ = write!(out, ",CODECS=\"{c}\"");
+        }
+        out.push('\n');
+        out.push_str(&uri(v.rendition));
+        out.push('\n');
     }
     out
 }
@@ -206,7 +366,122 @@ mod tests {
             duration_ms: 2000,
             discontinuity,
             disc_seq,
+            pdt_ms: None,
         }
+    }
+
+    #[test]
+    fn only_the_ladder_names_are_renditions() {
+        for name in RENDITION_NAMES {
+            assert_eq!(Rendition::parse(name).map(Rendition::as_str), Some(name));
+        }
+        for bad in [
+            "",
+            "Source",
+            "4k",
+            "480P",
+            "../x",
+            "480p/",
+            "sk_abcdefghijkmnpqr_x",
+            " 480p",
+        ] {
+            assert_eq!(Rendition::parse(bad), None, "{bad:?} must be refused");
+        }
+        assert_eq!(Rendition::SOURCE.file_path("3.ts"), "3.ts");
+        assert_eq!(Rendition::parse("480p").unwrap().file_path("3.ts"), "480p/3.ts");
+    }
+
+    #[test]
+    fn media_details_are_checked_before_they_reach_a_playlist() {
+        assert_eq!(parse_dimension("1280"), Some(1280));
+        for bad in ["", "0", "01", "8193", "12a", "-1", "99999"] {
+            assert_eq!(parse_dimension(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_frame_rate_milli("30.000"), Some(30_000));
+        assert_eq!(parse_frame_rate_milli("29.97"), Some(29_970));
+        assert_eq!(parse_frame_rate_milli("60"), Some(60_000));
+        for bad in ["", "0", "30.", ".5", "30.0001", "1001", "x"] {
+            assert_eq!(parse_frame_rate_milli(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_codecs("avc1.64001f,mp4a.40.2").as_deref(),
+            Some("avc1.64001f,mp4a.40.2")
+        );
+        for bad in ["", ",", "avc1,", "a\"b", "avc1 x", &"a".repeat(65)] {
+            assert_eq!(parse_codecs(bad), None, "{bad:?}");
+        }
+        let now = 1_796_546_000_000;
+        assert_eq!(parse_pdt_ms("1796545999000", now), Some(1_796_545_999_000));
+        for bad in ["", "-1", "1e3", "0", "1796546070000", "1796446000000"] {
+            assert_eq!(parse_pdt_ms(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn program_date_times_are_utc_with_milliseconds() {
+        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601_ms(1_796_546_085_795), "2026-12-06T08:34:45.795Z");
+        let segs = [Segment {
+            pdt_ms: Some(1_796_546_085_795),
+            ..seg(0, false, 0)
+        }];
+        let p = render_playlist(PlaylistKind::Live, &segs, 2000, |s| format!("{s}.ts"));
+        assert!(
+            p.contains("#EXT-X-PROGRAM-DATE-TIME:2026-12-06T08:34:45.795Z\n#EXTINF:2.000,\n0.ts\n"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn the_master_playlist_lists_renditions_lowest_first_with_measured_bandwidth() {
+        let v = |name: &str, w, h, peak| Variant {
+            rendition: Rendition::parse(name).unwrap(),
+            media: MediaInfo {
+                width: Some(w),
+                height: Some(h),
+                frame_rate_milli: Some(30_000),
+                codecs: Some("avc1.64001f,mp4a.40.2".into()),
+            },
+            peak_bps: peak,
+            average_bps: peak / 2,
+        };
+        let empty = Variant {
+            peak_bps: 0,
+            ..v("240p", 426, 240, 0)
+        };
+        let m = render_master(
+            &[
+                v("source", 1280, 720, 2_600_000),
+                v("360p", 640, 360, 700_000),
+                empty,
+                v("480p", 854, 480, 1_200_000),
+            ],
+            |r| format!("{}/live.m3u8", r.as_str()),
+        );
+        assert_eq!(
+            m,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=700000,AVERAGE-BANDWIDTH=350000,RESOLUTION=640x360,FRAME-RATE=30.000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\"\n360p/live.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1200000,AVERAGE-BANDWIDTH=600000,RESOLUTION=854x480,FRAME-RATE=30.000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\"\n480p/live.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2600000,AVERAGE-BANDWIDTH=1300000,RESOLUTION=1280x720,FRAME-RATE=30.000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\"\nsource/live.m3u8\n"
+        );
+        let audio = Variant {
+            rendition: Rendition::SOURCE,
+            media: MediaInfo {
+                codecs: Some("mp4a.40.2".into()),
+                ..MediaInfo::default()
+            },
+            peak_bps: 128_000,
+            average_bps: 128_000,
+        };
+        let m = render_master(&[audio], |r| r.as_str().to_string());
+        assert!(
+            m.ends_with("#EXT-X-STREAM-INF:BANDWIDTH=128000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\nsource\n")
+        );
     }
 
     #[test]
@@ -337,6 +612,7 @@ mod tests {
             duration_ms: 2100,
             discontinuity: false,
             disc_seq: 0,
+            pdt_ms: None,
         }];
         let p = render_playlist(PlaylistKind::Live, &segs, 4001, |s| format!("{s}.ts"));
         assert!(p.contains("#EXT-X-TARGETDURATION:5\n"));

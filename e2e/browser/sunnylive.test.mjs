@@ -596,8 +596,13 @@ test('the offline watch page offers the broadcast and plays it as VOD from its s
   if (settle > 0) await sleep(settle);
   const settled = (await listBroadcasts(page, id)).find((b) => b.id === broadcast.id);
   assert.ok(settled.ended_at, 'the broadcast has ended');
-  assert.match(broadcast.playlist_url, new RegExp(`^/hls/${id}/${broadcast.id}/index\\.m3u8$`));
-  const playlist = await page.evaluate(async (url) => (await fetch(url)).text(), settled.playlist_url);
+  assert.match(broadcast.playlist_url, new RegExp(`^/hls/${id}/${broadcast.id}/master\\.m3u8$`));
+  // The master playlist names each rendition's own playlist; the source's is closed like every other.
+  const playlist = await page.evaluate(async (url) => {
+    const master = await (await fetch(url)).text();
+    const source = master.split('\n').find((line) => line.startsWith('source/'));
+    return source ? (await fetch(new URL(source, new URL(url, location.href)))).text() : master;
+  }, settled.playlist_url);
   assert.ok(playlist.includes('#EXT-X-ENDLIST'), 'the ended broadcast is a closed (VOD) playlist');
   assert.match(plain(await row.textContent()), /\d+:\d\d/, 'the row shows the length');
   await screenshot(page, 'watch-past-broadcasts-desktop');
@@ -709,4 +714,62 @@ test('the studio deletes a past broadcast after a confirmation', { timeout: 9000
 test('no page hit a script error, a CSP violation or a dialog', () => {
   const problems = watchers.flatMap((w) => w.problems());
   assert.deepEqual(problems, []);
+});
+
+test('the quality menu pins a rendition, Auto releases it, and the choice is remembered', { timeout: 150000 }, async () => {
+  // A second stream of the same streamer, published at 720p: the origin adds the 480p and 360p renditions.
+  const page = state.streamerPage;
+  need('streamId');
+  const created = await page.evaluate(async () => {
+    const r = await fetch('/api/streams', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'Ladder' }),
+    });
+    return r.json();
+  });
+  assert.ok(created.stream && created.stream_key, `a second stream: ${JSON.stringify(Object.keys(created))}`);
+  const ladder = startPublisher(stack.rtmp, created.stream_key, '1280x720');
+  try {
+    const viewer = state.viewerPage;
+    await viewer.goto(`${stack.base}/s/${created.stream.id}`);
+    const options = async () => viewer.$$eval('#player-quality option', (os) => os.map((o) => o.value));
+    // hls.js reads the master when the page starts playing; it lists every rendition with a segment by then, or
+    // the page is reloaded until it does.
+    await eventually(async () => {
+      const values = await options();
+      if (values.length >= 4) return values;
+      if ((await viewer.getAttribute('#player', 'data-state')) === 'playing') await viewer.reload();
+      return null;
+    }, 'the quality menu lists Auto and three renditions', { timeoutMs: 90000, intervalMs: 3000 });
+    assert.deepEqual(await options(), ['auto', '720', '480', '360']);
+    assert.ok(await viewer.locator('#player-quality').isVisible(), 'the menu is shown');
+    const quality = () => viewer.evaluate(() => window.sunnylivePlayer.quality);
+    assert.equal((await quality()).auto, true, 'Auto by default');
+
+    await viewer.selectOption('#player-quality', '360');
+    await eventually(async () => {
+      const q = await quality();
+      return !q.auto && q.height === 360;
+    }, 'the menu pins 360p');
+    assert.equal(await viewer.evaluate(() => localStorage.getItem('sunnylive.quality')), '360');
+    await eventually(async () => {
+      const v = await viewer.evaluate(() => ({ h: document.getElementById('video').videoHeight, t: document.getElementById('video').currentTime }));
+      return v.h === 360;
+    }, 'the picture is the 360p rendition', { timeoutMs: 30000 });
+
+    // Remembered per browser: a new page starts pinned.
+    await viewer.reload();
+    await eventually(async () => {
+      const q = await quality();
+      return q && q.levels >= 3 && !q.auto && q.height === 360;
+    }, 'the choice survives a reload', { timeoutMs: 30000 });
+
+    await viewer.selectOption('#player-quality', 'auto');
+    await eventually(async () => (await quality()).auto, 'Auto releases the pin');
+    assert.equal(await viewer.evaluate(() => localStorage.getItem('sunnylive.quality')), 'auto');
+    assert.match(plain(await viewer.textContent('#player-live')), /^LIVE( \d+\.\d s)?$/, 'the live badge shows');
+  } finally {
+    await ladder.stop();
+  }
 });

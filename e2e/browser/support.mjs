@@ -131,10 +131,10 @@ export async function eventually(fn, message, { timeoutMs = 20000, intervalMs = 
  * (its `-progress` out_time): on a busy machine the encoder falls behind the wall clock, so that, not the time
  * between start and stop, is what a recording of the publish should last.
  */
-export function startPublisher(rtmpUrl, key) {
+export function startPublisher(rtmpUrl, key, size = '640x360') {
   const args = [
     '-hide_banner', '-loglevel', 'warning', '-nostdin',
-    '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
+    '-re', '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=30`,
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30',
     '-c:a', 'aac', '-b:a', '64k',

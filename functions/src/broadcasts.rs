@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sunnylive_core::cache;
 use sunnylive_core::error::ApiError;
-use sunnylive_core::hls;
+use sunnylive_core::hls::{self, Rendition};
 use sunnylive_core::ids::{BroadcastId, StreamId};
 use sunnylive_core::page::{decode_broadcast_cursor, encode_broadcast_cursor, parse_limit};
 use worker::{Bucket, Request, Response};
@@ -97,7 +97,7 @@ impl BroadcastRow {
             live: self.ended_at.is_none(),
             duration_seconds: self.duration_ms as f64 / 1000.0,
             segment_count: self.segment_count,
-            playlist_url: format!("/hls/{}/{}/index.m3u8", self.stream_id, self.id),
+            playlist_url: format!("/hls/{}/{}/master.m3u8", self.stream_id, self.id),
             thumbnail_url: self
                 .thumbnail_at
                 .map(|at| app.thumbnail_url(&self.stream_id, &self.id, at)),
@@ -309,7 +309,12 @@ pub enum UploadTarget {
 }
 
 /// Looks up a broadcast for an upload of segment `seq` (or of a thumbnail when `seq` is None).
-pub async fn upload_target(app: &App, broadcast_id: &str, seq: Option<u32>) -> Result<UploadTarget, ApiError> {
+pub async fn upload_target(
+    app: &App,
+    broadcast_id: &str,
+    rendition: Rendition,
+    seq: Option<u32>,
+) -> Result<UploadTarget, ApiError> {
     #[derive(Deserialize)]
     struct Row {
         stream_id: String,
@@ -321,9 +326,14 @@ pub async fn upload_target(app: &App, broadcast_id: &str, seq: Option<u32>) -> R
         &app.db,
         "load broadcast for upload",
         "SELECT b.stream_id, b.ended_unix, (b.deleted_at IS NOT NULL OR s.deleted_at IS NOT NULL) AS gone,
-                EXISTS (SELECT 1 FROM hls_segments g WHERE g.broadcast_id = b.id AND g.seq = ?2) AS have
+                EXISTS (SELECT 1 FROM hls_segments g WHERE g.broadcast_id = b.id AND g.rendition = ?3
+                        AND g.seq = ?2) AS have
          FROM broadcasts b JOIN streams s ON s.id = b.stream_id WHERE b.id = ?1",
-        &[broadcast_id.into(), seq.map_or(-1, i64::from).into()],
+        &[
+            broadcast_id.into(),
+            seq.map_or(-1, i64::from).into(),
+            rendition.as_str().into(),
+        ],
     )
     .await?;
     let Some(row) = row else {

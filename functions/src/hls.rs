@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 use sunnylive_core::error::ApiError;
-use sunnylive_core::hls::{self, PlaylistKind, Segment, UploadFile};
+use sunnylive_core::hls::{self, MediaInfo, PlaylistKind, Rendition, Segment, UploadFile, Variant};
 use sunnylive_core::ids::{BroadcastId, StreamId};
 use worker::{Cache, Headers, HttpMetadata, Method, Request, Response};
 
@@ -26,6 +26,13 @@ fn not_live() -> ApiError {
     }
 }
 
+fn no_such_rendition() -> ApiError {
+    ApiError::NotFound {
+        code: "rendition_not_found",
+        message: "This broadcast has no such rendition.".into(),
+    }
+}
+
 fn no_such_file() -> ApiError {
     ApiError::NotFound {
         code: "not_found",
@@ -35,18 +42,49 @@ fn no_such_file() -> ApiError {
 
 // --- upload (origin -> Worker -> R2) -------------------------------------------------------------------------------
 
-/// `PUT /api/origin/hls/{broadcast_id}/{file}?duration=<seconds>[&discontinuity=1]`, from the origin's local proxy
-/// (which adds the origin token). `file` is `<seq>.ts` or `thumb.jpg`. A segment already stored is answered 200
-/// without being written again (the origin retries after timeouts); a new one 201.
-pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> Result<Response, ApiError> {
+/// `PUT /api/origin/hls/{broadcast_id}/{file}?duration=<seconds>[&discontinuity=1][&pdt=..]` (the source) and
+/// `PUT /api/origin/hls/{broadcast_id}/{rendition}/{file}?...` (any rendition, `source` included), from the origin's
+/// local proxy (which adds the origin token). `file` is `<seq>.ts` or, on the first form only, `thumb.jpg`. A
+/// segment may carry `pdt` (unix ms its first frame reached the origin) and the rendition's `width`, `height`,
+/// `fps` and `codecs`. A segment already stored is answered 200 without being written again (the origin retries
+/// after timeouts); a new one 201. A rendition outside the allowlist is a 422 and writes nothing.
+pub async fn upload(
+    app: &App,
+    req: Request,
+    broadcast_id: &str,
+    rendition: Option<&str>,
+    file: &str,
+) -> Result<Response, ApiError> {
     check_origin_token(app, &req)?;
     let broadcast = BroadcastId::parse(broadcast_id).ok_or_else(|| ApiError::NotFound {
         code: "broadcast_not_found",
         message: "No such broadcast.".into(),
     })?;
-    let file = UploadFile::parse(file)
-        .ok_or_else(|| ApiError::invalid("file", "must be <sequence number>.ts or thumb.jpg"))?;
+    let legacy = rendition.is_none();
+    let rendition = match rendition {
+        None => Rendition::SOURCE,
+        Some(name) => Rendition::parse(name).ok_or_else(|| {
+            ApiError::invalid(
+                "rendition",
+                format!("must be one of {}", hls::RENDITION_NAMES.join(", ")),
+            )
+        })?,
+    };
+    let file = match UploadFile::parse(file) {
+        Some(UploadFile::Thumbnail) if legacy => UploadFile::Thumbnail,
+        Some(UploadFile::Segment(seq)) => UploadFile::Segment(seq),
+        _ => return Err(ApiError::invalid("file", "must be <sequence number>.ts or thumb.jpg")),
+    };
     let query = http::query(&req);
+    let now_ms = app.now() * 1000;
+    let pdt_ms = match query.get("pdt") {
+        None => None,
+        Some(t) => Some(
+            hls::parse_pdt_ms(t, now_ms)
+                .ok_or_else(|| ApiError::invalid("pdt", "must be unix milliseconds within the last day"))?,
+        ),
+    };
+    let media = media_info(&query)?;
     let (seq, duration_ms, discontinuity) = match file {
         UploadFile::Segment(seq) => {
             let duration = query
@@ -79,7 +117,7 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
     if length == 0 {
         return Err(ApiError::invalid("body", "must not be empty"));
     }
-    let stream_id = match broadcasts::upload_target(app, broadcast.as_str(), seq).await? {
+    let stream_id = match broadcasts::upload_target(app, broadcast.as_str(), rendition, seq).await? {
         UploadTarget::NotFound => {
             return Err(ApiError::NotFound {
                 code: "broadcast_not_found",
@@ -97,7 +135,11 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
         }
         UploadTarget::Open { stream_id, .. } => stream_id,
     };
-    let key = hls::object_key(stream_id.as_str(), broadcast.as_str(), &file.file_name());
+    let key = hls::object_key(
+        stream_id.as_str(),
+        broadcast.as_str(),
+        &rendition.file_path(&file.file_name()),
+    );
     let body = req
         .inner()
         .body()
@@ -115,8 +157,15 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
     let now = app.now();
     match seq {
         Some(seq) => {
-            record_segment(app, &broadcast, seq, duration_ms, length, discontinuity, now).await?;
-            forget_playlists(app, &req, stream_id.as_str(), broadcast.as_str()).await;
+            let segment = Segment {
+                seq,
+                duration_ms,
+                discontinuity,
+                disc_seq: 0,
+                pdt_ms,
+            };
+            record_segment(app, &broadcast, rendition, &segment, length, &media, now).await?;
+            forget_playlists(app, &req, stream_id.as_str(), broadcast.as_str(), rendition).await;
         }
         None => {
             let statements = vec![
@@ -137,57 +186,128 @@ pub async fn upload(app: &App, req: Request, broadcast_id: &str, file: &str) -> 
     http::json(201, &serde_json::json!({ "stored": true }))
 }
 
-/// Drops this colo's cached copies of the stream's live playlist and of the broadcast's playlist, so the next
-/// player that asks here sees the new segment at once instead of after the playlist's max-age (1-2 s). Other colos
-/// keep theirs until it expires: the delay the edge cache costs a viewer is at most that max-age. A cache delete is
-/// free and local; a failure only costs that delay.
-async fn forget_playlists(app: &App, req: &Request, stream_id: &str, broadcast_id: &str) {
+/// Drops this colo's cached copies of the playlists a new segment of `rendition` changes (its live window, the
+/// broadcast's playlist of it, and both master playlists, whose bandwidth it may change), so the next player that
+/// asks here sees the new segment at once instead of after the playlist's max-age (1-2 s). Other colos keep theirs
+/// until it expires: the delay the edge cache costs a viewer is at most that max-age. A cache delete is free and
+/// local; a failure only costs that delay.
+async fn forget_playlists(app: &App, req: &Request, stream_id: &str, broadcast_id: &str, rendition: Rendition) {
     let origin = http::own_origin(req, app.config.public_base_url.as_deref());
-    for url in [
-        format!("{origin}/hls/{stream_id}/live.m3u8"),
-        format!("{origin}/hls/{stream_id}/{broadcast_id}/index.m3u8"),
-    ] {
+    let r = rendition.as_str();
+    let mut urls = vec![
+        format!("{origin}/hls/{stream_id}/{r}/live.m3u8"),
+        format!("{origin}/hls/{stream_id}/{broadcast_id}/{r}/index.m3u8"),
+        format!("{origin}/hls/{stream_id}/master.m3u8"),
+        format!("{origin}/hls/{stream_id}/{broadcast_id}/master.m3u8"),
+    ];
+    if rendition.is_source() {
+        urls.push(format!("{origin}/hls/{stream_id}/live.m3u8"));
+        urls.push(format!("{origin}/hls/{stream_id}/{broadcast_id}/index.m3u8"));
+    }
+    for url in urls {
         if let Err(e) = Cache::default().delete(url.as_str(), false).await {
             worker::console_warn!("hls: cache delete failed: {e}");
         }
     }
 }
 
-/// Lists an uploaded segment. A segment whose predecessor never arrived (the origin gave up on it) starts a
-/// discontinuity, so players re-sync instead of stalling; the first segment of a broadcast never does.
+/// The rendition's details an upload may carry; each one present must be well-formed (422 otherwise), and width and
+/// height come together.
+fn media_info(query: &std::collections::HashMap<String, String>) -> Result<MediaInfo, ApiError> {
+    let field = |name: &str, parse: fn(&str) -> Option<u32>, why: &str| -> Result<Option<u32>, ApiError> {
+        query
+            .get(name)
+            .map(|v| parse(v).ok_or_else(|| ApiError::invalid(name, why)))
+            .transpose()
+    };
+    let width = field("width", hls::parse_dimension, "must be 1-8192 pixels")?;
+    let height = field("height", hls::parse_dimension, "must be 1-8192 pixels")?;
+    if width.is_some() != height.is_some() {
+        return Err(ApiError::invalid("height", "width and height come together"));
+    }
+    let frame_rate_milli = field(
+        "fps",
+        hls::parse_frame_rate_milli,
+        "must be frames per second, 0 < fps <= 1000",
+    )?;
+    let codecs = query
+        .get("codecs")
+        .map(|c| {
+            hls::parse_codecs(c)
+                .ok_or_else(|| ApiError::invalid("codecs", "must be RFC 6381 codecs like avc1.64001f,mp4a.40.2"))
+        })
+        .transpose()?;
+    Ok(MediaInfo {
+        width,
+        height,
+        frame_rate_milli,
+        codecs,
+    })
+}
+
+/// Lists an uploaded segment of a rendition (and what the upload says of the rendition). A segment whose predecessor
+/// in its rendition never arrived (the origin gave up on it) starts a discontinuity, so players re-sync instead of
+/// stalling; the first segment of a rendition never does. The trigger of migration 0006 keeps the rendition's
+/// bandwidth figures.
 async fn record_segment(
     app: &App,
     broadcast: &BroadcastId,
-    seq: u32,
-    duration_ms: u32,
+    rendition: Rendition,
+    segment: &Segment,
     bytes: u64,
-    discontinuity: bool,
+    media: &MediaInfo,
     now: i64,
 ) -> Result<(), ApiError> {
-    db::run(
+    let mut statements = Vec::new();
+    if *media != MediaInfo::default() {
+        let opt = |v: Option<u32>| v.map_or(db::Arg::Null, |n| i64::from(n).into());
+        statements.push(db::stmt(
+            &app.db,
+            "INSERT INTO hls_renditions (broadcast_id, name, width, height, frame_rate_milli, codecs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (broadcast_id, name) DO UPDATE SET width = COALESCE(excluded.width, width),
+                 height = COALESCE(excluded.height, height),
+                 frame_rate_milli = COALESCE(excluded.frame_rate_milli, frame_rate_milli),
+                 codecs = COALESCE(excluded.codecs, codecs)",
+            &[
+                broadcast.as_str().into(),
+                rendition.as_str().into(),
+                opt(media.width),
+                opt(media.height),
+                opt(media.frame_rate_milli),
+                media.codecs.as_deref().into(),
+            ],
+        )?);
+    }
+    statements.push(db::stmt(
         &app.db,
-        "record segment",
-        "INSERT INTO hls_segments (broadcast_id, seq, duration_ms, bytes, discontinuity, disc_seq, uploaded_at)
-         SELECT ?1, ?2, ?3, ?4, d.d,
-                COALESCE((SELECT disc_seq FROM hls_segments WHERE broadcast_id = ?1 AND seq < ?2
-                          ORDER BY seq DESC LIMIT 1), 0) + d.d, ?6
+        "INSERT INTO hls_segments (broadcast_id, rendition, seq, duration_ms, bytes, discontinuity, disc_seq,
+                                   uploaded_at, pdt_ms)
+         SELECT ?1, ?7, ?2, ?3, ?4, d.d,
+                COALESCE((SELECT disc_seq FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?7 AND seq < ?2
+                          ORDER BY seq DESC LIMIT 1), 0) + d.d, ?6, ?8
          FROM (SELECT CASE
-                 WHEN ?5 = 1 AND EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND seq < ?2) THEN 1
-                 WHEN NOT EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND seq < ?2) THEN 0
-                 WHEN EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND seq = ?2 - 1) THEN 0
+                 WHEN ?5 = 1 AND EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?7
+                                         AND seq < ?2) THEN 1
+                 WHEN NOT EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?7
+                                  AND seq < ?2) THEN 0
+                 WHEN EXISTS (SELECT 1 FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?7
+                              AND seq = ?2 - 1) THEN 0
                  ELSE 1 END AS d) AS d
          WHERE true
-         ON CONFLICT (broadcast_id, seq) DO NOTHING",
+         ON CONFLICT (broadcast_id, rendition, seq) DO NOTHING",
         &[
             broadcast.as_str().into(),
-            i64::from(seq).into(),
-            i64::from(duration_ms).into(),
+            i64::from(segment.seq).into(),
+            i64::from(segment.duration_ms).into(),
             (bytes as i64).into(),
-            i64::from(discontinuity).into(),
+            i64::from(segment.discontinuity).into(),
             now.into(),
+            rendition.as_str().into(),
+            segment.pdt_ms.map_or(db::Arg::Null, db::Arg::Int),
         ],
-    )
-    .await?;
+    )?);
+    app.db.batch(statements).await.or_internal("record segment")?;
     Ok(())
 }
 
@@ -199,6 +319,7 @@ struct SegmentRow {
     duration_ms: i64,
     discontinuity: i64,
     disc_seq: i64,
+    pdt_ms: Option<i64>,
 }
 
 impl SegmentRow {
@@ -208,8 +329,55 @@ impl SegmentRow {
             duration_ms: self.duration_ms as u32,
             discontinuity: self.discontinuity != 0,
             disc_seq: self.disc_seq as u32,
+            pdt_ms: self.pdt_ms,
         }
     }
+}
+
+const SEGMENT_COLUMNS: &str = "seq, duration_ms, discontinuity, disc_seq, pdt_ms";
+
+/// A rendition row of `hls_renditions`, for the master playlists.
+#[derive(Deserialize)]
+struct RenditionRow {
+    name: String,
+    width: Option<i64>,
+    height: Option<i64>,
+    frame_rate_milli: Option<i64>,
+    codecs: Option<String>,
+    bytes: i64,
+    duration_ms: i64,
+    peak_bps: i64,
+}
+
+impl RenditionRow {
+    fn variant(&self) -> Option<Variant> {
+        let small = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+        Some(Variant {
+            rendition: Rendition::parse(&self.name)?,
+            media: MediaInfo {
+                width: small(self.width),
+                height: small(self.height),
+                frame_rate_milli: small(self.frame_rate_milli),
+                codecs: self.codecs.clone(),
+            },
+            peak_bps: self.peak_bps.max(0) as u64,
+            average_bps: (self.bytes.max(0) as u64 * 8000)
+                .checked_div(self.duration_ms.max(0) as u64)
+                .unwrap_or(0),
+        })
+    }
+}
+
+async fn variants(app: &App, broadcast_id: &str) -> Result<Vec<Variant>, ApiError> {
+    let rows: Vec<RenditionRow> = db::all(
+        &app.db,
+        "load renditions",
+        "SELECT name, width, height, frame_rate_milli, codecs, bytes, duration_ms, peak_bps FROM hls_renditions
+         WHERE broadcast_id = ?1 AND segment_count > 0",
+        &[broadcast_id.into()],
+    )
+    .await?;
+    Ok(rows.iter().filter_map(RenditionRow::variant).collect())
 }
 
 /// `x-cache: HIT` or `MISS` on every video answer, so operators (and `scripts/bench hls`) see what the edge
@@ -258,65 +426,167 @@ fn text_response(body: String, content_type: &str, cache_control: &str) -> Resul
     Ok(Response::ok(body).or_internal("response")?.with_headers(headers))
 }
 
-/// Where playlists point for segment `seq`: relative to the playlist, or on the media domain when configured.
-fn segment_uri(app: &App, stream_id: &str, broadcast_id: &str, relative_prefix: &str, seq: u32) -> String {
+/// Where playlists point for segment `seq` of `rendition`: relative to the playlist (`relative_prefix` leads from
+/// the playlist's folder to the rendition's), or on the media domain when configured.
+fn segment_uri(
+    app: &App,
+    stream_id: &str,
+    broadcast_id: &str,
+    rendition: Rendition,
+    relative_prefix: &str,
+    seq: u32,
+) -> String {
     match &app.config.media_base_url {
         Some(base) => format!(
             "{base}/{}",
-            hls::object_key(stream_id, broadcast_id, &format!("{seq}.ts"))
+            hls::object_key(stream_id, broadcast_id, &rendition.file_path(&format!("{seq}.ts")))
         ),
         None => format!("{relative_prefix}{seq}.ts"),
     }
 }
 
-/// `GET /hls/{stream_id}/live.m3u8`: the newest segments of the stream's live broadcast (what `hls_url` names).
-pub async fn live_playlist(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
+/// The stream's live broadcast: its id and the longest segment of `rendition` so far (None: the rendition has no
+/// segment yet).
+#[derive(Deserialize)]
+struct Live {
+    broadcast_id: String,
+    max_segment_ms: Option<i64>,
+}
+
+async fn live_broadcast(app: &App, stream: &StreamId, rendition: Rendition) -> Result<Live, ApiError> {
+    db::one(
+        &app.db,
+        "load live broadcast",
+        "SELECT b.id AS broadcast_id, r.max_segment_ms FROM streams s JOIN broadcasts b ON b.id = s.broadcast_id
+         LEFT JOIN hls_renditions r ON r.broadcast_id = b.id AND r.name = ?2
+         WHERE s.id = ?1 AND s.deleted_at IS NULL AND s.status = 'live' AND b.ended_unix IS NULL",
+        &[stream.as_str().into(), rendition.as_str().into()],
+    )
+    .await?
+    .ok_or_else(not_live)
+}
+
+/// `GET /hls/{stream_id}/master.m3u8`: the live broadcast's master playlist (what `hls_url` names): every rendition
+/// with a segment, lowest first, with its measured bandwidth, resolution, frame rate and codecs.
+pub async fn live_master(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
     let stream = StreamId::parse(stream_id).ok_or_else(not_live)?;
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    #[derive(Deserialize)]
-    struct Live {
-        broadcast_id: String,
-        max_segment_ms: i64,
+    let live = live_broadcast(app, &stream, Rendition::SOURCE).await?;
+    let variants = variants(app, &live.broadcast_id).await?;
+    if variants.is_empty() {
+        // Live, but the first segment is not up yet: players retry.
+        return Err(not_live());
     }
-    let live: Live = db::one(
-        &app.db,
-        "load live broadcast",
-        "SELECT b.id AS broadcast_id, b.max_segment_ms FROM streams s JOIN broadcasts b ON b.id = s.broadcast_id
-         WHERE s.id = ?1 AND s.deleted_at IS NULL AND s.status = 'live' AND b.ended_unix IS NULL",
-        &[stream.as_str().into()],
-    )
-    .await?
-    .ok_or_else(not_live)?;
+    let body = hls::render_master(&variants, |r| format!("{}/live.m3u8", r.as_str()));
+    let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)?;
+    Ok(remember(&req, resp).await)
+}
+
+/// `GET /hls/{stream_id}/{rendition}/live.m3u8`: the newest segments of one rendition of the live broadcast;
+/// `GET /hls/{stream_id}/live.m3u8` (`legacy`) is the source's, as before renditions.
+pub async fn live_playlist(
+    app: &App,
+    req: Request,
+    stream_id: &str,
+    rendition: Option<&str>,
+) -> Result<Response, ApiError> {
+    let stream = StreamId::parse(stream_id).ok_or_else(not_live)?;
+    let (rendition, prefix_up) = match rendition {
+        None => (Rendition::SOURCE, ""),
+        Some(name) => (Rendition::parse(name).ok_or_else(no_such_rendition)?, "../"),
+    };
+    if let Some(hit) = cached(&req).await {
+        return Ok(hit);
+    }
+    let live = live_broadcast(app, &stream, rendition).await?;
+    let Some(max_segment_ms) = live.max_segment_ms else {
+        // The source's first segment not up yet is the usual start of a broadcast (players retry); any other
+        // rendition this broadcast does not have.
+        return Err(if rendition.is_source() {
+            not_live()
+        } else {
+            no_such_rendition()
+        });
+    };
     let mut rows: Vec<SegmentRow> = db::all(
         &app.db,
         "load live segments",
         &format!(
-            "SELECT seq, duration_ms, discontinuity, disc_seq FROM hls_segments WHERE broadcast_id = ?1
+            "SELECT {SEGMENT_COLUMNS} FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?2
              ORDER BY seq DESC LIMIT {}",
             hls::LIVE_WINDOW
         ),
-        &[live.broadcast_id.as_str().into()],
+        &[live.broadcast_id.as_str().into(), rendition.as_str().into()],
     )
     .await?;
     if rows.is_empty() {
-        // Live, but the first segment is not up yet: players retry.
         return Err(not_live());
     }
     rows.reverse();
     let segments: Vec<Segment> = rows.iter().map(SegmentRow::segment).collect();
-    let prefix = format!("{}/", live.broadcast_id);
-    let body = hls::render_playlist(PlaylistKind::Live, &segments, live.max_segment_ms as u32, |seq| {
-        segment_uri(app, stream.as_str(), &live.broadcast_id, &prefix, seq)
+    let prefix = format!("{prefix_up}{}/", live.broadcast_id);
+    let prefix = match rendition.is_source() && prefix_up.is_empty() {
+        true => prefix,
+        false => format!("{prefix}{}/", rendition.as_str()),
+    };
+    let body = hls::render_playlist(PlaylistKind::Live, &segments, max_segment_ms as u32, |seq| {
+        segment_uri(app, stream.as_str(), &live.broadcast_id, rendition, &prefix, seq)
     });
     let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)?;
     Ok(remember(&req, resp).await)
 }
 
-/// `GET /hls/{stream_id}/{broadcast_id}/index.m3u8`: a broadcast from its start; growing (EVENT) while live, closed
-/// (VOD, `#EXT-X-ENDLIST`) once it ended.
-pub async fn broadcast_playlist(
+/// A broadcast of the stream (not deleted), how long its playlists may be cached, and the longest segment of one
+/// of its renditions (None: the broadcast has no such rendition yet).
+#[derive(Deserialize)]
+struct BroadcastRow {
+    ended_unix: Option<i64>,
+    max_segment_ms: i64,
+    rendition_max_ms: Option<i64>,
+}
+
+async fn load_broadcast(
+    app: &App,
+    stream: &StreamId,
+    broadcast: &BroadcastId,
+    rendition: Rendition,
+) -> Result<BroadcastRow, ApiError> {
+    db::one(
+        &app.db,
+        "load broadcast",
+        "SELECT b.ended_unix, b.max_segment_ms, r.max_segment_ms AS rendition_max_ms
+         FROM broadcasts b JOIN streams s ON s.id = b.stream_id
+         LEFT JOIN hls_renditions r ON r.broadcast_id = b.id AND r.name = ?3
+         WHERE b.id = ?1 AND b.stream_id = ?2 AND b.deleted_at IS NULL AND s.deleted_at IS NULL",
+        &[
+            broadcast.as_str().into(),
+            stream.as_str().into(),
+            rendition.as_str().into(),
+        ],
+    )
+    .await?
+    .ok_or_else(no_such_file)
+}
+
+impl BroadcastRow {
+    /// Growing (EVENT) while live; closed (VOD) once ended, cached briefly while its last uploads may still come.
+    fn kind(&self, app: &App) -> (PlaylistKind, &'static str) {
+        let settled = self
+            .ended_unix
+            .is_some_and(|at| at < app.now() - hls::UPLOAD_GRACE_SECONDS);
+        match (self.ended_unix, settled) {
+            (None, _) => (PlaylistKind::Event, hls::CACHE_GROWING_PLAYLIST),
+            (Some(_), false) => (PlaylistKind::Vod, hls::CACHE_GROWING_PLAYLIST),
+            (Some(_), true) => (PlaylistKind::Vod, hls::CACHE_ENDED_PLAYLIST),
+        }
+    }
+}
+
+/// `GET /hls/{stream_id}/{broadcast_id}/master.m3u8`: a broadcast's master playlist, live or past: every rendition
+/// it has, lowest first (what a past broadcast's `playlist_url` names).
+pub async fn broadcast_master(
     app: &App,
     req: Request,
     stream_id: &str,
@@ -328,64 +598,86 @@ pub async fn broadcast_playlist(
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    #[derive(Deserialize)]
-    struct Row {
-        ended_unix: Option<i64>,
-        max_segment_ms: i64,
+    let row = load_broadcast(app, &stream, &broadcast, Rendition::SOURCE).await?;
+    let variants = variants(app, broadcast.as_str()).await?;
+    let body = hls::render_master(&variants, |r| format!("{}/index.m3u8", r.as_str()));
+    let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, row.kind(app).1)?;
+    Ok(remember(&req, resp).await)
+}
+
+/// `GET /hls/{stream_id}/{broadcast_id}/{rendition}/index.m3u8`: one rendition of a broadcast from its start;
+/// growing (EVENT) while live, closed (VOD, `#EXT-X-ENDLIST`) once it ended. `GET .../{broadcast_id}/index.m3u8`
+/// (`rendition` None) is the source's, as before renditions.
+pub async fn broadcast_playlist(
+    app: &App,
+    req: Request,
+    stream_id: &str,
+    broadcast_id: &str,
+    rendition: Option<&str>,
+) -> Result<Response, ApiError> {
+    let (Some(stream), Some(broadcast)) = (StreamId::parse(stream_id), BroadcastId::parse(broadcast_id)) else {
+        return Err(no_such_file());
+    };
+    let rendition = match rendition {
+        None => Rendition::SOURCE,
+        Some(name) => Rendition::parse(name).ok_or_else(no_such_rendition)?,
+    };
+    if let Some(hit) = cached(&req).await {
+        return Ok(hit);
     }
-    let row: Row = db::one(
-        &app.db,
-        "load broadcast",
-        "SELECT b.ended_unix, b.max_segment_ms FROM broadcasts b JOIN streams s ON s.id = b.stream_id
-         WHERE b.id = ?1 AND b.stream_id = ?2 AND b.deleted_at IS NULL AND s.deleted_at IS NULL",
-        &[broadcast.as_str().into(), stream.as_str().into()],
-    )
-    .await?
-    .ok_or_else(no_such_file)?;
+    let row = load_broadcast(app, &stream, &broadcast, rendition).await?;
+    if row.rendition_max_ms.is_none() && !rendition.is_source() {
+        return Err(no_such_rendition());
+    }
     let rows: Vec<SegmentRow> = db::all(
         &app.db,
         "load broadcast segments",
-        "SELECT seq, duration_ms, discontinuity, disc_seq FROM hls_segments WHERE broadcast_id = ?1 ORDER BY seq",
-        &[broadcast.as_str().into()],
+        &format!("SELECT {SEGMENT_COLUMNS} FROM hls_segments WHERE broadcast_id = ?1 AND rendition = ?2 ORDER BY seq"),
+        &[broadcast.as_str().into(), rendition.as_str().into()],
     )
     .await?;
     let segments: Vec<Segment> = rows.iter().map(SegmentRow::segment).collect();
-    // Still accepting its last segments: keep the playlist short-lived so the tail shows up.
-    let settled = row
-        .ended_unix
-        .is_some_and(|at| at < app.now() - hls::UPLOAD_GRACE_SECONDS);
-    let (kind, cache) = match (row.ended_unix, settled) {
-        (None, _) => (PlaylistKind::Event, hls::CACHE_GROWING_PLAYLIST),
-        (Some(_), false) => (PlaylistKind::Vod, hls::CACHE_GROWING_PLAYLIST),
-        (Some(_), true) => (PlaylistKind::Vod, hls::CACHE_ENDED_PLAYLIST),
-    };
-    let body = hls::render_playlist(kind, &segments, row.max_segment_ms as u32, |seq| {
-        segment_uri(app, stream.as_str(), broadcast.as_str(), "", seq)
+    let (kind, cache) = row.kind(app);
+    let target = row.rendition_max_ms.unwrap_or(row.max_segment_ms);
+    let body = hls::render_playlist(kind, &segments, target as u32, |seq| {
+        segment_uri(app, stream.as_str(), broadcast.as_str(), rendition, "", seq)
     });
     let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, cache)?;
     Ok(remember(&req, resp).await)
 }
 
-/// `GET /hls/{stream_id}/{broadcast_id}/{file}`: a segment or thumbnail from R2, through the colo's cache.
-/// Range and If-None-Match are answered by the cache on a hit and from R2's metadata on a miss.
+/// `GET /hls/{stream_id}/{broadcast_id}/{file}` (the source's segments and the thumbnail) and
+/// `GET /hls/{stream_id}/{broadcast_id}/{rendition}/{file}` (a rendition's segments): from R2, through the colo's
+/// cache. Range and If-None-Match are answered by the cache on a hit and from R2's metadata on a miss.
 pub async fn file(
     app: &App,
     req: Request,
     stream_id: &str,
     broadcast_id: &str,
+    rendition: Option<&str>,
     file: &str,
 ) -> Result<Response, ApiError> {
-    let (Some(stream), Some(broadcast), Some(file)) = (
+    let rendition = match rendition {
+        None => Some(Rendition::SOURCE),
+        Some(name) => Rendition::parse(name),
+    };
+    let file = UploadFile::parse(file).filter(|f| rendition == Some(Rendition::SOURCE) || *f != UploadFile::Thumbnail);
+    let (Some(stream), Some(broadcast), Some(rendition), Some(file)) = (
         StreamId::parse(stream_id),
         BroadcastId::parse(broadcast_id),
-        UploadFile::parse(file),
+        rendition,
+        file,
     ) else {
         return Err(no_such_file());
     };
     if let Some(hit) = cached(&req).await {
         return Ok(hit);
     }
-    let key = hls::object_key(stream.as_str(), broadcast.as_str(), &file.file_name());
+    let key = hls::object_key(
+        stream.as_str(),
+        broadcast.as_str(),
+        &rendition.file_path(&file.file_name()),
+    );
     let range = req.headers().get("range").ok().flatten();
     let bucket = app.media()?;
     let mut get = bucket.get(&key);

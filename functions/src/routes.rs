@@ -48,9 +48,15 @@ pub enum Route {
     DeleteOutput,
     OriginOutputs,
     ReportOutputStatus,
+    UploadRenditionHls,
+    LiveMaster,
     LivePlaylist,
+    LiveRenditionPlaylist,
+    BroadcastMaster,
     BroadcastPlaylist,
+    BroadcastRenditionPlaylist,
     HlsFile,
+    HlsRenditionFile,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -101,10 +107,29 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/api/origin/broadcasts/{broadcast_id}/outputs/{output_id}/status",
         Route::ReportOutputStatus,
     ),
-    // Video, on the site's own origin. `index.m3u8` is matched before the `{file}` pattern it would also fit.
+    (
+        "PUT",
+        "/api/origin/hls/{broadcast_id}/{rendition}/{file}",
+        Route::UploadRenditionHls,
+    ),
+    // Video, on the site's own origin. Each pattern ending in a fixed name is matched before the `{file}` pattern it
+    // would also fit. Rendition names (`source`, `480p`) never look like broadcast ids (16 characters).
+    ("GET", "/hls/{id}/master.m3u8", Route::LiveMaster),
     ("GET", "/hls/{id}/live.m3u8", Route::LivePlaylist),
+    ("GET", "/hls/{id}/{rendition}/live.m3u8", Route::LiveRenditionPlaylist),
+    ("GET", "/hls/{id}/{broadcast_id}/master.m3u8", Route::BroadcastMaster),
     ("GET", "/hls/{id}/{broadcast_id}/index.m3u8", Route::BroadcastPlaylist),
+    (
+        "GET",
+        "/hls/{id}/{broadcast_id}/{rendition}/index.m3u8",
+        Route::BroadcastRenditionPlaylist,
+    ),
     ("GET", "/hls/{id}/{broadcast_id}/{file}", Route::HlsFile),
+    (
+        "GET",
+        "/hls/{id}/{broadcast_id}/{rendition}/{file}",
+        Route::HlsRenditionFile,
+    ),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -214,7 +239,14 @@ fn route_name(method: &str, path: &str) -> RouteName {
 /// How the cache in front of the Worker may keep this route's answers (`sunnylive_core::cache` says why).
 pub fn cache_class(route: Route) -> CacheClass {
     match route {
-        Route::LivePlaylist | Route::BroadcastPlaylist | Route::HlsFile => CacheClass::Video,
+        Route::LiveMaster
+        | Route::LivePlaylist
+        | Route::LiveRenditionPlaylist
+        | Route::BroadcastMaster
+        | Route::BroadcastPlaylist
+        | Route::BroadcastRenditionPlaylist
+        | Route::HlsFile
+        | Route::HlsRenditionFile => CacheClass::Video,
         // The same for whoever asks; a few seconds old is fine. (Chat history is not: a moderator's delete must
         // take at once; a donation list is the owner's.)
         Route::OpenApi | Route::ListStreams | Route::GetStream | Route::ListBroadcasts | Route::Leaderboard => {
@@ -233,6 +265,7 @@ fn must_be_current(route: Route) -> bool {
             | Route::OnUpdate
             | Route::OnPublishDone
             | Route::UploadHls
+            | Route::UploadRenditionHls
             | Route::OriginOutputs
             | Route::ReportOutputStatus
             | Route::MidtransWebhook
@@ -299,7 +332,12 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     }
     // Video is tagged by stream and broadcast, so deleting either purges its copies (`App::purge_cache`).
     if let (CacheClass::Video, Some((route, params)), true) = (class, &found, status < 400) {
-        let broadcast = (*route != Route::LivePlaylist).then(|| params.get(1));
+        // Every video route but the live ones names its broadcast second (`/hls/{id}/{broadcast_id}/...`).
+        let live = matches!(
+            route,
+            Route::LiveMaster | Route::LivePlaylist | Route::LiveRenditionPlaylist
+        );
+        let broadcast = (!live).then(|| params.get(1));
         let _ = out.set("cache-tag", &cache::video_tags(params.first(), broadcast));
     }
     let public = control == Some(cache::PUBLIC_READ);
@@ -378,16 +416,34 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::MidtransWebhook => donations::webhook(app, req).await,
         Route::ListBroadcasts => broadcasts::list(app, req, params.first()).await,
         Route::DeleteBroadcast => broadcasts::delete(app, req, params.first(), params.get(1)).await,
-        Route::UploadHls => hls::upload(app, req, params.first(), params.get(1)).await,
+        Route::UploadHls => hls::upload(app, req, params.first(), None, params.get(1)).await,
         Route::ListOutputs => outputs::list(app, req, params.first()).await,
         Route::CreateOutput => outputs::create(app, req, params.first()).await,
         Route::UpdateOutput => outputs::update(app, req, params.first(), params.get(1)).await,
         Route::DeleteOutput => outputs::delete(app, req, params.first(), params.get(1)).await,
         Route::OriginOutputs => outputs::for_origin(app, req, params.first()).await,
         Route::ReportOutputStatus => outputs::report_status(app, req, params.first(), params.get(1)).await,
-        Route::LivePlaylist => hls::live_playlist(app, req, params.first()).await,
-        Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1)).await,
-        Route::HlsFile => hls::file(app, req, params.first(), params.get(1), params.get(2)).await,
+        Route::UploadRenditionHls => hls::upload(app, req, params.first(), Some(params.get(1)), params.get(2)).await,
+        Route::LiveMaster => hls::live_master(app, req, params.first()).await,
+        Route::LivePlaylist => hls::live_playlist(app, req, params.first(), None).await,
+        Route::LiveRenditionPlaylist => hls::live_playlist(app, req, params.first(), Some(params.get(1))).await,
+        Route::BroadcastMaster => hls::broadcast_master(app, req, params.first(), params.get(1)).await,
+        Route::BroadcastPlaylist => hls::broadcast_playlist(app, req, params.first(), params.get(1), None).await,
+        Route::BroadcastRenditionPlaylist => {
+            hls::broadcast_playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await
+        }
+        Route::HlsFile => hls::file(app, req, params.first(), params.get(1), None, params.get(2)).await,
+        Route::HlsRenditionFile => {
+            hls::file(
+                app,
+                req,
+                params.first(),
+                params.get(1),
+                Some(params.get(2)),
+                params.get(3),
+            )
+            .await
+        }
     }
 }
 
@@ -407,6 +463,23 @@ mod tests {
         assert_eq!(find("PUT", "/api/streams").err(), Some(ApiError::MethodNotAllowed));
         assert!(find("GET", "/api/nope").unwrap().is_none());
         assert!(find("GET", "/api/streams//key").unwrap().is_none());
+    }
+
+    #[test]
+    fn master_and_rendition_playlists_are_not_taken_for_files() {
+        assert_eq!(find("GET", "/hls/s/master.m3u8").unwrap().unwrap().0, Route::LiveMaster);
+        let (route, params) = find("GET", "/hls/s/480p/live.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::LiveRenditionPlaylist, "480p"));
+        assert_eq!(
+            find("GET", "/hls/s/b/master.m3u8").unwrap().unwrap().0,
+            Route::BroadcastMaster
+        );
+        let (route, params) = find("GET", "/hls/s/b/480p/index.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(2)), (Route::BroadcastRenditionPlaylist, "480p"));
+        let (route, params) = find("GET", "/hls/s/b/480p/7.ts").unwrap().unwrap();
+        assert_eq!((route, params.get(3)), (Route::HlsRenditionFile, "7.ts"));
+        let (route, params) = find("PUT", "/api/origin/hls/b/360p/7.ts").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::UploadRenditionHls, "360p"));
     }
 
     #[test]

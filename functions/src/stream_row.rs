@@ -68,7 +68,7 @@ impl StreamRow {
             viewers: self.viewers,
             // On the site's own origin (like chat_url): the Worker serves every playlist, so video needs no other
             // host, certificate or CORS policy.
-            hls_url: format!("/hls/{}/live.m3u8", self.id),
+            hls_url: format!("/hls/{}/master.m3u8", self.id),
             thumbnail_url: match (&self.thumbnail_broadcast_id, self.thumbnail_at) {
                 (Some(b), Some(at)) => Some(app.thumbnail_url(&self.id, b, at)),
                 _ => None,

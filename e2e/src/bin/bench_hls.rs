@@ -213,7 +213,7 @@ async fn run_one(app: &TestApp, n: usize) -> Result<Row, BoxError> {
     // playlist at the worker first lists it (its segment is fetchable from then on).
     let written: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let listed: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let origin_playlist = app.origin_prefix.join("hls").join(&broadcast).join("index.m3u8");
+    let origin_playlist = app.origin_prefix.join("hls").join(&broadcast).join("source/index.m3u8");
     let w = {
         let (written, stop) = (written.clone(), stop.clone());
         tokio::spawn(async move {

@@ -15,6 +15,7 @@ mod donations;
 mod faults;
 mod ops;
 mod platform;
+mod renditions;
 mod rtmp;
 mod security;
 mod simulcast;
@@ -30,6 +31,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(donations::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
     trials.extend(platform::tests(app.clone()));
+    trials.extend(renditions::tests(app.clone()));
     trials.extend(rtmp::tests(app.clone()));
     trials.extend(security::tests(app.clone()));
     trials.extend(simulcast::tests(app.clone()));
@@ -45,6 +47,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(chat::serial_tests(app.clone()));
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(video::serial_tests(app.clone()));
+    trials.extend(renditions::serial_tests(app.clone()));
     trials.extend(security::serial_tests(app.clone()));
     trials.extend(contract::serial_tests(app.clone()));
     // Each starts a stack of its own and kills parts of it.

@@ -262,7 +262,7 @@ async fn a_good_key_goes_live_with_playable_hls_and_goes_offline_when_the_publis
         "live_since is RFC 3339: {since}"
     );
     ensure!(
-        stream["hls_url"] == format!("/hls/{id}/live.m3u8").as_str(),
+        stream["hls_url"] == format!("/hls/{id}/master.m3u8").as_str(),
         "hls_url points at the site's own origin: {stream}"
     );
     let broadcast = newest_broadcast(&api, &id).await?;
@@ -360,8 +360,10 @@ async fn the_key_appears_in_no_hls_name_and_no_log(app: &TestApp) -> TestResult 
     let hls_root = app.origin_prefix.join("hls");
     let names = walk(&hls_root);
     ensure!(
-        names.iter().any(|p| p.ends_with(format!("{broadcast}/index.m3u8"))),
-        "the origin's playlist is <broadcast id>/index.m3u8: {names:?}"
+        names
+            .iter()
+            .any(|p| p.ends_with(format!("{broadcast}/source/index.m3u8"))),
+        "the origin's source playlist is <broadcast id>/source/index.m3u8: {names:?}"
     );
     for p in &names {
         let name = p.strip_prefix(&hls_root).unwrap_or(p).to_string_lossy().to_string();

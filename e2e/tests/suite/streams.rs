@@ -76,7 +76,7 @@ async fn an_owner_creates_reads_edits_and_deletes_a_stream(app: &TestApp) -> Tes
         "new streams are offline"
     );
     ensure!(
-        a.body["stream"]["hls_url"] == format!("/hls/{id}/live.m3u8").as_str(),
+        a.body["stream"]["hls_url"] == format!("/hls/{id}/master.m3u8").as_str(),
         "hls_url: {}",
         a.text
     );

@@ -1,7 +1,10 @@
-//! The origin's uploader: nginx-rtmp writes each broadcast's HLS into `<hls root>/<broadcast id>/`; this watches
-//! those directories, and every segment that nginx lists in its playlist is uploaded once, in order, to the Worker
-//! (`PUT <upload url>/<broadcast id>/<seq>.ts?duration=..`), plus a JPEG thumbnail of the newest segment about every
-//! 20 s. The upload URL is the origin's own local proxy location, which adds the origin token, so no secret is in
+//! The origin's uploader: the transcoder (src/transcoder.rs, one ffmpeg per publish) writes each broadcast's HLS
+//! into `<hls root>/<broadcast id>/<rendition>/` (`source`, `480p`, ...); this watches those directories, and every
+//! segment listed in a rendition's playlist is uploaded once, in order, to the Worker
+//! (`PUT <upload url>/<broadcast id>/<rendition>/<seq>.ts?duration=..&pdt=..`, with the rendition's resolution,
+//! frame rate and codecs read once by ffprobe), plus a JPEG thumbnail of the newest source segment about every
+//! 20 s. `pdt` is the wall-clock time the segment's first frame reached the origin (the same for segment k of every
+//! rendition), for the playlists' `#EXT-X-PROGRAM-DATE-TIME`. The upload URL is the origin's own local proxy location, which adds the origin token, so no secret is in
 //! this process's arguments or environment.
 //!
 //! Robustness: a segment is hard-linked into a spool directory the moment it is listed, so nginx's `hls_cleanup`
@@ -15,7 +18,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+pub mod ladder;
 
 /// One entry of nginx-rtmp's playlist.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,9 +80,13 @@ pub fn looks_like_broadcast_id(name: &str) -> bool {
 pub enum Job {
     Segment {
         broadcast: String,
+        /// `source` or a ladder rung (`480p`): the directory nginx's transcoder wrote it into.
+        rendition: String,
         seq: u32,
         duration: String,
         discontinuity: bool,
+        /// Wall-clock time (unix ms) the segment's first frame reached the origin, when known.
+        pdt_ms: Option<u64>,
         path: PathBuf,
     },
     Thumbnail {
@@ -130,6 +139,13 @@ impl Backlog {
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
+}
+
+fn backlog_has(backlog: &Backlog, broadcast: &str) -> bool {
+    backlog
+        .jobs
+        .iter()
+        .any(|j| matches!(j, Job::Segment { broadcast: b, .. } if b == broadcast))
 }
 
 /// Retry delays: 250 ms doubling up to 5 s.
@@ -207,6 +223,7 @@ pub struct Config {
     pub spool: PathBuf,
     pub upload_url: String,
     pub ffmpeg: String,
+    pub ffprobe: String,
     pub poll: Duration,
     pub thumbnail_every: Duration,
     pub max_backlog: usize,
@@ -215,14 +232,56 @@ pub struct Config {
 /// What the scanner remembers per broadcast directory.
 #[derive(Default)]
 struct Seen {
-    /// Every listed sequence number up to this one is spooled (or was gone before it could be).
-    next_seq: Option<u32>,
+    /// Per rendition: every listed sequence number up to this one is spooled (or was gone before it could be).
+    next_seq: HashMap<String, u32>,
+    /// Per sequence number: when its first frame reached the origin (unix ms), taken from the first rendition that
+    /// listed it (`source`, a copy, is first) so every rendition's segment k carries the same time.
+    pdt_ms: HashMap<u32, u64>,
     last_thumbnail: Option<Instant>,
     newest: Option<(u32, PathBuf)>,
+    /// Newest change seen in the directory, for removing it once the broadcast is over.
+    last_change: Option<Instant>,
 }
 
-/// Scans the HLS root once: spools and queues every newly listed segment, and a thumbnail when one is due.
-/// Returns the jobs in upload order.
+/// Wall-clock time (unix ms) at which a segment's first frame arrived: the muxer closes (last writes) a segment
+/// when the first frame of the next one arrives, so its modification time less its duration is when it began.
+fn first_frame_ms(path: &Path, duration: &str) -> Option<u64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let end_ms = modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    let secs: f64 = duration.parse().ok()?;
+    Some(end_ms.saturating_sub((secs * 1000.0).round() as u64))
+}
+
+#[cfg(test)]
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The rendition directories of a broadcast, `source` first (its times are the ones every rendition takes).
+fn renditions_of(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| ladder::is_rendition_name(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by_key(|n| (n != ladder::SOURCE, n.clone()));
+    names
+}
+
+/// How long a broadcast directory may sit unchanged before it is removed (its publish is long over; nginx's own
+/// cleanup no longer runs, since the transcoder writes these files).
+const STALE_DIRECTORY: Duration = Duration::from_secs(600);
+
+/// Scans the HLS root once: spools and queues every newly listed segment of every rendition, and a thumbnail (of
+/// the source) when one is due; removes the directories of finished broadcasts. Returns the jobs in upload order.
 fn scan(cfg: &Config, seen: &mut HashMap<String, Seen>, now: Instant) -> Vec<Job> {
     let mut jobs = Vec::new();
     let Ok(entries) = std::fs::read_dir(&cfg.hls_root) else {
@@ -236,41 +295,67 @@ fn scan(cfg: &Config, seen: &mut HashMap<String, Seen>, now: Instant) -> Vec<Job
         }
         present.push(name.clone());
         let dir = entry.path();
-        let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8")) else {
-            continue;
-        };
         let state = seen.entry(name.clone()).or_default();
-        for seg in parse_playlist(&text) {
-            if state.next_seq.is_some_and(|n| seg.seq < n) {
+        let mut all_ended = true;
+        let renditions = renditions_of(&dir);
+        for rendition in &renditions {
+            let rdir = dir.join(rendition);
+            let Ok(text) = std::fs::read_to_string(rdir.join("index.m3u8")) else {
+                all_ended = false;
                 continue;
+            };
+            all_ended &= text.contains("#EXT-X-ENDLIST");
+            for seg in parse_playlist(&text) {
+                if state.next_seq.get(rendition).is_some_and(|n| seg.seq < *n) {
+                    continue;
+                }
+                state.next_seq.insert(rendition.clone(), seg.seq.wrapping_add(1));
+                state.last_change = Some(now);
+                if seg.file.contains('/') || seg.file.starts_with('.') {
+                    continue;
+                }
+                let spooled = cfg.spool.join(format!("{name}-{rendition}-{}.ts", seg.seq));
+                // A hard link: free, and the data outlives the muxer's cleanup until it is uploaded.
+                if std::fs::hard_link(rdir.join(&seg.file), &spooled).is_err()
+                    && std::fs::copy(rdir.join(&seg.file), &spooled).is_err()
+                {
+                    eprintln!(
+                        "uploader: {name}/{rendition}/{} vanished before it could be spooled",
+                        seg.file
+                    );
+                    continue;
+                }
+                let pdt_ms = match state.pdt_ms.get(&seg.seq) {
+                    Some(t) => Some(*t),
+                    None => first_frame_ms(&spooled, &seg.duration).inspect(|t| {
+                        state.pdt_ms.insert(seg.seq, *t);
+                    }),
+                };
+                if rendition == ladder::SOURCE {
+                    state.newest = Some((seg.seq, spooled.clone()));
+                }
+                jobs.push(Job::Segment {
+                    broadcast: name.clone(),
+                    rendition: rendition.clone(),
+                    seq: seg.seq,
+                    duration: seg.duration,
+                    discontinuity: seg.discontinuity,
+                    pdt_ms,
+                    path: spooled,
+                });
             }
-            state.next_seq = Some(seg.seq.wrapping_add(1));
-            if seg.file.contains('/') || seg.file.starts_with('.') {
-                continue;
-            }
-            let spooled = cfg.spool.join(format!("{name}-{}.ts", seg.seq));
-            // A hard link: free, and the data outlives nginx's cleanup until it is uploaded.
-            if std::fs::hard_link(dir.join(&seg.file), &spooled).is_err()
-                && std::fs::copy(dir.join(&seg.file), &spooled).is_err()
-            {
-                eprintln!("uploader: {name}/{} vanished before it could be spooled", seg.file);
-                continue;
-            }
-            state.newest = Some((seg.seq, spooled.clone()));
-            jobs.push(Job::Segment {
-                broadcast: name.clone(),
-                seq: seg.seq,
-                duration: seg.duration,
-                discontinuity: seg.discontinuity,
-                path: spooled,
-            });
+        }
+        // Keep the times of the last few hundred sequence numbers only.
+        if state.pdt_ms.len() > 512 {
+            let newest = state.pdt_ms.keys().max().copied().unwrap_or(0);
+            state.pdt_ms.retain(|seq, _| seq + 256 > newest);
         }
         let due = state
             .last_thumbnail
             .is_none_or(|t| now.duration_since(t) >= cfg.thumbnail_every);
-        if let (true, Some((seq, _))) = (due, &state.newest) {
+        if let (true, Some((seq, spooled))) = (due, &state.newest) {
             let source = cfg.spool.join(format!("{name}-thumb-{seq}.ts"));
-            if std::fs::hard_link(cfg.spool.join(format!("{name}-{seq}.ts")), &source).is_ok() {
+            if std::fs::hard_link(spooled, &source).is_ok() {
                 state.last_thumbnail = Some(now);
                 jobs.push(Job::Thumbnail {
                     broadcast: name.clone(),
@@ -278,9 +363,138 @@ fn scan(cfg: &Config, seen: &mut HashMap<String, Seen>, now: Instant) -> Vec<Job
                 });
             }
         }
+        let last_change = *state.last_change.get_or_insert(now);
+        let finished = !renditions.is_empty() && all_ended;
+        if finished || now.duration_since(last_change) >= STALE_DIRECTORY {
+            // Everything listed is spooled: the directory is no longer needed (a later publish is a new broadcast).
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                eprintln!("uploader: cannot remove {}: {e}", dir.display());
+            }
+        }
     }
     seen.retain(|k, _| present.contains(k));
     jobs
+}
+
+/// What the master playlist says of a rendition, read once per broadcast and rendition from its first segment
+/// with ffprobe and sent with every upload of that rendition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaInfo {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Frames per second with three decimals (`29.970`).
+    pub fps: Option<String>,
+    /// RFC 6381 codecs (`avc1.64001f,mp4a.40.2`).
+    pub codecs: Option<String>,
+}
+
+impl MediaInfo {
+    /// The upload's query parameters for this information (`&width=..&height=..&fps=..&codecs=..`).
+    pub fn query(&self) -> String {
+        let mut q = String::new();
+        if let (Some(w), Some(h)) = (self.width, self.height) {
+            q.push_str(&format!("&width={w}&height={h}"));
+        }
+        if let Some(fps) = &self.fps {
+            q.push_str(&format!("&fps={fps}"));
+        }
+        if let Some(codecs) = &self.codecs {
+            // The codecs' characters (letters, digits, dots) need no escaping; the comma becomes %2C.
+            q.push_str(&format!("&codecs={}", codecs.replace(',', "%2C")));
+        }
+        q
+    }
+}
+
+/// Reads `ffprobe -show_entries stream=codec_type,codec_name,profile,level,width,height,avg_frame_rate -of
+/// compact=p=0` output into what the master playlist needs.
+pub fn parse_probe(text: &str) -> MediaInfo {
+    let mut info = MediaInfo::default();
+    let mut codecs = Vec::new();
+    for line in text.lines() {
+        let fields: HashMap<&str, &str> = line.split('|').filter_map(|kv| kv.split_once('=')).collect();
+        let field = |k: &str| fields.get(k).copied().unwrap_or("");
+        // ffprobe lists an MPEG-TS program's streams again after the streams themselves: the first of each counts.
+        match field("codec_type") {
+            "video" if info.height.is_some() => {}
+            "audio" if codecs.iter().any(|c: &String| c.starts_with("mp4a")) => {}
+            "video" => {
+                info.width = field("width").parse().ok();
+                info.height = field("height").parse().ok();
+                info.fps = frame_rate(field("avg_frame_rate")).or_else(|| frame_rate(field("r_frame_rate")));
+                let level: u32 = field("level").parse().unwrap_or(0);
+                match field("codec_name") {
+                    "h264" => {
+                        let (profile, constraints) = match field("profile") {
+                            "Constrained Baseline" => (0x42, 0xe0),
+                            "Baseline" => (0x42, 0x00),
+                            "Main" => (0x4d, 0x40),
+                            "High 10" => (0x6e, 0x00),
+                            "High 4:2:2" => (0x7a, 0x00),
+                            "High 4:4:4 Predictive" => (0xf4, 0x00),
+                            _ => (0x64, 0x00),
+                        };
+                        codecs.insert(0, format!("avc1.{profile:02x}{constraints:02x}{:02x}", level.min(255)));
+                    }
+                    "hevc" => {
+                        let profile = if field("profile") == "Main 10" { 2 } else { 1 };
+                        codecs.insert(0, format!("hvc1.{profile}.6.L{level}.B0"));
+                    }
+                    _ => {}
+                }
+            }
+            "audio" => match (field("codec_name"), field("profile")) {
+                ("aac", "HE-AAC") => codecs.push("mp4a.40.5".to_string()),
+                ("aac", "HE-AACv2") => codecs.push("mp4a.40.29".to_string()),
+                ("aac", _) => codecs.push("mp4a.40.2".to_string()),
+                ("mp3", _) => codecs.push("mp4a.40.34".to_string()),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if !codecs.is_empty() {
+        info.codecs = Some(codecs.join(","));
+    }
+    info
+}
+
+/// `30/1`, `30000/1001` as frames per second with three decimals; None for `0/0` and nonsense.
+fn frame_rate(r: &str) -> Option<String> {
+    let (n, d) = r.split_once('/')?;
+    let (n, d): (u64, u64) = (n.parse().ok()?, d.parse().ok()?);
+    if n == 0 || d == 0 || n / d > 1000 {
+        return None;
+    }
+    let milli = (n * 1000 + d / 2) / d;
+    Some(format!("{}.{:03}", milli / 1000, milli % 1000))
+}
+
+/// Probes a spooled segment; an empty MediaInfo when ffprobe fails (the upload goes on without it).
+fn probe(cfg: &Config, segment: &Path) -> MediaInfo {
+    let out = std::process::Command::new(&cfg.ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,profile,level,width,height,avg_frame_rate,r_frame_rate",
+            "-of",
+            "compact=p=0",
+        ])
+        .arg(segment)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_probe(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => {
+            eprintln!("uploader: ffprobe could not read a segment ({})", o.status);
+            MediaInfo::default()
+        }
+        Err(e) => {
+            eprintln!("uploader: cannot run {}: {e}", cfg.ffprobe);
+            MediaInfo::default()
+        }
+    }
 }
 
 /// Makes the thumbnail JPEG for a job; None when ffmpeg failed (the job is then skipped).
@@ -306,24 +520,39 @@ fn make_thumbnail(cfg: &Config, source: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Uploads one job; `Retry` leaves it at the head of the queue.
-fn upload(cfg: &Config, hostport: &str, base: &str, job: &Job) -> Outcome {
+/// Uploads one job; `Retry` leaves it at the head of the queue. `media` caches each rendition's probe.
+fn upload(
+    cfg: &Config,
+    hostport: &str,
+    base: &str,
+    job: &Job,
+    media: &mut HashMap<(String, String), MediaInfo>,
+) -> Outcome {
     let (path, content_type, body, made) = match job {
         Job::Segment {
             broadcast,
+            rendition,
             seq,
             duration,
             discontinuity,
+            pdt_ms,
             path,
-        } => (
-            format!(
-                "{base}/{broadcast}/{seq}.ts?duration={duration}{}",
-                if *discontinuity { "&discontinuity=1" } else { "" }
-            ),
-            "video/mp2t",
-            path.clone(),
-            None,
-        ),
+        } => {
+            let info = media
+                .entry((broadcast.clone(), rendition.clone()))
+                .or_insert_with(|| probe(cfg, path));
+            (
+                format!(
+                    "{base}/{broadcast}/{rendition}/{seq}.ts?duration={duration}{}{}{}",
+                    if *discontinuity { "&discontinuity=1" } else { "" },
+                    pdt_ms.map(|t| format!("&pdt={t}")).unwrap_or_default(),
+                    info.query()
+                ),
+                "video/mp2t",
+                path.clone(),
+                None,
+            )
+        }
         Job::Thumbnail { broadcast, source } => match make_thumbnail(cfg, source) {
             Some(jpg) => (
                 format!("{base}/{broadcast}/thumb.jpg"),
@@ -341,7 +570,7 @@ fn upload(cfg: &Config, hostport: &str, base: &str, job: &Job) -> Outcome {
     match result {
         Ok(status) => classify(status),
         Err(e) => {
-            eprintln!("uploader: {path}: {e}");
+            eprintln!("uploader: {}: {e}", path.split('?').next().unwrap_or_default());
             Outcome::Retry
         }
     }
@@ -357,6 +586,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let _ = std::fs::remove_file(e.path());
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut media: HashMap<(String, String), MediaInfo> = HashMap::new();
     let mut backlog = Backlog::new(cfg.max_backlog);
     // Thumbnails run ffmpeg (a second or more on a busy host): on their own thread, so they never hold up a
     // segment. At most a few wait; a thumbnail that finds the line full is skipped (the next one is 20 s away).
@@ -366,8 +596,9 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let (hostport, base) = (hostport.clone(), base.clone());
         std::thread::spawn(move || {
             for job in thumb_jobs {
+                let mut media = HashMap::new();
                 for attempt in 0..3 {
-                    match upload(&cfg, &hostport, &base, &job) {
+                    match upload(&cfg, &hostport, &base, &job, &mut media) {
                         Outcome::Retry => std::thread::sleep(backoff(attempt + 2)),
                         _ => break,
                     }
@@ -403,7 +634,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             if retry_at.is_some_and(|t| Instant::now() < t) {
                 break;
             }
-            match upload(&cfg, &hostport, &base, job) {
+            match upload(&cfg, &hostport, &base, job, &mut media) {
                 Outcome::Retry => {
                     let wait = backoff(attempt);
                     attempt += 1;
@@ -435,6 +666,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 }
             }
         }
+        media.retain(|(broadcast, _), _| seen.contains_key(broadcast) || backlog_has(&backlog, broadcast));
         std::thread::sleep(cfg.poll);
     }
 }
@@ -486,9 +718,11 @@ mod tests {
     fn the_backlog_drops_its_oldest_job_when_full() {
         let job = |seq| Job::Segment {
             broadcast: "b".into(),
+            rendition: "source".into(),
             seq,
             duration: "2".into(),
             discontinuity: false,
+            pdt_ms: None,
             path: PathBuf::from(format!("{seq}")),
         };
         let mut b = Backlog::new(2);
@@ -496,6 +730,40 @@ mod tests {
         assert!(b.push(job(2)).is_none());
         assert_eq!(b.push(job(3)), Some(job(1)));
         assert_eq!(b.pop(), Some(job(2)));
+    }
+
+    #[test]
+    fn ffprobe_output_becomes_resolution_frame_rate_and_rfc6381_codecs() {
+        let out = "codec_name=h264|profile=High|codec_type=video|width=854|height=480|level=31|\
+                   r_frame_rate=30/1|avg_frame_rate=30/1\n\
+                   codec_name=aac|profile=LC|codec_type=audio|width=|height=|level=-99|r_frame_rate=0/0|avg_frame_rate=0/0\n\
+                   codec_name=h264|profile=High|codec_type=video|width=854|height=480|level=31|r_frame_rate=30/1\n\
+                   codec_name=aac|profile=LC|codec_type=audio\n";
+        let info = parse_probe(out);
+        assert_eq!(info.width, Some(854));
+        assert_eq!(info.height, Some(480));
+        assert_eq!(info.fps.as_deref(), Some("30.000"));
+        assert_eq!(info.codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
+        assert_eq!(
+            info.query(),
+            "&width=854&height=480&fps=30.000&codecs=avc1.64001f%2Cmp4a.40.2"
+        );
+        let audio = parse_probe("codec_name=aac|profile=HE-AAC|codec_type=audio\n");
+        assert_eq!(audio.query(), "&codecs=mp4a.40.5");
+        assert_eq!(frame_rate("30000/1001").as_deref(), Some("29.970"));
+        assert_eq!(frame_rate("0/0"), None);
+    }
+
+    #[test]
+    fn a_segment_began_its_duration_before_it_was_last_written() {
+        let dir = std::env::temp_dir().join(format!("uploader-pdt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("0.ts");
+        std::fs::write(&f, "x").unwrap();
+        let t = first_frame_ms(&f, "2.000").unwrap();
+        let now = now_ms();
+        assert!(t <= now - 2000 + 50 && t + 3000 > now - 2000, "{t} vs {now}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `sunnylive-uploader`: started by nginx-origin/run beside nginx (see lib.rs for what it does).
 //!
 //! Usage: sunnylive-uploader --hls-root DIR --spool DIR --upload-url http://127.0.0.1:PORT/_worker/hls
-//!        [--ffmpeg ffmpeg] [--poll-ms 200] [--thumbnail-seconds 20] [--max-backlog 150]
+//!        [--ffmpeg ffmpeg] [--ffprobe ffprobe] [--poll-ms 200] [--thumbnail-seconds 20] [--max-backlog 150]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +14,7 @@ fn main() {
     let mut spool = None;
     let mut upload_url = None;
     let mut ffmpeg = "ffmpeg".to_string();
+    let mut ffprobe = "ffprobe".to_string();
     let mut poll_ms: u64 = 200;
     let mut thumb_s: u64 = 20;
     let mut max_backlog: usize = 150;
@@ -28,6 +29,7 @@ fn main() {
             "--spool" => spool = Some(PathBuf::from(value)),
             "--upload-url" => upload_url = Some(value),
             "--ffmpeg" => ffmpeg = value,
+            "--ffprobe" => ffprobe = value,
             "--poll-ms" => poll_ms = number(&value).max(20),
             "--thumbnail-seconds" => thumb_s = number(&value).max(1),
             "--max-backlog" => max_backlog = number(&value).max(1) as usize,
@@ -39,6 +41,7 @@ fn main() {
         spool: spool.unwrap_or_else(|| usage("--spool is required")),
         upload_url: upload_url.unwrap_or_else(|| usage("--upload-url is required")),
         ffmpeg,
+        ffprobe,
         poll: Duration::from_millis(poll_ms),
         thumbnail_every: Duration::from_secs(thumb_s),
         max_backlog,
@@ -52,7 +55,7 @@ fn main() {
 fn usage(why: &str) -> ! {
     eprintln!(
         "sunnylive-uploader: {why}\nusage: sunnylive-uploader --hls-root DIR --spool DIR --upload-url URL \
-         [--ffmpeg PATH] [--poll-ms N] [--thumbnail-seconds N] [--max-backlog N]"
+         [--ffmpeg PATH] [--ffprobe PATH] [--poll-ms N] [--thumbnail-seconds N] [--max-backlog N]"
     );
     std::process::exit(2);
 }

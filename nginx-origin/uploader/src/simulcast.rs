@@ -402,7 +402,7 @@ fn dechunk(mut s: &str) -> String {
 pub struct Config {
     /// The origin's HTTP side, `127.0.0.1:<port>`.
     pub proxy: String,
-    /// The stat page's path there (`/_stat`).
+    /// The stat page's path there (`/_rtmp_stat`).
     pub stat_path: String,
     /// The outputs proxy location's path there (`/_worker/outputs`).
     pub outputs_path: String,

@@ -1,7 +1,7 @@
 //! `sunnylive-simulcast`: started by nginx-origin/run beside nginx and the uploader (see simulcast.rs for what it does).
 //!
 //! Usage: sunnylive-simulcast --proxy 127.0.0.1:PORT --source rtmp://127.0.0.1:PORT/hls
-//!        [--stat-path /_stat] [--outputs-path /_worker/outputs] [--ffmpeg ffmpeg] [--stat-ms 250] [--outputs-ms 1500]
+//!        [--stat-path /_rtmp_stat] [--outputs-path /_worker/outputs] [--ffmpeg ffmpeg] [--stat-ms 250] [--outputs-ms 1500]
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut proxy = None;
     let mut source = None;
-    let mut stat_path = "/_stat".to_string();
+    let mut stat_path = "/_rtmp_stat".to_string();
     let mut outputs_path = "/_worker/outputs".to_string();
     let mut ffmpeg = "ffmpeg".to_string();
     let mut stat_ms: u64 = 250;

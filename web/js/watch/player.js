@@ -11,6 +11,8 @@ import { byId } from '../dom.js';
 import { dateTime } from '../format.js';
 
 const RETRY_MS = 3000;
+/** The viewer's quality choice, per browser: 'auto' or a rendition's height ('480'). */
+const QUALITY_KEY = 'sunnylive.quality';
 const WORKER_PATH = '/vendor/hls.worker.js';
 /** Media (decode) errors recovered within this window count towards giving up. */
 const MEDIA_ERROR_WINDOW_MS = 60000;
@@ -50,6 +52,12 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
   const retry = byId('player-retry');
   const unmute = byId('unmute');
   const root = byId('player');
+  const bar = byId('player-bar');
+  const liveBadge = byId('player-live');
+  const delayText = byId('player-delay');
+  const goLive = byId('player-golive');
+  const qualityLabel = byId('player-quality-label');
+  const quality = byId('player-quality');
 
   let live = false;
   let decided = false;
@@ -85,6 +93,8 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
   function teardown() {
     clearTimeout(retryTimer);
     retryTimer = null;
+    bar.hidden = true;
+    qualityLabel.hidden = true;
     if (hls) {
       hls.destroy();
       hls = null;
@@ -135,13 +145,56 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     hls.recoverMediaError();
   }
 
+  function savedQuality() {
+    try {
+      return localStorage.getItem(QUALITY_KEY) || 'auto';
+    } catch {
+      return 'auto';
+    }
+  }
+
+  /** Pins the rendition of that height, or lets hls.js's ABR choose ('auto' or a height this stream lacks). */
+  function applyQuality(choice) {
+    if (!hls) return;
+    const index = choice === 'auto' ? -1 : hls.levels.findIndex((l) => String(l.height) === choice);
+    hls.currentLevel = index;
+    quality.value = index === -1 ? 'auto' : choice;
+  }
+
+  /** The menu: Auto plus each rendition by height, highest first; shown when there is a choice. */
+  function setupQuality() {
+    const heights = [...new Set(hls.levels.map((l) => l.height).filter((h) => h > 0))].sort((a, b) => b - a);
+    quality.replaceChildren(new Option('Auto', 'auto'), ...heights.map((h) => new Option(`${h}p`, String(h))));
+    qualityLabel.hidden = heights.length < 2;
+    bar.hidden = false;
+    applyQuality(savedQuality());
+  }
+
+  /** Live: how far behind the streamer's camera the picture is (PROGRAM-DATE-TIME), and a way back to the edge. */
+  function showDelay() {
+    const live = hls && mode === 'live';
+    liveBadge.hidden = !live;
+    if (!live) {
+      goLive.hidden = true;
+      return;
+    }
+    const date = hls.playingDate;
+    const delay = date ? (Date.now() - date.getTime()) / 1000 : hls.latency;
+    delayText.textContent = Number.isFinite(delay) && delay > 0 ? `${delay.toFixed(1)} s` : '';
+    const target = hls.targetLatency || 6;
+    goLive.hidden = !(hls.latency > target + 3);
+  }
+
   /** Loads `url` into a fresh hls.js (or the native player) with `config`; `onNetworkFatal` decides what a dead network means. */
   function load(url, config, onNetworkFatal) {
     teardown();
     const Hls = window.Hls;
     if (Hls && Hls.isSupported()) {
       hls = new Hls(config);
-      hls.on(Hls.Events.MANIFEST_PARSED, () => play());
+      hls.on(Hls.Events.MANIFEST_PARSED, () => {
+        setupQuality();
+        play();
+      });
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (!data.fatal) return;
         if (data.type === Hls.ErrorTypes.MEDIA_ERROR) onMediaError();
@@ -182,6 +235,19 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     unmute.hidden = true;
     showCard('offline', 'The stream is offline', offlineText);
   }
+
+  quality.addEventListener('change', () => {
+    try {
+      localStorage.setItem(QUALITY_KEY, quality.value);
+    } catch {
+      // Storage refused (private mode): the choice holds for this page only.
+    }
+    applyQuality(quality.value);
+  });
+  goLive.addEventListener('click', () => {
+    if (hls && Number.isFinite(hls.liveSyncPosition)) video.currentTime = hls.liveSyncPosition;
+  });
+  setInterval(showDelay, 1000);
 
   retry.addEventListener('click', () => {
     mediaErrors = [];
@@ -231,6 +297,12 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     },
     get latency() {
       return hls && mode === 'live' ? hls.latency : null;
+    },
+    /** The rendition playing and whether hls.js chooses it (Auto) or the viewer pinned it. */
+    get quality() {
+      if (!hls) return null;
+      const level = hls.levels[hls.currentLevel];
+      return { auto: hls.autoLevelEnabled, height: level ? level.height : null, levels: hls.levels.length };
     },
   };
 }
