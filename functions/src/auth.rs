@@ -10,6 +10,7 @@ use sunnylive_core::error::ApiError;
 use sunnylive_core::ids::UserId;
 use sunnylive_core::password::{StoredPassword, DUMMY_SALT, PBKDF2_ITERATIONS, SALT_LEN};
 use sunnylive_core::rate_limit::{self, Limit};
+use sunnylive_core::sign_in;
 use sunnylive_core::token::{
     hash_refresh_token, new_refresh_token, AccessClaims, ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS,
 };
@@ -111,17 +112,41 @@ fn bearer_user(app: &App, req: &Request) -> Option<AuthUser> {
     }
 }
 
-/// Like `authenticate`, but anonymous callers get a 401.
-pub fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError> {
-    authenticate(app, req)?.ok_or_else(ApiError::unauthenticated)
+/// Like `authenticate`, but anonymous callers get a 401, and so does an access token whose login was revoked
+/// (logout, a password change, a sign-in ended from the account page): ending a sign-in ends its access at once,
+/// not when its last access token expires. One primary-key read.
+pub async fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError> {
+    let user = authenticate(app, req)?.ok_or_else(ApiError::unauthenticated)?;
+    if let Some(login_id) = &user.login_id {
+        if !login_is_live(app, login_id).await? {
+            return Err(reject("the access token's login is revoked"));
+        }
+    }
+    Ok(user)
+}
+
+/// True while the login exists and is not revoked.
+async fn login_is_live(app: &App, login_id: &str) -> Result<bool, ApiError> {
+    #[derive(Deserialize)]
+    struct Login {
+        revoked_at: Option<String>,
+    }
+    let login: Option<Login> = db::one(
+        &app.db,
+        "load login of an access token",
+        "SELECT revoked_at FROM login_families WHERE id = ?1",
+        &[login_id.into()],
+    )
+    .await?;
+    Ok(login.is_some_and(|l| l.revoked_at.is_none()))
 }
 
 #[derive(Deserialize)]
-struct UserRow {
-    id: String,
-    username: String,
-    email: Option<String>,
-    created_at: String,
+pub(crate) struct UserRow {
+    pub(crate) id: String,
+    pub(crate) username: String,
+    pub(crate) email: Option<String>,
+    pub(crate) created_at: String,
 }
 
 #[derive(Serialize)]
@@ -201,7 +226,7 @@ fn session_cookies(req: &Request, headers: &Headers, access: &str, refresh: &str
     Ok(())
 }
 
-fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
+pub(crate) fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
     headers
         .append("set-cookie", &cookie_header(req, ACCESS_COOKIE, "", "/", 0))
         .or_internal("set-cookie")?;
@@ -211,17 +236,41 @@ fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The coarse place of a request, as the sign-in list shows it: the client's network (/24 or /48) and its
+/// browser family. Never the whole address or User-Agent.
+fn place(req: &Request) -> (Option<String>, &'static str) {
+    let header = |name| req.headers().get(name).ok().flatten().unwrap_or_default();
+    (
+        sign_in::coarse_network(&header("cf-connecting-ip")),
+        sign_in::browser_family(&header("user-agent")),
+    )
+}
+
 /// Starts a new login (token family) for `user` and answers with tokens in JSON and cookies.
-async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) -> Result<Response, ApiError> {
+pub(crate) async fn start_session(
+    app: &App,
+    req: &Request,
+    user: &UserRow,
+    status: u16,
+) -> Result<Response, ApiError> {
     let now = app.now();
     let family = UserId::generate(random());
     let refresh = new_refresh_token(random());
+    let (network, browser) = place(req);
     app.db
         .batch(vec![
             db::stmt(
                 &app.db,
-                "INSERT INTO login_families (id, user_id, created_at) VALUES (?1, ?2, ?3)",
-                &[family.as_str().into(), (&user.id).into(), (&rfc3339(now)).into()],
+                "INSERT INTO login_families (id, user_id, created_at, last_used_at, network, browser)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                &[
+                    family.as_str().into(),
+                    (&user.id).into(),
+                    (&rfc3339(now)).into(),
+                    now.into(),
+                    network.as_deref().into(),
+                    browser.into(),
+                ],
             )?,
             db::stmt(
                 &app.db,
@@ -265,7 +314,7 @@ fn session_response(
     Ok(response)
 }
 
-async fn hash_new_password(password: &Password) -> Result<String, ApiError> {
+pub(crate) async fn hash_new_password(password: &Password) -> Result<String, ApiError> {
     let salt = random::<SALT_LEN>().to_vec();
     let hash = pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS).await?;
     Ok(StoredPassword::new(PBKDF2_ITERATIONS, salt, hash).encode())
@@ -327,19 +376,63 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         }
         return Err(ApiError::Invalid(fields));
     };
-    let client = http::client_ip(&req);
-    count_attempt(app, &format!("login-ip:{client}"), rate_limit::LOGIN_PER_IP).await?;
-    // The username lockout counts failures: the attempt is counted now (so parallel guesses cannot slip past the
-    // limit) and taken back if the password is right. A name that cannot exist has no account to protect.
-    let name = Username::parse(username).ok();
-    let lockout_key = match &name {
-        Some(name) => {
-            let key = lockout_key(app, name, &client).await?;
-            count_attempt(app, &key, rate_limit::LOGIN_PER_USERNAME).await?;
-            Some(key)
+    let user = check_password(app, &req, username, password).await?;
+    start_session(app, &req, &user, 200).await
+}
+
+/// A sign-in attempt for one username, counted against the login limits (per client, and the username's lockout)
+/// before its secret is checked; `succeeded` takes the lockout's count back. Login, a password change, recovery
+/// codes and recovery all go through this, so a guess costs the same everywhere.
+pub(crate) struct Attempt {
+    name: Option<Username>,
+    client: String,
+    lockout_key: Option<String>,
+}
+
+impl Attempt {
+    pub(crate) async fn begin(app: &App, req: &Request, username: &str) -> Result<Attempt, ApiError> {
+        let client = http::client_ip(req);
+        count_attempt(app, &format!("login-ip:{client}"), rate_limit::LOGIN_PER_IP).await?;
+        // The username lockout counts failures: the attempt is counted now (so parallel guesses cannot slip past
+        // the limit) and taken back if the secret is right. A name that cannot exist has no account to protect.
+        let name = Username::parse(username).ok();
+        let lockout_key = match &name {
+            Some(name) => {
+                let key = lockout_key(app, name, &client).await?;
+                count_attempt(app, &key, rate_limit::LOGIN_PER_USERNAME).await?;
+                Some(key)
+            }
+            None => None,
+        };
+        Ok(Attempt {
+            name,
+            client,
+            lockout_key,
+        })
+    }
+
+    pub(crate) fn username(&self) -> Option<&Username> {
+        self.name.as_ref()
+    }
+
+    pub(crate) async fn succeeded(&self, app: &App) -> Result<(), ApiError> {
+        if let (Some(name), Some(key)) = (&self.name, &self.lockout_key) {
+            signed_in_from(app, name, &self.client, key).await?;
         }
-        None => None,
-    };
+        Ok(())
+    }
+}
+
+/// Checks `password` for the account named `username` under the login limits: the user, or 401
+/// `invalid_credentials` (unknown name and wrong password alike, in the same time), or 429.
+pub(crate) async fn check_password(
+    app: &App,
+    req: &Request,
+    username: &str,
+    password: &str,
+) -> Result<UserRow, ApiError> {
+    let attempt = Attempt::begin(app, req, username).await?;
+    let name = attempt.username();
 
     // Flat rows (no `#[serde(flatten)]`): flattening buffers every field through serde's generic Content
     // type, which costs kilobytes of wasm for no benefit here.
@@ -352,7 +445,7 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         password_hash: String,
     }
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
-    let row: Option<Row> = match &name {
+    let row: Option<Row> = match name {
         Some(name) => {
             db::one(
                 &app.db,
@@ -382,9 +475,7 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
     if !stored.matches(&derived) {
         return Err(invalid_credentials());
     }
-    if let (Some(name), Some(key)) = (&name, &lockout_key) {
-        signed_in_from(app, name, &client, key).await?;
-    }
+    attempt.succeeded(app).await?;
     if stored.needs_rehash() {
         if let Ok(p) = Password::parse(password) {
             let upgraded = hash_new_password(&p).await?;
@@ -397,7 +488,7 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
             .await?;
         }
     }
-    start_session(app, &req, &user, 200).await
+    Ok(user)
 }
 
 /// The lockout key of this login attempt: apart from strangers' when this client signed in to the account before.
@@ -446,7 +537,7 @@ async fn signed_in_from(app: &App, name: &Username, client: &str, lockout_key: &
     Ok(())
 }
 
-fn invalid_credentials() -> ApiError {
+pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::Unauthenticated {
         code: "invalid_credentials",
         message: "Wrong username or password.".into(),
@@ -471,7 +562,7 @@ async fn presented_refresh_token(app: &App, req: &mut Request) -> Result<Option<
 /// Revokes a login: its refresh tokens stop working at once, and every chat socket it opened is closed (the rooms
 /// it opened sockets in are recorded by `chat_login`). Its access tokens expire within 15 minutes and can open no
 /// new chat socket meanwhile. A room that cannot be reached is logged; the revocation stands.
-async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
     db::run(
         &app.db,
         "revoke login family",
@@ -607,17 +698,32 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         return Err(reject("refresh: concurrent reuse; login revoked"));
     }
     let next = new_refresh_token(random());
-    db::run(
-        &app.db,
-        "insert rotated refresh token",
-        "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
-        &[
-            (&next.hash).into(),
-            (&row.family_id).into(),
-            (now + REFRESH_TTL_SECONDS).into(),
-        ],
-    )
-    .await?;
+    let (network, browser) = place(&req);
+    app.db
+        .batch(vec![
+            db::stmt(
+                &app.db,
+                "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
+                &[
+                    (&next.hash).into(),
+                    (&row.family_id).into(),
+                    (now + REFRESH_TTL_SECONDS).into(),
+                ],
+            )?,
+            // The sign-in list shows where a login was last used from.
+            db::stmt(
+                &app.db,
+                "UPDATE login_families SET last_used_at = ?1, network = ?2, browser = ?3 WHERE id = ?4",
+                &[
+                    now.into(),
+                    network.as_deref().into(),
+                    browser.into(),
+                    (&row.family_id).into(),
+                ],
+            )?,
+        ])
+        .await
+        .or_internal("rotate refresh token")?;
     let user = UserRow {
         id: row.id,
         username: row.username,
@@ -669,7 +775,7 @@ async fn login_of_refresh_token(app: &App, token: &str) -> Result<Option<String>
 
 /// `GET /api/me`
 pub async fn me(app: &App, req: Request) -> Result<Response, ApiError> {
-    let caller = require_user(app, &req)?;
+    let caller = require_user(app, &req).await?;
     let row: Option<UserRow> = db::one(
         &app.db,
         "load me",

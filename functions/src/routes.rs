@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, broadcasts, donations, hls, openapi, pages, rtmp, streams};
+use crate::{account, auth, broadcasts, donations, hls, openapi, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -22,6 +22,12 @@ pub enum Route {
     Logout,
     Me,
     MyStreams,
+    ChangePassword,
+    ListLogins,
+    EndLogin,
+    EndOtherLogins,
+    CreateRecoveryCodes,
+    Recover,
     ListStreams,
     CreateStream,
     GetStream,
@@ -57,6 +63,12 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/auth/logout", Route::Logout),
     ("GET", "/api/me", Route::Me),
     ("GET", "/api/me/streams", Route::MyStreams),
+    ("POST", "/api/me/password", Route::ChangePassword),
+    ("GET", "/api/me/logins", Route::ListLogins),
+    ("DELETE", "/api/me/logins/{login_id}", Route::EndLogin),
+    ("POST", "/api/me/logins/end-others", Route::EndOtherLogins),
+    ("POST", "/api/me/recovery-codes", Route::CreateRecoveryCodes),
+    ("POST", "/api/auth/recover", Route::Recover),
     ("GET", "/api/streams", Route::ListStreams),
     ("POST", "/api/streams", Route::CreateStream),
     ("GET", "/api/streams/{id}", Route::GetStream),
@@ -333,6 +345,12 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::Logout => auth::logout(app, req).await,
         Route::Me => auth::me(app, req).await,
         Route::MyStreams => streams::list_mine(app, req).await,
+        Route::ChangePassword => account::change_password(app, req).await,
+        Route::ListLogins => account::list_logins(app, req).await,
+        Route::EndLogin => account::end_login(app, req, params.first()).await,
+        Route::EndOtherLogins => account::end_other_logins(app, req).await,
+        Route::CreateRecoveryCodes => account::create_recovery_codes(app, req).await,
+        Route::Recover => account::recover(app, req).await,
         Route::ListStreams => streams::list(app, req).await,
         Route::CreateStream => streams::create(app, req).await,
         Route::GetStream => streams::get(app, params.first()).await,
@@ -407,6 +425,16 @@ mod tests {
         assert_eq!(allowed_methods("/api/streams/abc"), "GET, PATCH, DELETE, HEAD");
         assert_eq!(allowed_methods("/api/auth/login/"), "POST");
         assert_eq!(allowed_methods("/watch/abc"), "GET, HEAD");
+    }
+
+    #[test]
+    fn ending_the_other_logins_is_not_taken_for_ending_one_named_end_others() {
+        assert_eq!(
+            find("POST", "/api/me/logins/end-others").unwrap().unwrap().0,
+            Route::EndOtherLogins
+        );
+        let (route, params) = find("DELETE", "/api/me/logins/abc").unwrap().unwrap();
+        assert_eq!((route, params.first()), (Route::EndLogin, "abc"));
     }
 
     #[test]

@@ -1,0 +1,290 @@
+//! A person's own account, under `/api/me`: change the password, see and end sign-ins, and recovery codes, plus
+//! `POST /api/auth/recover` (a recovery code instead of the password). Every secret presented here is checked
+//! under the login limits (`auth::Attempt`): a wrong current password or recovery code counts toward the lockout
+//! like a failed login. Ending a sign-in is exactly what logout does to one (`auth::revoke_family`): its refresh
+//! tokens stop, its access tokens are refused (`auth::require_user`), its chat sockets close.
+
+use serde::{Deserialize, Serialize};
+use sunnylive_core::account::{Password, Username};
+use sunnylive_core::error::{ApiError, FieldErrors};
+use sunnylive_core::sign_in::{RecoveryCode, RECOVERY_CODES};
+use sunnylive_core::token::REFRESH_TTL_SECONDS;
+use worker::{Request, Response};
+
+use crate::app::{rfc3339, App};
+use crate::auth::{self, Attempt, AuthUser, UserRow};
+use crate::crypto::random;
+use crate::db;
+use crate::http::{self, OrInternal, JSON_LIMIT};
+
+/// The caller's account row (401 when it is gone).
+async fn load_me(app: &App, caller: &AuthUser) -> Result<UserRow, ApiError> {
+    let row: Option<UserRow> = db::one(
+        &app.db,
+        "load my account",
+        "SELECT id, username, email, created_at FROM users WHERE id = ?1",
+        &[caller.id.as_str().into()],
+    )
+    .await?;
+    row.ok_or_else(ApiError::unauthenticated)
+}
+
+fn wrong_password() -> ApiError {
+    ApiError::Forbidden {
+        code: "wrong_password",
+        message: "The current password is wrong.".into(),
+    }
+}
+
+/// Checks the caller's own password under the login limits: 403 `wrong_password` when it is wrong, 429 past them.
+async fn confirm_password(app: &App, req: &Request, me: &UserRow, password: &str) -> Result<(), ApiError> {
+    match auth::check_password(app, req, &me.username, password).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::Unauthenticated { .. }) => Err(wrong_password()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads required string fields, and reports every missing one at once (422).
+fn required<'a, const N: usize>(body: &'a http::JsonBody, names: [&str; N]) -> Result<[&'a str; N], ApiError> {
+    let mut fields = FieldErrors::new();
+    let mut out = [""; N];
+    for (i, name) in names.iter().enumerate() {
+        match body.opt_str(name)? {
+            Some(v) => out[i] = v,
+            None => {
+                fields.insert((*name).into(), "is required".into());
+            }
+        }
+    }
+    if fields.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::Invalid(fields))
+    }
+}
+
+async fn set_password(app: &App, user_id: &str, password: &Password) -> Result<(), ApiError> {
+    let stored = auth::hash_new_password(password).await?;
+    db::run(
+        &app.db,
+        "set a new password",
+        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+        &[(&stored).into(), user_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes every live login of `user_id` but `keep`; returns how many.
+async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Result<usize, ApiError> {
+    #[derive(Deserialize)]
+    struct Login {
+        id: String,
+    }
+    let logins: Vec<Login> = db::all(
+        &app.db,
+        "live logins of a user",
+        "SELECT id FROM login_families WHERE user_id = ?1 AND revoked_at IS NULL",
+        &[user_id.into()],
+    )
+    .await?;
+    let mut ended = 0;
+    for login in logins.iter().filter(|l| Some(l.id.as_str()) != keep) {
+        auth::revoke_family(app, &login.id).await?;
+        ended += 1;
+    }
+    Ok(ended)
+}
+
+#[derive(Serialize)]
+struct Ended {
+    ended: usize,
+}
+
+/// `POST /api/me/password`: `{current_password, new_password}`. Every other sign-in ends; this one stays.
+pub async fn change_password(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    let body = http::read_json(&mut req, JSON_LIMIT).await?;
+    let [current, new] = required(&body, ["current_password", "new_password"])?;
+    let new = Password::parse(new).map_err(|why| ApiError::invalid("new_password", &why))?;
+    let me = load_me(app, &caller).await?;
+    confirm_password(app, &req, &me, current).await?;
+    set_password(app, &me.id, &new).await?;
+    let ended = end_logins_except(app, &me.id, caller.login_id.as_deref()).await?;
+    http::json(200, &Ended { ended })
+}
+
+/// `GET /api/me/logins`: the caller's live sign-ins, most recently used first.
+pub async fn list_logins(app: &App, req: Request) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        created_at: String,
+        last_used_at: Option<i64>,
+        network: Option<String>,
+        browser: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Login {
+        id: String,
+        created_at: String,
+        last_used_at: Option<String>,
+        network: Option<String>,
+        browser: String,
+        current: bool,
+    }
+    #[derive(Serialize)]
+    struct Body {
+        logins: Vec<Login>,
+    }
+    let now = app.now();
+    // A login whose refresh token has expired is over even unrevoked: its last rotation is older than a token lives.
+    let rows: Vec<Row> = db::all(
+        &app.db,
+        "list my logins",
+        "SELECT id, created_at, last_used_at, network, browser FROM login_families
+         WHERE user_id = ?1 AND revoked_at IS NULL
+           AND (last_used_at > ?2 OR (last_used_at IS NULL AND created_at > ?3))
+         ORDER BY COALESCE(last_used_at, 0) DESC, created_at DESC LIMIT 200",
+        &[
+            caller.id.as_str().into(),
+            (now - REFRESH_TTL_SECONDS).into(),
+            rfc3339(now - REFRESH_TTL_SECONDS).as_str().into(),
+        ],
+    )
+    .await?;
+    let logins = rows
+        .into_iter()
+        .map(|r| Login {
+            current: caller.login_id.as_deref() == Some(r.id.as_str()),
+            id: r.id,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at.map(rfc3339),
+            network: r.network,
+            browser: r.browser.unwrap_or_else(|| "Unknown".into()),
+        })
+        .collect();
+    http::json(200, &Body { logins })
+}
+
+/// `DELETE /api/me/logins/{login_id}`: ends one of the caller's sign-ins (404 for anyone else's). Ending the
+/// current one signs this client out, like logout.
+pub async fn end_login(app: &App, req: Request, login_id: &str) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    #[derive(Deserialize)]
+    struct Row {
+        #[allow(dead_code)]
+        id: String,
+    }
+    let own: Option<Row> = db::one(
+        &app.db,
+        "find my login",
+        "SELECT id FROM login_families WHERE id = ?1 AND user_id = ?2",
+        &[login_id.into(), caller.id.as_str().into()],
+    )
+    .await?;
+    if own.is_none() {
+        return Err(ApiError::NotFound {
+            code: "login_not_found",
+            message: "You have no sign-in with that id.".into(),
+        });
+    }
+    auth::revoke_family(app, login_id).await?;
+    let response = http::no_content()?;
+    if caller.login_id.as_deref() == Some(login_id) {
+        auth::clear_cookies(&req, response.headers())?;
+    }
+    Ok(response)
+}
+
+/// `POST /api/me/logins/end-others`: ends every sign-in of the caller but this one.
+pub async fn end_other_logins(app: &App, req: Request) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    let ended = end_logins_except(app, caller.id.as_str(), caller.login_id.as_deref()).await?;
+    http::json(200, &Ended { ended })
+}
+
+/// `POST /api/me/recovery-codes`: `{password}`. A new set of codes, shown this once; the old set stops working.
+pub async fn create_recovery_codes(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    let body = http::read_json(&mut req, JSON_LIMIT).await?;
+    let [password] = required(&body, ["password"])?;
+    let me = load_me(app, &caller).await?;
+    confirm_password(app, &req, &me, password).await?;
+    let now = app.now();
+    let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES).map(|_| RecoveryCode::generate(random())).collect();
+    let mut statements = vec![db::stmt(
+        &app.db,
+        "DELETE FROM recovery_codes WHERE user_id = ?1",
+        &[me.id.as_str().into()],
+    )?];
+    for code in &codes {
+        statements.push(db::stmt(
+            &app.db,
+            "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?1, ?2, ?3)",
+            &[me.id.as_str().into(), code.hash().as_str().into(), now.into()],
+        )?);
+    }
+    // One batch is one transaction: the old set is never gone without the new one in place.
+    app.db.batch(statements).await.or_internal("replace recovery codes")?;
+    #[derive(Serialize)]
+    struct Body {
+        codes: Vec<String>,
+        created_at: String,
+    }
+    http::json(
+        201,
+        &Body {
+            codes: codes.iter().map(RecoveryCode::display).collect(),
+            created_at: rfc3339(now),
+        },
+    )
+}
+
+/// `POST /api/auth/recover`: `{username, code, new_password}`. The code is used up, the password replaced, every
+/// existing sign-in ended (a lost password may be a stolen one), and the caller signed in like a login.
+pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let body = http::read_json(&mut req, JSON_LIMIT).await?;
+    let [username, code, new] = required(&body, ["username", "code", "new_password"])?;
+    let mut fields = FieldErrors::new();
+    let code = RecoveryCode::parse(code).map_err(|why| fields.insert("code".into(), why)).ok();
+    let new = Password::parse(new).map_err(|why| fields.insert("new_password".into(), why)).ok();
+    let (Some(code), Some(new)) = (code, new) else {
+        return Err(ApiError::Invalid(fields));
+    };
+    let attempt = Attempt::begin(app, &req, username).await?;
+    let user: Option<UserRow> = match attempt.username().map(Username::as_str) {
+        Some(name) => {
+            db::one(
+                &app.db,
+                "load user for recovery",
+                "SELECT id, username, email, created_at FROM users WHERE username = ?1",
+                &[name.into()],
+            )
+            .await?
+        }
+        None => None,
+    };
+    let invalid = || ApiError::Unauthenticated {
+        code: "invalid_credentials",
+        message: "Wrong username or recovery code.".into(),
+    };
+    let user = user.ok_or_else(invalid)?;
+    // Single use, decided by the database: of two requests with one code, exactly one claims it.
+    let claimed = db::run(
+        &app.db,
+        "claim a recovery code",
+        "UPDATE recovery_codes SET used_at = ?1 WHERE user_id = ?2 AND code_hash = ?3 AND used_at IS NULL",
+        &[app.now().into(), user.id.as_str().into(), code.hash().as_str().into()],
+    )
+    .await?;
+    if claimed != 1 {
+        return Err(invalid());
+    }
+    attempt.succeeded(app).await?;
+    set_password(app, &user.id, &new).await?;
+    end_logins_except(app, &user.id, None).await?;
+    auth::start_session(app, &req, &user, 200).await
+}
