@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn an_ipv4_client_is_shown_by_its_24() {
         assert_eq!(coarse_network("203.0.113.77").as_deref(), Some("203.0.113.0/24"));
-        assert_eq!(coarse_network("::ffff:198.51.100.9").as_deref(), Some("198.51.100.0/24"));
+        assert_eq!(
+            coarse_network("::ffff:198.51.100.9").as_deref(),
+            Some("198.51.100.0/24")
+        );
     }
 
     #[test]
@@ -140,7 +143,8 @@ mod tests {
 
     #[test]
     fn browsers_are_named_by_family_and_the_chrome_lookalikes_by_their_own() {
-        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        let chrome =
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
         assert_eq!(browser_family(chrome), "Chrome");
         assert_eq!(browser_family(&format!("{chrome} Edg/120.0")), "Edge");
         assert_eq!(browser_family(&format!("{chrome} OPR/105.0")), "Opera");
@@ -149,7 +153,9 @@ mod tests {
             "Firefox"
         );
         assert_eq!(
-            browser_family("Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"),
+            browser_family(
+                "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+            ),
             "Safari"
         );
         assert_eq!(browser_family("reqwest/0.12"), "Other");
@@ -177,7 +183,17 @@ mod tests {
 
     #[test]
     fn anything_not_shaped_like_a_code_is_refused() {
-        for bad in ["", "abcd-efgh-ijk", "abcd-efgh-ijklm", "abcd-efgh-ij0l", "abcd_efgh_ijkl", "ábcd-efgh-ijkl", "abcd efgh ijkl", "abcd--efghijkl", "abcdefgh-ijkl"] {
+        for bad in [
+            "",
+            "abcd-efgh-ijk",
+            "abcd-efgh-ijklm",
+            "abcd-efgh-ij0l",
+            "abcd_efgh_ijkl",
+            "ábcd-efgh-ijkl",
+            "abcd efgh ijkl",
+            "abcd--efghijkl",
+            "abcdefgh-ijkl",
+        ] {
             assert!(RecoveryCode::parse(bad).is_err(), "{bad:?} parsed");
         }
     }

@@ -249,8 +249,12 @@ pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> 
     let body = http::read_json(&mut req, JSON_LIMIT).await?;
     let [username, code, new] = required(&body, ["username", "code", "new_password"])?;
     let mut fields = FieldErrors::new();
-    let code = RecoveryCode::parse(code).map_err(|why| fields.insert("code".into(), why)).ok();
-    let new = Password::parse(new).map_err(|why| fields.insert("new_password".into(), why)).ok();
+    let code = RecoveryCode::parse(code)
+        .map_err(|why| fields.insert("code".into(), why))
+        .ok();
+    let new = Password::parse(new)
+        .map_err(|why| fields.insert("new_password".into(), why))
+        .ok();
     let (Some(code), Some(new)) = (code, new) else {
         return Err(ApiError::Invalid(fields));
     };

@@ -247,12 +247,7 @@ fn place(req: &Request) -> (Option<String>, &'static str) {
 }
 
 /// Starts a new login (token family) for `user` and answers with tokens in JSON and cookies.
-pub(crate) async fn start_session(
-    app: &App,
-    req: &Request,
-    user: &UserRow,
-    status: u16,
-) -> Result<Response, ApiError> {
+pub(crate) async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) -> Result<Response, ApiError> {
     let now = app.now();
     let family = UserId::generate(random());
     let refresh = new_refresh_token(random());

@@ -39,6 +39,7 @@ export async function initHeader() {
     fill(
       nav,
       h('a', { class: 'nav-link', text: 'Studio', attrs: { href: '/studio' } }),
+      h('a', { class: 'nav-link', text: 'Account', attrs: { href: '/account' } }),
       h('span', { class: 'nav-user', attrs: { title: 'Signed in' } }, h('span', { class: 'avatar', text: initial(user.username) }), h('span', { class: 'nav-user__name', text: user.username })),
       signOut,
     );
