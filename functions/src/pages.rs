@@ -461,7 +461,7 @@ mod tests {
                 "{path:?}"
             );
         }
-        assert_eq!(pages, 7);
+        assert_eq!(pages, 9);
     }
 
     #[test]
