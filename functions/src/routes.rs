@@ -128,24 +128,31 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The rows whose pattern matches `path`, with their parameters. Only the most specific patterns count (those with
+/// the fewest parameters): `/api/me/logins/end-others` is that route's path alone, not also a `{login_id}`, and
+/// `/hls/{id}/{broadcast_id}/index.m3u8` is the playlist, not a `{file}`.
+fn matching(path: &str) -> Vec<(&'static str, Route, Vec<String>)> {
+    let all: Vec<_> = ROUTES
+        .iter()
+        .filter_map(|(m, pattern, route)| matches(pattern, path).map(|params| (*m, *route, params)))
+        .collect();
+    let fewest = all.iter().map(|(_, _, params)| params.len()).min().unwrap_or(0);
+    all.into_iter()
+        .filter(|(_, _, params)| params.len() == fewest)
+        .collect()
+}
+
 /// Finds the route for `method` and `path`. `Err(MethodNotAllowed)` when the path exists with other methods,
 /// `Ok(None)` when no API route has this path.
 pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiError> {
-    let path = without_trailing_slash(path);
-    let mut path_known = false;
-    for (m, pattern, route) in ROUTES {
-        if let Some(params) = matches(pattern, path) {
-            if *m == method || (method == "HEAD" && *m == "GET") {
-                return Ok(Some((*route, Params(params))));
-            }
-            path_known = true;
-        }
+    let rows = matching(without_trailing_slash(path));
+    if rows.is_empty() {
+        return Ok(None);
     }
-    if path_known {
-        Err(ApiError::MethodNotAllowed)
-    } else {
-        Ok(None)
-    }
+    rows.into_iter()
+        .find(|(m, _, _)| *m == method || (method == "HEAD" && *m == "GET"))
+        .map(|(_, route, params)| Some((route, Params(params))))
+        .ok_or(ApiError::MethodNotAllowed)
 }
 
 fn without_trailing_slash(path: &str) -> &str {
@@ -162,10 +169,9 @@ pub fn allowed_methods(path: &str) -> String {
     if !is_api(path) {
         return "GET, HEAD".into();
     }
-    let path = without_trailing_slash(path);
     let mut methods: Vec<&str> = Vec::new();
-    for (m, pattern, _) in ROUTES {
-        if matches(pattern, path).is_some() && !methods.contains(m) {
+    for (m, _, _) in matching(without_trailing_slash(path)) {
+        if !methods.contains(&m) {
             methods.push(m);
         }
     }
@@ -435,6 +441,12 @@ mod tests {
         );
         let (route, params) = find("DELETE", "/api/me/logins/abc").unwrap().unwrap();
         assert_eq!((route, params.first()), (Route::EndLogin, "abc"));
+        assert_eq!(
+            find("DELETE", "/api/me/logins/end-others").err(),
+            Some(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(allowed_methods("/api/me/logins/end-others"), "POST");
+        assert_eq!(allowed_methods("/api/me/logins/abc"), "DELETE");
     }
 
     #[test]
