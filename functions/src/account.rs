@@ -4,7 +4,7 @@
 //! like a failed login. Ending a sign-in is exactly what logout does to one (`auth::revoke_family`): its refresh
 //! tokens stop, its access tokens are refused (`auth::require_user`), its chat sockets close.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sunnylive_core::account::{Password, Username};
 use sunnylive_core::error::{ApiError, FieldErrors};
 use sunnylive_core::sign_in::{RecoveryCode, RECOVERY_CODES};
@@ -16,6 +16,7 @@ use crate::auth::{self, Attempt, AuthUser, UserRow};
 use crate::crypto::random;
 use crate::db;
 use crate::http::{self, OrInternal, JSON_LIMIT};
+use sunnylive_edge::json_text;
 
 /// The caller's account row (401 when it is gone).
 async fn load_me(app: &App, caller: &AuthUser) -> Result<UserRow, ApiError> {
@@ -45,23 +46,48 @@ async fn confirm_password(app: &App, req: &Request, me: &UserRow, password: &str
     }
 }
 
-/// Reads required string fields, and reports every missing one at once (422).
-fn required<'a, const N: usize>(body: &'a http::JsonBody, names: [&str; N]) -> Result<[&'a str; N], ApiError> {
+/// A required string field: `None` (and the field named in `fields`) when it is missing.
+fn field<'a>(body: &'a http::JsonBody, name: &str, fields: &mut FieldErrors) -> Result<Option<&'a str>, ApiError> {
+    let value = body.opt_str(name)?;
+    if value.is_none() {
+        fields.insert(name.into(), "is required".into());
+    }
+    Ok(value)
+}
+
+/// A required new password that passes the registration rules (the reason in `fields` otherwise).
+fn new_password(body: &http::JsonBody, fields: &mut FieldErrors) -> Result<Option<Password>, ApiError> {
+    Ok(field(body, "new_password", fields)?.and_then(|p| {
+        Password::parse(p)
+            .map_err(|why| fields.insert("new_password".into(), why))
+            .ok()
+    }))
+}
+
+/// What the routes that take the caller's password share: who is calling, their account, and (`with_new`) the new
+/// password, every field checked and all problems reported at once (422) before the current password is checked
+/// under the login limits. One function for both routes: each async step written once costs the Worker's size less.
+async fn confirmed(
+    app: &App,
+    req: &mut Request,
+    password_field: &str,
+    with_new: bool,
+) -> Result<(AuthUser, UserRow, Option<Password>), ApiError> {
+    let caller = auth::require_user(app, req).await?;
+    let body = http::read_json(req, JSON_LIMIT).await?;
     let mut fields = FieldErrors::new();
-    let mut out = [""; N];
-    for (i, name) in names.iter().enumerate() {
-        match body.opt_str(name)? {
-            Some(v) => out[i] = v,
-            None => {
-                fields.insert((*name).into(), "is required".into());
-            }
-        }
-    }
-    if fields.is_empty() {
-        Ok(out)
+    let current = field(&body, password_field, &mut fields)?;
+    let new = if with_new {
+        new_password(&body, &mut fields)?
     } else {
-        Err(ApiError::Invalid(fields))
-    }
+        None
+    };
+    let (Some(current), true) = (current, fields.is_empty()) else {
+        return Err(ApiError::Invalid(fields));
+    };
+    let me = load_me(app, &caller).await?;
+    confirm_password(app, req, &me, current).await?;
+    Ok((caller, me, new))
 }
 
 async fn set_password(app: &App, user_id: &str, password: &Password) -> Result<(), ApiError> {
@@ -76,13 +102,15 @@ async fn set_password(app: &App, user_id: &str, password: &Password) -> Result<(
     Ok(())
 }
 
+/// A login's id, as the queries here read it (one row type: each one costs the Worker's size a deserializer).
+#[derive(Deserialize)]
+struct LoginId {
+    id: String,
+}
+
 /// Revokes every live login of `user_id` but `keep`; returns how many.
 async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Result<usize, ApiError> {
-    #[derive(Deserialize)]
-    struct Login {
-        id: String,
-    }
-    let logins: Vec<Login> = db::all(
+    let logins: Vec<LoginId> = db::all(
         &app.db,
         "live logins of a user",
         "SELECT id FROM login_families WHERE user_id = ?1 AND revoked_at IS NULL",
@@ -97,95 +125,71 @@ async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Resu
     Ok(ended)
 }
 
-#[derive(Serialize)]
-struct Ended {
-    ended: usize,
+/// `{"ended": n}`. JSON written by hand here and below: a `Serialize` type per answer costs the Worker's size budget.
+fn ended(n: usize) -> Result<Response, ApiError> {
+    json_text(200, format!("{{\"ended\":{n}}}"))
 }
 
 /// `POST /api/me/password`: `{current_password, new_password}`. Every other sign-in ends; this one stays.
 pub async fn change_password(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let caller = auth::require_user(app, &req).await?;
-    let body = http::read_json(&mut req, JSON_LIMIT).await?;
-    let [current, new] = required(&body, ["current_password", "new_password"])?;
-    let new = Password::parse(new).map_err(|why| ApiError::invalid("new_password", &why))?;
-    let me = load_me(app, &caller).await?;
-    confirm_password(app, &req, &me, current).await?;
+    let (caller, me, new) = confirmed(app, &mut req, "current_password", true).await?;
+    let new = new.ok_or_else(|| ApiError::internal("BUG: confirmed without the new password"))?;
     set_password(app, &me.id, &new).await?;
-    let ended = end_logins_except(app, &me.id, caller.login_id.as_deref()).await?;
-    http::json(200, &Ended { ended })
+    let n = end_logins_except(app, &me.id, caller.login_id.as_deref()).await?;
+    ended(n)
 }
 
-/// `GET /api/me/logins`: the caller's live sign-ins, most recently used first.
+/// `GET /api/me/logins`: the caller's live sign-ins, most recently used first. D1 writes the answer's JSON (one
+/// string column), so the Worker carries no row or answer type for it.
 pub async fn list_logins(app: &App, req: Request) -> Result<Response, ApiError> {
     let caller = auth::require_user(app, &req).await?;
     #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        created_at: String,
-        last_used_at: Option<i64>,
-        network: Option<String>,
-        browser: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Login {
-        id: String,
-        created_at: String,
-        last_used_at: Option<String>,
-        network: Option<String>,
-        browser: String,
-        current: bool,
-    }
-    #[derive(Serialize)]
-    struct Body {
-        logins: Vec<Login>,
+    struct Answer {
+        body: String,
     }
     let now = app.now();
     // A login whose refresh token has expired is over even unrevoked: its last rotation is older than a token lives.
-    let rows: Vec<Row> = db::all(
+    let answer: Option<Answer> = db::one(
         &app.db,
         "list my logins",
-        "SELECT id, created_at, last_used_at, network, browser FROM login_families
-         WHERE user_id = ?1 AND revoked_at IS NULL
-           AND (last_used_at > ?2 OR (last_used_at IS NULL AND created_at > ?3))
-         ORDER BY COALESCE(last_used_at, 0) DESC, created_at DESC LIMIT 200",
+        "SELECT json_object('logins', json_group_array(json_object(
+             'id', id, 'created_at', created_at,
+             'last_used_at', strftime('%Y-%m-%dT%H:%M:%SZ', last_used_at, 'unixepoch'),
+             'network', network, 'browser', COALESCE(browser, 'Unknown'),
+             'current', json(CASE WHEN id = ?4 THEN 'true' ELSE 'false' END)))) AS body
+         FROM (SELECT id, created_at, last_used_at, network, browser FROM login_families
+               WHERE user_id = ?1 AND revoked_at IS NULL
+                 AND (last_used_at > ?2 OR (last_used_at IS NULL AND created_at > ?3))
+               ORDER BY COALESCE(last_used_at, 0) DESC, created_at DESC LIMIT 200)",
         &[
             caller.id.as_str().into(),
             (now - REFRESH_TTL_SECONDS).into(),
             rfc3339(now - REFRESH_TTL_SECONDS).as_str().into(),
+            caller.login_id.as_deref().into(),
         ],
     )
     .await?;
-    let logins = rows
-        .into_iter()
-        .map(|r| Login {
-            current: caller.login_id.as_deref() == Some(r.id.as_str()),
-            id: r.id,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at.map(rfc3339),
-            network: r.network,
-            browser: r.browser.unwrap_or_else(|| "Unknown".into()),
-        })
-        .collect();
-    http::json(200, &Body { logins })
+    let answer = answer.ok_or_else(|| ApiError::internal("list my logins: no row"))?;
+    json_text(200, answer.body)
 }
 
 /// `DELETE /api/me/logins/{login_id}`: ends one of the caller's sign-ins (404 for anyone else's). Ending the
 /// current one signs this client out, like logout.
 pub async fn end_login(app: &App, req: Request, login_id: &str) -> Result<Response, ApiError> {
     let caller = auth::require_user(app, &req).await?;
-    #[derive(Deserialize)]
-    struct Row {
-        #[allow(dead_code)]
-        id: String,
-    }
-    let own: Option<Row> = db::one(
+    // Marks it revoked only if it is the caller's (a revoked one keeps its time): no row, no such sign-in of theirs.
+    let own = db::run(
         &app.db,
-        "find my login",
-        "SELECT id FROM login_families WHERE id = ?1 AND user_id = ?2",
-        &[login_id.into(), caller.id.as_str().into()],
+        "end my login",
+        "UPDATE login_families SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND user_id = ?2",
+        &[
+            login_id.into(),
+            caller.id.as_str().into(),
+            app.now_rfc3339().as_str().into(),
+        ],
     )
     .await?;
-    if own.is_none() {
+    if own == 0 {
         return Err(ApiError::NotFound {
             code: "login_not_found",
             message: "You have no sign-in with that id.".into(),
@@ -202,17 +206,13 @@ pub async fn end_login(app: &App, req: Request, login_id: &str) -> Result<Respon
 /// `POST /api/me/logins/end-others`: ends every sign-in of the caller but this one.
 pub async fn end_other_logins(app: &App, req: Request) -> Result<Response, ApiError> {
     let caller = auth::require_user(app, &req).await?;
-    let ended = end_logins_except(app, caller.id.as_str(), caller.login_id.as_deref()).await?;
-    http::json(200, &Ended { ended })
+    let n = end_logins_except(app, caller.id.as_str(), caller.login_id.as_deref()).await?;
+    ended(n)
 }
 
 /// `POST /api/me/recovery-codes`: `{password}`. A new set of codes, shown this once; the old set stops working.
 pub async fn create_recovery_codes(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let caller = auth::require_user(app, &req).await?;
-    let body = http::read_json(&mut req, JSON_LIMIT).await?;
-    let [password] = required(&body, ["password"])?;
-    let me = load_me(app, &caller).await?;
-    confirm_password(app, &req, &me, password).await?;
+    let (_, me, _) = confirmed(app, &mut req, "password", false).await?;
     let now = app.now();
     let codes: Vec<RecoveryCode> = (0..RECOVERY_CODES).map(|_| RecoveryCode::generate(random())).collect();
     let mut statements = vec![db::stmt(
@@ -229,17 +229,15 @@ pub async fn create_recovery_codes(app: &App, mut req: Request) -> Result<Respon
     }
     // One batch is one transaction: the old set is never gone without the new one in place.
     app.db.batch(statements).await.or_internal("replace recovery codes")?;
-    #[derive(Serialize)]
-    struct Body {
-        codes: Vec<String>,
-        created_at: String,
-    }
-    http::json(
+    // Codes and the timestamp are plain ASCII with nothing to escape.
+    let listed: Vec<String> = codes.iter().map(|c| format!("\"{}\"", c.display())).collect();
+    json_text(
         201,
-        &Body {
-            codes: codes.iter().map(RecoveryCode::display).collect(),
-            created_at: rfc3339(now),
-        },
+        format!(
+            "{{\"codes\":[{}],\"created_at\":\"{}\"}}",
+            listed.join(","),
+            rfc3339(now)
+        ),
     )
 }
 
@@ -247,15 +245,15 @@ pub async fn create_recovery_codes(app: &App, mut req: Request) -> Result<Respon
 /// existing sign-in ended (a lost password may be a stolen one), and the caller signed in like a login.
 pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> {
     let body = http::read_json(&mut req, JSON_LIMIT).await?;
-    let [username, code, new] = required(&body, ["username", "code", "new_password"])?;
     let mut fields = FieldErrors::new();
-    let code = RecoveryCode::parse(code)
-        .map_err(|why| fields.insert("code".into(), why))
-        .ok();
-    let new = Password::parse(new)
-        .map_err(|why| fields.insert("new_password".into(), why))
-        .ok();
-    let (Some(code), Some(new)) = (code, new) else {
+    let username = field(&body, "username", &mut fields)?;
+    let code = field(&body, "code", &mut fields)?.and_then(|c| {
+        RecoveryCode::parse(c)
+            .map_err(|why| fields.insert("code".into(), why))
+            .ok()
+    });
+    let new = new_password(&body, &mut fields)?;
+    let (Some(username), Some(code), Some(new)) = (username, code, new) else {
         return Err(ApiError::Invalid(fields));
     };
     let attempt = Attempt::begin(app, &req, username).await?;

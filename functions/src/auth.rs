@@ -596,18 +596,7 @@ pub async fn chat_login(app: &App, user: &AuthUser, stream_id: &str) -> Result<O
     let Some(login_id) = &user.login_id else {
         return Ok(None);
     };
-    #[derive(Deserialize)]
-    struct Login {
-        revoked_at: Option<String>,
-    }
-    let login: Option<Login> = db::one(
-        &app.db,
-        "load login of a chat socket",
-        "SELECT revoked_at FROM login_families WHERE id = ?1",
-        &[login_id.into()],
-    )
-    .await?;
-    if login.is_none_or(|l| l.revoked_at.is_some()) {
+    if !login_is_live(app, login_id).await? {
         return Err(reject("chat: the access token's login is revoked"));
     }
     db::run(
