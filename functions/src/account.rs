@@ -4,7 +4,6 @@
 //! like a failed login. Ending a sign-in is exactly what logout does to one (`auth::revoke_family`): its refresh
 //! tokens stop, its access tokens are refused (`auth::require_user`), its chat sockets close.
 
-use serde::Deserialize;
 use sunnylive_core::account::{Password, Username};
 use sunnylive_core::error::{ApiError, FieldErrors};
 use sunnylive_core::sign_in::{RecoveryCode, RECOVERY_CODES};
@@ -12,7 +11,7 @@ use sunnylive_core::token::REFRESH_TTL_SECONDS;
 use worker::{Request, Response};
 
 use crate::app::{rfc3339, App};
-use crate::auth::{self, Attempt, AuthUser, UserRow};
+use crate::auth::{self, Attempt, AuthUser, Text, UserRow};
 use crate::crypto::random;
 use crate::db;
 use crate::http::{self, OrInternal, JSON_LIMIT};
@@ -102,24 +101,18 @@ async fn set_password(app: &App, user_id: &str, password: &Password) -> Result<(
     Ok(())
 }
 
-/// A login's id, as the queries here read it (one row type: each one costs the Worker's size a deserializer).
-#[derive(Deserialize)]
-struct LoginId {
-    id: String,
-}
-
 /// Revokes every live login of `user_id` but `keep`; returns how many.
 async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Result<usize, ApiError> {
-    let logins: Vec<LoginId> = db::all(
+    let logins: Vec<Text> = db::all(
         &app.db,
         "live logins of a user",
-        "SELECT id FROM login_families WHERE user_id = ?1 AND revoked_at IS NULL",
+        "SELECT id AS value FROM login_families WHERE user_id = ?1 AND revoked_at IS NULL",
         &[user_id.into()],
     )
     .await?;
     let mut ended = 0;
-    for login in logins.iter().filter(|l| Some(l.id.as_str()) != keep) {
-        auth::revoke_family(app, &login.id).await?;
+    for login in logins.iter().filter(|l| Some(l.value.as_str()) != keep) {
+        auth::revoke_family(app, &login.value).await?;
         ended += 1;
     }
     Ok(ended)
@@ -143,20 +136,16 @@ pub async fn change_password(app: &App, mut req: Request) -> Result<Response, Ap
 /// string column), so the Worker carries no row or answer type for it.
 pub async fn list_logins(app: &App, req: Request) -> Result<Response, ApiError> {
     let caller = auth::require_user(app, &req).await?;
-    #[derive(Deserialize)]
-    struct Answer {
-        body: String,
-    }
     let now = app.now();
     // A login whose refresh token has expired is over even unrevoked: its last rotation is older than a token lives.
-    let answer: Option<Answer> = db::one(
+    let answer: Option<Text> = db::one(
         &app.db,
         "list my logins",
         "SELECT json_object('logins', json_group_array(json_object(
              'id', id, 'created_at', created_at,
              'last_used_at', strftime('%Y-%m-%dT%H:%M:%SZ', last_used_at, 'unixepoch'),
              'network', network, 'browser', COALESCE(browser, 'Unknown'),
-             'current', json(CASE WHEN id = ?4 THEN 'true' ELSE 'false' END)))) AS body
+             'current', json(CASE WHEN id = ?4 THEN 'true' ELSE 'false' END)))) AS value
          FROM (SELECT id, created_at, last_used_at, network, browser FROM login_families
                WHERE user_id = ?1 AND revoked_at IS NULL
                  AND (last_used_at > ?2 OR (last_used_at IS NULL AND created_at > ?3))
@@ -170,7 +159,7 @@ pub async fn list_logins(app: &App, req: Request) -> Result<Response, ApiError> 
     )
     .await?;
     let answer = answer.ok_or_else(|| ApiError::internal("list my logins: no row"))?;
-    json_text(200, answer.body)
+    json_text(200, answer.value)
 }
 
 /// `DELETE /api/me/logins/{login_id}`: ends one of the caller's sign-ins (404 for anyone else's). Ending the

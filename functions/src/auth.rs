@@ -125,20 +125,23 @@ pub async fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError
     Ok(user)
 }
 
+/// A row of one text column, `SELECT ... AS value`. The queries here that read one string (or only whether a row
+/// exists) share it: every row type costs the Worker a deserializer of its own, ~4 KB of wasm.
+#[derive(Deserialize)]
+pub(crate) struct Text {
+    pub(crate) value: String,
+}
+
 /// True while the login exists and is not revoked.
 async fn login_is_live(app: &App, login_id: &str) -> Result<bool, ApiError> {
-    #[derive(Deserialize)]
-    struct Login {
-        revoked_at: Option<String>,
-    }
-    let login: Option<Login> = db::one(
+    let live: Option<Text> = db::one(
         &app.db,
         "load login of an access token",
-        "SELECT revoked_at FROM login_families WHERE id = ?1",
+        "SELECT 'live' AS value FROM login_families WHERE id = ?1 AND revoked_at IS NULL",
         &[login_id.into()],
     )
     .await?;
-    Ok(login.is_some_and(|l| l.revoked_at.is_none()))
+    Ok(live.is_some())
 }
 
 #[derive(Deserialize)]
@@ -488,15 +491,10 @@ pub(crate) async fn check_password(
 
 /// The lockout key of this login attempt: apart from strangers' when this client signed in to the account before.
 async fn lockout_key(app: &App, name: &Username, client: &str) -> Result<String, ApiError> {
-    #[derive(Deserialize)]
-    struct Known {
-        #[allow(dead_code)]
-        last_ok_at: i64,
-    }
-    let known: Option<Known> = db::one(
+    let known: Option<Text> = db::one(
         &app.db,
         "is this a known login client",
-        "SELECT last_ok_at FROM login_known_clients WHERE username = ?1 AND client = ?2",
+        "SELECT 'known' AS value FROM login_known_clients WHERE username = ?1 AND client = ?2",
         &[name.as_str().to_ascii_lowercase().as_str().into(), client.into()],
     )
     .await?;
@@ -565,25 +563,21 @@ pub(crate) async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiE
         &[app.now_rfc3339().as_str().into(), family_id.into()],
     )
     .await?;
-    #[derive(Deserialize)]
-    struct Room {
-        stream_id: String,
-    }
-    let rooms: Vec<Room> = db::all(
+    let rooms: Vec<Text> = db::all(
         &app.db,
         "rooms of a revoked login",
-        "DELETE FROM login_chat_rooms WHERE login_id = ?1 RETURNING stream_id",
+        "DELETE FROM login_chat_rooms WHERE login_id = ?1 RETURNING stream_id AS value",
         &[family_id.into()],
     )
     .await?;
     let body = sunnylive_core::chat::LogoutPost {
         login_id: family_id.to_string(),
     };
-    for room in rooms {
-        match crate::room_client::post_to_room(app, &room.stream_id, sunnylive_core::chat::ROOM_LOGOUT, &body).await {
+    for Text { value: room } in rooms {
+        match crate::room_client::post_to_room(app, &room, sunnylive_core::chat::ROOM_LOGOUT, &body).await {
             Ok(code) if (200..300).contains(&code) => {}
-            Ok(code) => worker::console_error!("auth: room {} answered {code} to a logout", room.stream_id),
-            Err(e) => worker::console_error!("auth: room {} unreachable for a logout: {e}", room.stream_id),
+            Ok(code) => worker::console_error!("auth: room {room} answered {code} to a logout"),
+            Err(e) => worker::console_error!("auth: room {room} unreachable for a logout: {e}"),
         }
     }
     Ok(())
@@ -743,18 +737,14 @@ pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
 }
 
 async fn login_of_refresh_token(app: &App, token: &str) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        family_id: String,
-    }
-    let row: Option<Row> = db::one(
+    let row: Option<Text> = db::one(
         &app.db,
         "find login to revoke",
-        "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1",
+        "SELECT family_id AS value FROM refresh_tokens WHERE token_hash = ?1",
         &[hash_refresh_token(token).as_str().into()],
     )
     .await?;
-    Ok(row.map(|r| r.family_id))
+    Ok(row.map(|r| r.value))
 }
 
 /// `GET /api/me`
