@@ -150,6 +150,8 @@ pub(crate) struct UserRow {
     pub(crate) username: String,
     pub(crate) email: Option<String>,
     pub(crate) created_at: String,
+    /// Read only where a password is checked (absent from other queries); never in an answer (`view`).
+    password_hash: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -182,20 +184,18 @@ struct SessionBody<'a> {
 
 /// Counts one attempt against `limit` under `key`; 429 with Retry-After once over.
 pub async fn count_attempt(app: &App, key: &str, limit: Limit) -> Result<(), ApiError> {
-    #[derive(Deserialize)]
-    struct Count {
-        count: i64,
-    }
     let now = app.now();
-    let row: Option<Count> = db::one(
+    // The count comes back as text to share the one-text-column row type (`Text`).
+    let row: Option<Text> = db::one(
         &app.db,
         "count a rate-limited attempt",
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
-         ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING count",
+         ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING CAST(count AS TEXT) AS value",
         &[key.into(), limit.window_start(now).into()],
     )
     .await?;
-    match limit.check(row.map_or(1, |r| r.count), now) {
+    let count = row.and_then(|r| r.value.parse().ok()).unwrap_or(1);
+    match limit.check(count, now) {
         Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
         None => Ok(()),
     }
@@ -337,6 +337,7 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, ApiError>
         username: reg.username.as_str().to_string(),
         email: reg.email.as_ref().map(|e| e.as_str().to_string()),
         created_at: app.now_rfc3339(),
+        password_hash: None,
     };
     let stored = hash_new_password(&reg.password).await?;
     let inserted = db::run(
@@ -432,18 +433,8 @@ pub(crate) async fn check_password(
     let attempt = Attempt::begin(app, req, username).await?;
     let name = attempt.username();
 
-    // Flat rows (no `#[serde(flatten)]`): flattening buffers every field through serde's generic Content
-    // type, which costs kilobytes of wasm for no benefit here.
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        username: String,
-        email: Option<String>,
-        created_at: String,
-        password_hash: String,
-    }
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
-    let row: Option<Row> = match name {
+    let user: Option<UserRow> = match name {
         Some(name) => {
             db::one(
                 &app.db,
@@ -455,20 +446,17 @@ pub(crate) async fn check_password(
         }
         None => None,
     };
-    let stored = row.as_ref().and_then(|r| StoredPassword::parse(&r.password_hash));
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.as_deref())
+        .and_then(StoredPassword::parse);
     let (salt, iterations) = match &stored {
         Some(s) => (s.salt.clone(), s.iterations),
         None => (DUMMY_SALT.to_vec(), PBKDF2_ITERATIONS),
     };
     let derived = pbkdf2_sha256(password.as_bytes(), &salt, iterations).await?;
-    let (Some(row), Some(stored)) = (row, stored) else {
+    let (Some(user), Some(stored)) = (user, stored) else {
         return Err(invalid_credentials());
-    };
-    let user = UserRow {
-        id: row.id,
-        username: row.username,
-        email: row.email,
-        created_at: row.created_at,
     };
     if !stored.matches(&derived) {
         return Err(invalid_credentials());
@@ -707,6 +695,7 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         username: row.username,
         email: row.email,
         created_at: row.created_at,
+        password_hash: None,
     };
     session_response(app, &req, &user, &row.family_id, &next.token, 200)
 }
