@@ -17,18 +17,6 @@ use crate::db;
 use crate::http::{self, OrInternal, JSON_LIMIT};
 use sunnylive_edge::json_text;
 
-/// The caller's account row (401 when it is gone).
-async fn load_me(app: &App, caller: &AuthUser) -> Result<UserRow, ApiError> {
-    let row: Option<UserRow> = db::one(
-        &app.db,
-        "load my account",
-        "SELECT id, username, email, created_at FROM users WHERE id = ?1",
-        &[caller.id.as_str().into()],
-    )
-    .await?;
-    row.ok_or_else(ApiError::unauthenticated)
-}
-
 fn wrong_password() -> ApiError {
     ApiError::Forbidden {
         code: "wrong_password",
@@ -36,10 +24,13 @@ fn wrong_password() -> ApiError {
     }
 }
 
-/// Checks the caller's own password under the login limits: 403 `wrong_password` when it is wrong, 429 past them.
-async fn confirm_password(app: &App, req: &Request, me: &UserRow, password: &str) -> Result<(), ApiError> {
-    match auth::check_password(app, req, &me.username, password).await {
-        Ok(_) => Ok(()),
+/// Checks the caller's own password under the login limits (their account row, as the password check read it):
+/// 403 `wrong_password` when it is wrong, 429 past the limits. Usernames never change, so the access token's is
+/// the account's.
+async fn confirm_password(app: &App, req: &Request, caller: &AuthUser, password: &str) -> Result<UserRow, ApiError> {
+    match auth::check_password(app, req, &caller.username, password).await {
+        Ok(me) if me.id == caller.id.as_str() => Ok(me),
+        Ok(_) => Err(ApiError::unauthenticated()),
         Err(ApiError::Unauthenticated { .. }) => Err(wrong_password()),
         Err(e) => Err(e),
     }
@@ -84,8 +75,7 @@ async fn confirmed(
     let (Some(current), true) = (current, fields.is_empty()) else {
         return Err(ApiError::Invalid(fields));
     };
-    let me = load_me(app, &caller).await?;
-    confirm_password(app, req, &me, current).await?;
+    let me = confirm_password(app, req, &caller, current).await?;
     Ok((caller, me, new))
 }
 
