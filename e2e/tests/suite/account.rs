@@ -104,6 +104,9 @@ async fn a_password_change_ends_the_other_sign_ins_access_and_chat_socket_within
 
     let code = other_socket.close_code(Duration::from_secs(2)).await?;
     let socket_closed_after = started.elapsed();
+    println!(
+        "account: the other sign-in's chat socket closed {socket_closed_after:?} after the password change was sent"
+    );
     ensure!(
         code == 1000 || code == 1008,
         "the other sign-in's chat socket closed with {code}"
