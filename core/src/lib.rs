@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod replica;
 pub mod request_log;
 pub mod secret;
+pub mod sign_in;
 pub mod stream;
 pub mod stream_key;
 pub mod token;

@@ -10,6 +10,7 @@ use sunnylive_core::error::ApiError;
 use sunnylive_core::ids::UserId;
 use sunnylive_core::password::{StoredPassword, DUMMY_SALT, PBKDF2_ITERATIONS, SALT_LEN};
 use sunnylive_core::rate_limit::{self, Limit};
+use sunnylive_core::sign_in;
 use sunnylive_core::token::{
     hash_refresh_token, new_refresh_token, AccessClaims, ACCESS_TTL_SECONDS, REFRESH_TTL_SECONDS,
 };
@@ -111,17 +112,46 @@ fn bearer_user(app: &App, req: &Request) -> Option<AuthUser> {
     }
 }
 
-/// Like `authenticate`, but anonymous callers get a 401.
-pub fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError> {
-    authenticate(app, req)?.ok_or_else(ApiError::unauthenticated)
+/// Like `authenticate`, but anonymous callers get a 401, and so does an access token whose login was revoked
+/// (logout, a password change, a sign-in ended from the account page): ending a sign-in ends its access at once,
+/// not when its last access token expires. One primary-key read.
+pub async fn require_user(app: &App, req: &Request) -> Result<AuthUser, ApiError> {
+    let user = authenticate(app, req)?.ok_or_else(ApiError::unauthenticated)?;
+    if let Some(login_id) = &user.login_id {
+        if !login_is_live(app, login_id).await? {
+            return Err(reject("the access token's login is revoked"));
+        }
+    }
+    Ok(user)
+}
+
+/// A row of one text column, `SELECT ... AS value`. The queries here that read one string (or only whether a row
+/// exists) share it: every row type costs the Worker a deserializer of its own, ~4 KB of wasm.
+#[derive(Deserialize)]
+pub(crate) struct Text {
+    pub(crate) value: String,
+}
+
+/// True while the login exists and is not revoked.
+async fn login_is_live(app: &App, login_id: &str) -> Result<bool, ApiError> {
+    let live: Option<Text> = db::one(
+        &app.db,
+        "load login of an access token",
+        "SELECT 'live' AS value FROM login_families WHERE id = ?1 AND revoked_at IS NULL",
+        &[login_id.into()],
+    )
+    .await?;
+    Ok(live.is_some())
 }
 
 #[derive(Deserialize)]
-struct UserRow {
-    id: String,
-    username: String,
-    email: Option<String>,
-    created_at: String,
+pub(crate) struct UserRow {
+    pub(crate) id: String,
+    pub(crate) username: String,
+    pub(crate) email: Option<String>,
+    pub(crate) created_at: String,
+    /// Read only where a password is checked (absent from other queries); never in an answer (`view`).
+    password_hash: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -154,20 +184,18 @@ struct SessionBody<'a> {
 
 /// Counts one attempt against `limit` under `key`; 429 with Retry-After once over.
 pub async fn count_attempt(app: &App, key: &str, limit: Limit) -> Result<(), ApiError> {
-    #[derive(Deserialize)]
-    struct Count {
-        count: i64,
-    }
     let now = app.now();
-    let row: Option<Count> = db::one(
+    // The count comes back as text to share the one-text-column row type (`Text`).
+    let row: Option<Text> = db::one(
         &app.db,
         "count a rate-limited attempt",
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
-         ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING count",
+         ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 RETURNING CAST(count AS TEXT) AS value",
         &[key.into(), limit.window_start(now).into()],
     )
     .await?;
-    match limit.check(row.map_or(1, |r| r.count), now) {
+    let count = row.and_then(|r| r.value.parse().ok()).unwrap_or(1);
+    match limit.check(count, now) {
         Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
         None => Ok(()),
     }
@@ -201,7 +229,7 @@ fn session_cookies(req: &Request, headers: &Headers, access: &str, refresh: &str
     Ok(())
 }
 
-fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
+pub(crate) fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
     headers
         .append("set-cookie", &cookie_header(req, ACCESS_COOKIE, "", "/", 0))
         .or_internal("set-cookie")?;
@@ -211,17 +239,36 @@ fn clear_cookies(req: &Request, headers: &Headers) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The coarse place of a request, as the sign-in list shows it: the client's network (/24 or /48) and its
+/// browser family. Never the whole address or User-Agent.
+fn place(req: &Request) -> (Option<String>, &'static str) {
+    let header = |name| req.headers().get(name).ok().flatten().unwrap_or_default();
+    (
+        sign_in::coarse_network(&header("cf-connecting-ip")),
+        sign_in::browser_family(&header("user-agent")),
+    )
+}
+
 /// Starts a new login (token family) for `user` and answers with tokens in JSON and cookies.
-async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) -> Result<Response, ApiError> {
+pub(crate) async fn start_session(app: &App, req: &Request, user: &UserRow, status: u16) -> Result<Response, ApiError> {
     let now = app.now();
     let family = UserId::generate(random());
     let refresh = new_refresh_token(random());
+    let (network, browser) = place(req);
     app.db
         .batch(vec![
             db::stmt(
                 &app.db,
-                "INSERT INTO login_families (id, user_id, created_at) VALUES (?1, ?2, ?3)",
-                &[family.as_str().into(), (&user.id).into(), (&rfc3339(now)).into()],
+                "INSERT INTO login_families (id, user_id, created_at, last_used_at, network, browser)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                &[
+                    family.as_str().into(),
+                    (&user.id).into(),
+                    (&rfc3339(now)).into(),
+                    now.into(),
+                    network.as_deref().into(),
+                    browser.into(),
+                ],
             )?,
             db::stmt(
                 &app.db,
@@ -265,7 +312,7 @@ fn session_response(
     Ok(response)
 }
 
-async fn hash_new_password(password: &Password) -> Result<String, ApiError> {
+pub(crate) async fn hash_new_password(password: &Password) -> Result<String, ApiError> {
     let salt = random::<SALT_LEN>().to_vec();
     let hash = pbkdf2_sha256(password.as_bytes(), &salt, PBKDF2_ITERATIONS).await?;
     Ok(StoredPassword::new(PBKDF2_ITERATIONS, salt, hash).encode())
@@ -290,6 +337,7 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, ApiError>
         username: reg.username.as_str().to_string(),
         email: reg.email.as_ref().map(|e| e.as_str().to_string()),
         created_at: app.now_rfc3339(),
+        password_hash: None,
     };
     let stored = hash_new_password(&reg.password).await?;
     let inserted = db::run(
@@ -327,32 +375,66 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         }
         return Err(ApiError::Invalid(fields));
     };
-    let client = http::client_ip(&req);
-    count_attempt(app, &format!("login-ip:{client}"), rate_limit::LOGIN_PER_IP).await?;
-    // The username lockout counts failures: the attempt is counted now (so parallel guesses cannot slip past the
-    // limit) and taken back if the password is right. A name that cannot exist has no account to protect.
-    let name = Username::parse(username).ok();
-    let lockout_key = match &name {
-        Some(name) => {
-            let key = lockout_key(app, name, &client).await?;
-            count_attempt(app, &key, rate_limit::LOGIN_PER_USERNAME).await?;
-            Some(key)
-        }
-        None => None,
-    };
+    let user = check_password(app, &req, username, password).await?;
+    start_session(app, &req, &user, 200).await
+}
 
-    // Flat rows (no `#[serde(flatten)]`): flattening buffers every field through serde's generic Content
-    // type, which costs kilobytes of wasm for no benefit here.
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        username: String,
-        email: Option<String>,
-        created_at: String,
-        password_hash: String,
+/// A sign-in attempt for one username, counted against the login limits (per client, and the username's lockout)
+/// before its secret is checked; `succeeded` takes the lockout's count back. Login, a password change, recovery
+/// codes and recovery all go through this, so a guess costs the same everywhere.
+pub(crate) struct Attempt {
+    name: Option<Username>,
+    client: String,
+    lockout_key: Option<String>,
+}
+
+impl Attempt {
+    pub(crate) async fn begin(app: &App, req: &Request, username: &str) -> Result<Attempt, ApiError> {
+        let client = http::client_ip(req);
+        count_attempt(app, &format!("login-ip:{client}"), rate_limit::LOGIN_PER_IP).await?;
+        // The username lockout counts failures: the attempt is counted now (so parallel guesses cannot slip past
+        // the limit) and taken back if the secret is right. A name that cannot exist has no account to protect.
+        let name = Username::parse(username).ok();
+        let lockout_key = match &name {
+            Some(name) => {
+                let key = lockout_key(app, name, &client).await?;
+                count_attempt(app, &key, rate_limit::LOGIN_PER_USERNAME).await?;
+                Some(key)
+            }
+            None => None,
+        };
+        Ok(Attempt {
+            name,
+            client,
+            lockout_key,
+        })
     }
+
+    pub(crate) fn username(&self) -> Option<&Username> {
+        self.name.as_ref()
+    }
+
+    pub(crate) async fn succeeded(&self, app: &App) -> Result<(), ApiError> {
+        if let (Some(name), Some(key)) = (&self.name, &self.lockout_key) {
+            signed_in_from(app, name, &self.client, key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `password` for the account named `username` under the login limits: the user, or 401
+/// `invalid_credentials` (unknown name and wrong password alike, in the same time), or 429.
+pub(crate) async fn check_password(
+    app: &App,
+    req: &Request,
+    username: &str,
+    password: &str,
+) -> Result<UserRow, ApiError> {
+    let attempt = Attempt::begin(app, req, username).await?;
+    let name = attempt.username();
+
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
-    let row: Option<Row> = match &name {
+    let user: Option<UserRow> = match name {
         Some(name) => {
             db::one(
                 &app.db,
@@ -364,27 +446,22 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
         }
         None => None,
     };
-    let stored = row.as_ref().and_then(|r| StoredPassword::parse(&r.password_hash));
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.as_deref())
+        .and_then(StoredPassword::parse);
     let (salt, iterations) = match &stored {
         Some(s) => (s.salt.clone(), s.iterations),
         None => (DUMMY_SALT.to_vec(), PBKDF2_ITERATIONS),
     };
     let derived = pbkdf2_sha256(password.as_bytes(), &salt, iterations).await?;
-    let (Some(row), Some(stored)) = (row, stored) else {
+    let (Some(user), Some(stored)) = (user, stored) else {
         return Err(invalid_credentials());
-    };
-    let user = UserRow {
-        id: row.id,
-        username: row.username,
-        email: row.email,
-        created_at: row.created_at,
     };
     if !stored.matches(&derived) {
         return Err(invalid_credentials());
     }
-    if let (Some(name), Some(key)) = (&name, &lockout_key) {
-        signed_in_from(app, name, &client, key).await?;
-    }
+    attempt.succeeded(app).await?;
     if stored.needs_rehash() {
         if let Ok(p) = Password::parse(password) {
             let upgraded = hash_new_password(&p).await?;
@@ -397,20 +474,15 @@ pub async fn login(app: &App, mut req: Request) -> Result<Response, ApiError> {
             .await?;
         }
     }
-    start_session(app, &req, &user, 200).await
+    Ok(user)
 }
 
 /// The lockout key of this login attempt: apart from strangers' when this client signed in to the account before.
 async fn lockout_key(app: &App, name: &Username, client: &str) -> Result<String, ApiError> {
-    #[derive(Deserialize)]
-    struct Known {
-        #[allow(dead_code)]
-        last_ok_at: i64,
-    }
-    let known: Option<Known> = db::one(
+    let known: Option<Text> = db::one(
         &app.db,
         "is this a known login client",
-        "SELECT last_ok_at FROM login_known_clients WHERE username = ?1 AND client = ?2",
+        "SELECT 'known' AS value FROM login_known_clients WHERE username = ?1 AND client = ?2",
         &[name.as_str().to_ascii_lowercase().as_str().into(), client.into()],
     )
     .await?;
@@ -446,7 +518,7 @@ async fn signed_in_from(app: &App, name: &Username, client: &str, lockout_key: &
     Ok(())
 }
 
-fn invalid_credentials() -> ApiError {
+pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::Unauthenticated {
         code: "invalid_credentials",
         message: "Wrong username or password.".into(),
@@ -471,7 +543,7 @@ async fn presented_refresh_token(app: &App, req: &mut Request) -> Result<Option<
 /// Revokes a login: its refresh tokens stop working at once, and every chat socket it opened is closed (the rooms
 /// it opened sockets in are recorded by `chat_login`). Its access tokens expire within 15 minutes and can open no
 /// new chat socket meanwhile. A room that cannot be reached is logged; the revocation stands.
-async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
     db::run(
         &app.db,
         "revoke login family",
@@ -479,25 +551,21 @@ async fn revoke_family(app: &App, family_id: &str) -> Result<(), ApiError> {
         &[app.now_rfc3339().as_str().into(), family_id.into()],
     )
     .await?;
-    #[derive(Deserialize)]
-    struct Room {
-        stream_id: String,
-    }
-    let rooms: Vec<Room> = db::all(
+    let rooms: Vec<Text> = db::all(
         &app.db,
         "rooms of a revoked login",
-        "DELETE FROM login_chat_rooms WHERE login_id = ?1 RETURNING stream_id",
+        "DELETE FROM login_chat_rooms WHERE login_id = ?1 RETURNING stream_id AS value",
         &[family_id.into()],
     )
     .await?;
     let body = sunnylive_core::chat::LogoutPost {
         login_id: family_id.to_string(),
     };
-    for room in rooms {
-        match crate::room_client::post_to_room(app, &room.stream_id, sunnylive_core::chat::ROOM_LOGOUT, &body).await {
+    for Text { value: room } in rooms {
+        match crate::room_client::post_to_room(app, &room, sunnylive_core::chat::ROOM_LOGOUT, &body).await {
             Ok(code) if (200..300).contains(&code) => {}
-            Ok(code) => worker::console_error!("auth: room {} answered {code} to a logout", room.stream_id),
-            Err(e) => worker::console_error!("auth: room {} unreachable for a logout: {e}", room.stream_id),
+            Ok(code) => worker::console_error!("auth: room {room} answered {code} to a logout"),
+            Err(e) => worker::console_error!("auth: room {room} unreachable for a logout: {e}"),
         }
     }
     Ok(())
@@ -510,18 +578,7 @@ pub async fn chat_login(app: &App, user: &AuthUser, stream_id: &str) -> Result<O
     let Some(login_id) = &user.login_id else {
         return Ok(None);
     };
-    #[derive(Deserialize)]
-    struct Login {
-        revoked_at: Option<String>,
-    }
-    let login: Option<Login> = db::one(
-        &app.db,
-        "load login of a chat socket",
-        "SELECT revoked_at FROM login_families WHERE id = ?1",
-        &[login_id.into()],
-    )
-    .await?;
-    if login.is_none_or(|l| l.revoked_at.is_some()) {
+    if !login_is_live(app, login_id).await? {
         return Err(reject("chat: the access token's login is revoked"));
     }
     db::run(
@@ -607,22 +664,38 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         return Err(reject("refresh: concurrent reuse; login revoked"));
     }
     let next = new_refresh_token(random());
-    db::run(
-        &app.db,
-        "insert rotated refresh token",
-        "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
-        &[
-            (&next.hash).into(),
-            (&row.family_id).into(),
-            (now + REFRESH_TTL_SECONDS).into(),
-        ],
-    )
-    .await?;
+    let (network, browser) = place(&req);
+    app.db
+        .batch(vec![
+            db::stmt(
+                &app.db,
+                "INSERT INTO refresh_tokens (token_hash, family_id, expires_at) VALUES (?1, ?2, ?3)",
+                &[
+                    (&next.hash).into(),
+                    (&row.family_id).into(),
+                    (now + REFRESH_TTL_SECONDS).into(),
+                ],
+            )?,
+            // The sign-in list shows where a login was last used from.
+            db::stmt(
+                &app.db,
+                "UPDATE login_families SET last_used_at = ?1, network = ?2, browser = ?3 WHERE id = ?4",
+                &[
+                    now.into(),
+                    network.as_deref().into(),
+                    browser.into(),
+                    (&row.family_id).into(),
+                ],
+            )?,
+        ])
+        .await
+        .or_internal("rotate refresh token")?;
     let user = UserRow {
         id: row.id,
         username: row.username,
         email: row.email,
         created_at: row.created_at,
+        password_hash: None,
     };
     session_response(app, &req, &user, &row.family_id, &next.token, 200)
 }
@@ -653,23 +726,19 @@ pub async fn logout(app: &App, mut req: Request) -> Result<Response, ApiError> {
 }
 
 async fn login_of_refresh_token(app: &App, token: &str) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        family_id: String,
-    }
-    let row: Option<Row> = db::one(
+    let row: Option<Text> = db::one(
         &app.db,
         "find login to revoke",
-        "SELECT family_id FROM refresh_tokens WHERE token_hash = ?1",
+        "SELECT family_id AS value FROM refresh_tokens WHERE token_hash = ?1",
         &[hash_refresh_token(token).as_str().into()],
     )
     .await?;
-    Ok(row.map(|r| r.family_id))
+    Ok(row.map(|r| r.value))
 }
 
 /// `GET /api/me`
 pub async fn me(app: &App, req: Request) -> Result<Response, ApiError> {
-    let caller = require_user(app, &req)?;
+    let caller = require_user(app, &req).await?;
     let row: Option<UserRow> = db::one(
         &app.db,
         "load me",

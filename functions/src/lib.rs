@@ -2,6 +2,7 @@
 //! against the one route table in `routes.rs`; each resource lives in its own module; every failure becomes a
 //! contract-shaped error through `sunnylive_core::error::ApiError` in `http::respond`.
 
+mod account;
 mod app;
 mod auth;
 mod broadcasts;

@@ -103,6 +103,8 @@ pub fn target(path: &str) -> Target {
         "/login" => return page("/login"),
         "/register" => return page("/register"),
         "/studio" => return page("/studio"),
+        "/account" => return page("/account"),
+        "/recover" => return page("/recover"),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/s/") {
@@ -375,6 +377,8 @@ mod tests {
         assert_eq!(target("/login"), page("/login"));
         assert_eq!(target("/register"), page("/register"));
         assert_eq!(target("/studio"), page("/studio"));
+        assert_eq!(target("/account"), page("/account"));
+        assert_eq!(target("/recover"), page("/recover"));
         assert_eq!(target("/s/abcdefghij234567"), page("/watch"));
         assert_eq!(target("/donations/order-1_x"), page("/donation"));
     }
@@ -457,7 +461,7 @@ mod tests {
                 "{path:?}"
             );
         }
-        assert_eq!(pages, 7);
+        assert_eq!(pages, 9);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
+use crate::{account, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -22,6 +22,12 @@ pub enum Route {
     Logout,
     Me,
     MyStreams,
+    ChangePassword,
+    ListLogins,
+    EndLogin,
+    EndOtherLogins,
+    CreateRecoveryCodes,
+    Recover,
     ListStreams,
     CreateStream,
     GetStream,
@@ -69,6 +75,12 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/auth/logout", Route::Logout),
     ("GET", "/api/me", Route::Me),
     ("GET", "/api/me/streams", Route::MyStreams),
+    ("POST", "/api/me/password", Route::ChangePassword),
+    ("GET", "/api/me/logins", Route::ListLogins),
+    ("DELETE", "/api/me/logins/{login_id}", Route::EndLogin),
+    ("POST", "/api/me/logins/end-others", Route::EndOtherLogins),
+    ("POST", "/api/me/recovery-codes", Route::CreateRecoveryCodes),
+    ("POST", "/api/auth/recover", Route::Recover),
     ("GET", "/api/streams", Route::ListStreams),
     ("POST", "/api/streams", Route::CreateStream),
     ("GET", "/api/streams/{id}", Route::GetStream),
@@ -161,24 +173,31 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The rows whose pattern matches `path`, with their parameters. Only the most specific patterns count (those with
+/// the fewest parameters): `/api/me/logins/end-others` is that route's path alone, not also a `{login_id}`, and
+/// `/hls/{id}/{broadcast_id}/index.m3u8` is the playlist, not a `{file}`.
+fn matching(path: &str) -> Vec<(&'static str, Route, Vec<String>)> {
+    let all: Vec<_> = ROUTES
+        .iter()
+        .filter_map(|(m, pattern, route)| matches(pattern, path).map(|params| (*m, *route, params)))
+        .collect();
+    let fewest = all.iter().map(|(_, _, params)| params.len()).min().unwrap_or(0);
+    all.into_iter()
+        .filter(|(_, _, params)| params.len() == fewest)
+        .collect()
+}
+
 /// Finds the route for `method` and `path`. `Err(MethodNotAllowed)` when the path exists with other methods,
 /// `Ok(None)` when no API route has this path.
 pub fn find(method: &str, path: &str) -> Result<Option<(Route, Params)>, ApiError> {
-    let path = without_trailing_slash(path);
-    let mut path_known = false;
-    for (m, pattern, route) in ROUTES {
-        if let Some(params) = matches(pattern, path) {
-            if *m == method || (method == "HEAD" && *m == "GET") {
-                return Ok(Some((*route, Params(params))));
-            }
-            path_known = true;
-        }
+    let rows = matching(without_trailing_slash(path));
+    if rows.is_empty() {
+        return Ok(None);
     }
-    if path_known {
-        Err(ApiError::MethodNotAllowed)
-    } else {
-        Ok(None)
-    }
+    rows.into_iter()
+        .find(|(m, _, _)| *m == method || (method == "HEAD" && *m == "GET"))
+        .map(|(_, route, params)| Some((route, Params(params))))
+        .ok_or(ApiError::MethodNotAllowed)
 }
 
 fn without_trailing_slash(path: &str) -> &str {
@@ -195,10 +214,9 @@ pub fn allowed_methods(path: &str) -> String {
     if !is_api(path) {
         return "GET, HEAD".into();
     }
-    let path = without_trailing_slash(path);
     let mut methods: Vec<&str> = Vec::new();
-    for (m, pattern, _) in ROUTES {
-        if matches(pattern, path).is_some() && !methods.contains(m) {
+    for (m, _, _) in matching(without_trailing_slash(path)) {
+        if !methods.contains(&m) {
             methods.push(m);
         }
     }
@@ -397,6 +415,12 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::Logout => auth::logout(app, req).await,
         Route::Me => auth::me(app, req).await,
         Route::MyStreams => streams::list_mine(app, req).await,
+        Route::ChangePassword => account::change_password(app, req).await,
+        Route::ListLogins => account::list_logins(app, req).await,
+        Route::EndLogin => account::end_login(app, req, params.first()).await,
+        Route::EndOtherLogins => account::end_other_logins(app, req).await,
+        Route::CreateRecoveryCodes => account::create_recovery_codes(app, req).await,
+        Route::Recover => account::recover(app, req).await,
         Route::ListStreams => streams::list(app, req).await,
         Route::CreateStream => streams::create(app, req).await,
         Route::GetStream => streams::get(app, params.first()).await,
@@ -512,6 +536,22 @@ mod tests {
         assert_eq!(allowed_methods("/api/streams/abc"), "GET, PATCH, DELETE, HEAD");
         assert_eq!(allowed_methods("/api/auth/login/"), "POST");
         assert_eq!(allowed_methods("/watch/abc"), "GET, HEAD");
+    }
+
+    #[test]
+    fn ending_the_other_logins_is_not_taken_for_ending_one_named_end_others() {
+        assert_eq!(
+            find("POST", "/api/me/logins/end-others").unwrap().unwrap().0,
+            Route::EndOtherLogins
+        );
+        let (route, params) = find("DELETE", "/api/me/logins/abc").unwrap().unwrap();
+        assert_eq!((route, params.first()), (Route::EndLogin, "abc"));
+        assert_eq!(
+            find("DELETE", "/api/me/logins/end-others").err(),
+            Some(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(allowed_methods("/api/me/logins/end-others"), "POST");
+        assert_eq!(allowed_methods("/api/me/logins/abc"), "DELETE");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub async fn load(app: &App, id: &str) -> Result<StreamRow, ApiError> {
 
 /// The stream, if the caller owns it: 401 for anonymous callers, 404 for no such stream, 403 for someone else's.
 pub async fn load_owned(app: &App, req: &Request, id: &str) -> Result<(AuthUser, StreamRow), ApiError> {
-    let caller = require_user(app, req)?;
+    let caller = require_user(app, req).await?;
     let stream = load(app, id).await?;
     if stream.owner_id != caller.id.as_str() {
         return Err(ApiError::Forbidden {

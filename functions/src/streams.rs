@@ -38,7 +38,7 @@ fn key_body<'a>(app: &'a App, stream: &StreamRow) -> KeyBody<'a> {
 
 /// `POST /api/streams`
 pub async fn create(app: &App, mut req: Request) -> Result<Response, ApiError> {
-    let caller = require_user(app, &req)?;
+    let caller = require_user(app, &req).await?;
     let body = http::read_json(&mut req, JSON_LIMIT).await?;
     let changes = StreamChanges::parse(body.opt_str("title")?, body.opt_str("description")?, true)?;
     let title = changes
@@ -242,7 +242,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
 
 /// `GET /api/me/streams`: the caller's own streams, newest first (an extension for the studio page).
 pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
-    let caller = require_user(app, &req)?;
+    let caller = require_user(app, &req).await?;
     let rows: Vec<StreamRow> = db::all(
         &app.db,
         "list my streams",

@@ -1,5 +1,5 @@
-// The header every page shares: who is signed in (GET /api/me, refreshed once if the access cookie expired), the
-// account links, sign out, and the search box keeping the current query.
+// The header every page shares: who is signed in (GET /api/me, refreshed once if the access cookie expired, their
+// name linking to the Account page), sign out, and the search box keeping the current query.
 
 import { api, currentUser } from './api.js';
 import { h, fill } from './dom.js';
@@ -39,7 +39,13 @@ export async function initHeader() {
     fill(
       nav,
       h('a', { class: 'nav-link', text: 'Studio', attrs: { href: '/studio' } }),
-      h('span', { class: 'nav-user', attrs: { title: 'Signed in' } }, h('span', { class: 'avatar', text: initial(user.username) }), h('span', { class: 'nav-user__name', text: user.username })),
+      // The person's own name and avatar lead to their Account page (password, sign-ins, recovery codes).
+      h(
+        'a',
+        { class: 'nav-user', attrs: { href: '/account', title: 'Your account', 'aria-label': `Account: ${user.username}` } },
+        h('span', { class: 'avatar', text: initial(user.username) }),
+        h('span', { class: 'nav-user__name', text: user.username }),
+      ),
       signOut,
     );
   } else {

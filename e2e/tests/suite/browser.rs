@@ -22,6 +22,8 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
     let mut files: Vec<String> = std::fs::read_dir(root.join("e2e/browser"))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|name| name.ends_with(".test.mjs"))
+        // SUNNYLIVE_BROWSER_ONLY=account runs only the files whose name contains it (a quick loop on one page).
+        .filter(|name| std::env::var("SUNNYLIVE_BROWSER_ONLY").map_or(true, |only| name.contains(&only)))
         .map(|name| format!("e2e/browser/{name}"))
         .collect();
     files.sort();

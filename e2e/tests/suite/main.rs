@@ -7,6 +7,7 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Trial};
 use sunnylive_e2e::TestApp;
 
+mod account;
 mod auth;
 mod browser;
 mod chat;
@@ -25,6 +26,7 @@ mod video;
 /// Tests that share the stack and may run concurrently.
 fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     let mut trials = Vec::new();
+    trials.extend(account::tests(app.clone()));
     trials.extend(auth::tests(app.clone()));
     trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
