@@ -509,9 +509,11 @@ async function main() {
   try {
     const streams = await loadStreams();
     const list = byId('studio-streams');
-    list.replaceChildren();
-    if (streams.length === 0) showEmpty();
-    for (const s of streams) list.appendChild(streamCard(s));
+    // A stream created while this list was loading already has its card (with its key): keep it, add the rest.
+    const shown = new Set([...list.querySelectorAll('.studio-card[data-stream-id]')].map((el) => el.dataset.streamId));
+    if (shown.size === 0) list.replaceChildren();
+    if (streams.length === 0 && shown.size === 0) showEmpty();
+    for (const s of streams) if (!shown.has(s.id)) list.appendChild(streamCard(s));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
       location.replace(`/login?next=${encodeURIComponent('/studio')}`);
