@@ -932,10 +932,12 @@ static COUNTER: AtomicU64 = AtomicU64::new(1);
 static STACKS: AtomicU64 = AtomicU64::new(0);
 
 /// A client address from the IPv6 documentation range (RFC 3849): only ever a header value, never a destination.
-/// Each one in its own /64, because the worker buckets IPv6 clients by /64 for its per-IP limits.
+/// Each one in its own /64, because the worker buckets IPv6 clients by /64 for its per-IP limits. Their /48s are
+/// `2001:db8:0000` to `2001:db8:7fff` (by process id); tests that need addresses of their own take theirs from
+/// the upper half (`2001:db8:8000` and above), so no test's network is ever another's.
 pub fn next_ip() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("2001:db8:{:x}:{:x}::1", std::process::id() & 0xffff, n & 0xffff)
+    format!("2001:db8:{:x}:{:x}::1", std::process::id() & 0x7fff, n & 0xffff)
 }
 
 /// Viewer `n`'s IPv4 client address, from the benchmarking range (RFC 2544: 198.18.0.0/15, only ever a header

@@ -40,7 +40,8 @@ fn ipv4_client() -> (String, String) {
 /// A fresh IPv6 client address in the documentation range (RFC 3849): (address, its /48).
 fn ipv6_client() -> (String, String) {
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let a = 0x4000 + (std::process::id() & 0x0fff);
+    // The upper half of 2001:db8::/32 by /48 (`next_ip` keeps to the lower half), below security's fffe/ffff.
+    let a = 0x8000 + (std::process::id() & 0x0fff);
     (format!("2001:db8:{a:x}:{n:x}::5"), format!("2001:db8:{a:x}::/48"))
 }
 
