@@ -52,6 +52,9 @@ export function outputsBox(stream) {
   );
   let outputs = [];
   let timer = null;
+  // Bumped by every reload sent and every change made here: a reload answers only if nothing newer happened since it
+  // was sent (a list fetched before an add, answered after it, would otherwise drop the output just added).
+  let generation = 0;
 
   function row(output) {
     const toggle = h('input', {
@@ -69,6 +72,7 @@ export function outputsBox(stream) {
       try {
         const body = await api(`${path}/${encodeURIComponent(output.id)}`, { method: 'PATCH', body: { enabled: toggle.checked } });
         Object.assign(output, body.output);
+        generation += 1;
         message.textContent = output.enabled ? `${output.name} is on.` : `${output.name} is off.`;
         paint();
       } catch (err) {
@@ -89,6 +93,7 @@ export function outputsBox(stream) {
       try {
         await api(`${path}/${encodeURIComponent(output.id)}`, { method: 'DELETE' });
         outputs = outputs.filter((o) => o.id !== output.id);
+        generation += 1;
         message.textContent = `${output.name} removed.`;
         paint();
       } catch (err) {
@@ -122,8 +127,10 @@ export function outputsBox(stream) {
   }
 
   async function refresh() {
+    const mine = ++generation;
     try {
       const body = await api(path);
+      if (mine !== generation) return;
       outputs = body.outputs || [];
       paint();
     } catch (err) {
@@ -149,6 +156,7 @@ export function outputsBox(stream) {
     try {
       const body = await api(path, { method: 'POST', body: { name, url, key } });
       outputs.push(body.output);
+      generation += 1;
       form.reset();
       message.textContent = `${body.output.name} added.`;
       paint();

@@ -170,15 +170,16 @@ function codesForm() {
 }
 
 async function main() {
+  // Forms are wired before anything is awaited, so a click as soon as the page has loaded is never a native submit.
+  passwordForm();
+  endOthersButton();
+  codesForm();
   const user = await initHeader();
   if (!user) {
     location.replace(`/login?next=${encodeURIComponent('/account')}`);
     return;
   }
   byId('account-lead').textContent = `Signed in as ${user.username}. Your password, where you're signed in, and a way back in if you forget your password.`;
-  passwordForm();
-  endOthersButton();
-  codesForm();
   await loadLogins();
 }
 

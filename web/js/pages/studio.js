@@ -498,13 +498,15 @@ function initCreate() {
 }
 
 async function main() {
+  // The form is wired before anything is awaited: a click that comes as soon as the page has loaded must create the
+  // stream, not submit the form natively (a reload that loses it).
+  initCreate();
   const user = await initHeader();
   if (!user) {
     location.replace(`/login?next=${encodeURIComponent('/studio')}`);
     return;
   }
   byId('studio-lead').textContent = `Signed in as ${user.username}. Your channels, stream keys and supporters.`;
-  initCreate();
   const status = byId('studio-status');
   try {
     const streams = await loadStreams();
