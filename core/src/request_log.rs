@@ -99,6 +99,21 @@ pub fn id_from_ray(cf_ray: Option<&str>) -> Option<String> {
         .then(|| ray.to_string())
 }
 
+/// The path of a request URL as the runtime serializes it (`https://host/a/b?x#y` -> `/a/b`), without parsing it
+/// again: a WHATWG serialization always has a path after the host, and `?` and `#` inside it are percent-encoded.
+pub fn path_of_url(url: &str) -> &str {
+    let Some(host_start) = url.find("://").map(|i| i + 3) else {
+        return url;
+    };
+    match url[host_start..].find('/') {
+        Some(i) => {
+            let path = &url[host_start + i..];
+            &path[..path.find(['?', '#']).unwrap_or(path.len())]
+        }
+        None => "/",
+    }
+}
+
 /// A request id from 8 random bytes, as 16 hex digits.
 pub fn id_from_random(bytes: [u8; 8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -154,6 +169,18 @@ mod tests {
         assert_eq!(id_from_ray(Some("8f1b2c3d4e5f6789\"}-SIN")), None);
         assert_eq!(id_from_ray(None), None);
         assert_eq!(id_from_random([0, 1, 2, 0xab, 4, 5, 6, 0xff]), "000102ab040506ff");
+    }
+
+    #[test]
+    fn the_path_of_a_url_is_what_lies_between_its_host_and_its_query() {
+        assert_eq!(
+            path_of_url("https://tv.example.com/hls/a/b/seg1.ts?miss=1#x"),
+            "/hls/a/b/seg1.ts"
+        );
+        assert_eq!(path_of_url("http://127.0.0.1:8787/healthz"), "/healthz");
+        assert_eq!(path_of_url("https://tv.example.com"), "/");
+        assert_eq!(path_of_url("https://tv.example.com/?q"), "/");
+        assert_eq!(path_of_url("https://tv.example.com/a%3Fb"), "/a%3Fb");
     }
 
     #[test]

@@ -590,6 +590,11 @@ impl TestApp {
         Err("no port of the Worker's workerd answers /healthz".into())
     }
 
+    /// The port of wrangler dev's inspector (the V8 inspector of the Workers, through wrangler's proxy).
+    pub fn inspector_port(&self) -> u16 {
+        self.inspector_port
+    }
+
     /// The pid of the running `wrangler dev` (its Node process; both workerd are its children).
     pub fn worker_pid(&self) -> Option<u32> {
         self.worker

@@ -200,6 +200,8 @@ pub struct App {
     pub tokens: Rc<AccessTokens>,
     /// The request's execution context (None for the cron): what purges the cache in front of the Worker.
     ctx: Option<Context>,
+    /// The colo's cache was asked for this request before it got here and had nothing (`video_cache::lookup`).
+    pub video_cache_missed: bool,
 }
 
 impl App {
@@ -218,6 +220,7 @@ impl App {
             db: Db::new(db, start),
             tokens,
             ctx,
+            video_cache_missed: false,
         })
     }
 

@@ -394,16 +394,13 @@ fn mark(resp: Response, status: &str) -> Response {
 
 /// A cached answer for this exact URL, if the colo has one (the Cache API also answers Range and If-None-Match).
 /// Only GET is cached (the Cache API refuses other methods); HEAD goes to the source.
-async fn cached(req: &Request) -> Option<Response> {
-    if req.method() != Method::Get {
+/// Not asked again when `video_cache::lookup` already asked for this request and found nothing.
+async fn cached(app: &App, req: &Request) -> Option<Response> {
+    if app.video_cache_missed || req.method() != Method::Get {
         return None;
     }
-    Cache::default()
-        .get(req, false)
-        .await
-        .ok()
-        .flatten()
-        .map(|r| mark(r, "HIT"))
+    let hit = crate::video_cache::matching(req.inner()).await.flatten()?;
+    crate::video_cache::marked(&hit, "HIT", None, None).map(Response::from)
 }
 
 /// Stores a copy of `resp` in the colo's cache and returns the other copy.
@@ -470,7 +467,7 @@ async fn live_broadcast(app: &App, stream: &StreamId, rendition: Rendition) -> R
 /// with a segment, lowest first, with its measured bandwidth, resolution, frame rate and codecs.
 pub async fn live_master(app: &App, req: Request, stream_id: &str) -> Result<Response, ApiError> {
     let stream = StreamId::parse(stream_id).ok_or_else(not_live)?;
-    if let Some(hit) = cached(&req).await {
+    if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
     let live = live_broadcast(app, &stream, Rendition::SOURCE).await?;
@@ -497,7 +494,7 @@ pub async fn live_playlist(
         None => (Rendition::SOURCE, ""),
         Some(name) => (Rendition::parse(name).ok_or_else(no_such_rendition)?, "../"),
     };
-    if let Some(hit) = cached(&req).await {
+    if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
     let live = live_broadcast(app, &stream, rendition).await?;
@@ -595,7 +592,7 @@ pub async fn broadcast_master(
     let (Some(stream), Some(broadcast)) = (StreamId::parse(stream_id), BroadcastId::parse(broadcast_id)) else {
         return Err(no_such_file());
     };
-    if let Some(hit) = cached(&req).await {
+    if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
     let row = load_broadcast(app, &stream, &broadcast, Rendition::SOURCE).await?;
@@ -622,7 +619,7 @@ pub async fn broadcast_playlist(
         None => Rendition::SOURCE,
         Some(name) => Rendition::parse(name).ok_or_else(no_such_rendition)?,
     };
-    if let Some(hit) = cached(&req).await {
+    if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
     let row = load_broadcast(app, &stream, &broadcast, rendition).await?;
@@ -670,7 +667,7 @@ pub async fn file(
     ) else {
         return Err(no_such_file());
     };
-    if let Some(hit) = cached(&req).await {
+    if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
     let key = hls::object_key(

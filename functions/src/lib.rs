@@ -21,12 +21,21 @@ mod routes;
 mod rtmp;
 mod stream_row;
 mod streams;
+mod video_cache;
 
-use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::worker_sys::web_sys;
+use worker::{event, Context, Env, Request, ScheduleContext, ScheduledEvent};
 
+/// Takes the request as the runtime gives it: a video answer the colo's cache holds (most of what viewers ask) is
+/// served from it before anything else is built (`video_cache`); everything else goes through the route table.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    Ok(routes::handle(req, env, ctx).await)
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+    let missed = match video_cache::lookup(&req).await {
+        video_cache::Lookup::Hit(response) => return Ok(response),
+        video_cache::Lookup::Missed => true,
+        video_cache::Lookup::NotVideo => false,
+    };
+    Ok(routes::handle(Request::from(req), env, ctx, missed).await.into())
 }
 
 #[event(scheduled)]

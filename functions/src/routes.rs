@@ -294,12 +294,30 @@ fn must_be_current(route: Route) -> bool {
 /// returned as `x-request-id` and written with the route, status and duration as one JSON line
 /// (`sunnylive_core::request_log`), which `wrangler tail` and Workers Logs show. Every answer leaves with a
 /// `Cache-Control` from `sunnylive_core::cache` and, when it read or wrote D1, the session's newest bookmark.
-pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
+/// This request's id (`x-request-id`, and in its log line): Cloudflare's ray id when it has a usable one, else 16
+/// random hex digits.
+pub fn request_id(headers: &web_sys::Headers) -> String {
+    request_log::id_from_ray(headers.get("cf-ray").ok().flatten().as_deref())
+        .unwrap_or_else(|| request_log::id_from_random(crate::crypto::random()))
+}
+
+/// The `Cache-Tag` of a video route's answer: its stream, and its broadcast when it has one.
+pub fn video_tags(route: Route, params: &Params) -> String {
+    // Every video route but the live ones names its broadcast second (`/hls/{id}/{broadcast_id}/...`).
+    let live = matches!(
+        route,
+        Route::LiveMaster | Route::LivePlaylist | Route::LiveRenditionPlaylist
+    );
+    cache::video_tags(params.first(), (!live).then(|| params.get(1)))
+}
+
+/// Answers one request. `video_cache_missed`: the edge cache was already asked for this request and had nothing
+/// (`video_cache::lookup`), so the video handlers go straight to D1 and R2.
+pub async fn handle(req: Request, env: Env, ctx: Context, video_cache_missed: bool) -> Response {
     // The clock only moves across I/O inside a Worker: this is wall time spent waiting, which is what costs.
     let started = js_sys::Date::now();
     let headers = req.headers();
-    let request_id = request_log::id_from_ray(headers.get("cf-ray").ok().flatten().as_deref())
-        .unwrap_or_else(|| request_log::id_from_random(crate::crypto::random()));
+    let request_id = request_id(&headers.0);
     let bookmark = headers.get(replica::BOOKMARK_HEADER).ok().flatten();
     let asker = Asker {
         cookie: headers.has("cookie").unwrap_or(false),
@@ -323,7 +341,10 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
         asker.cookie || asker.authorization,
         bookmark.as_deref(),
     );
-    let app = App::new(env, &start, Some(ctx));
+    let app = App::new(env, &start, Some(ctx)).map(|mut app| {
+        app.video_cache_missed = video_cache_missed;
+        app
+    });
     let result = match &app {
         Err(e) => Err(e.clone()),
         Ok(app) => serve(app, req, &method, &path).await,
@@ -350,13 +371,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     }
     // Video is tagged by stream and broadcast, so deleting either purges its copies (`App::purge_cache`).
     if let (CacheClass::Video, Some((route, params)), true) = (class, &found, status < 400) {
-        // Every video route but the live ones names its broadcast second (`/hls/{id}/{broadcast_id}/...`).
-        let live = matches!(
-            route,
-            Route::LiveMaster | Route::LivePlaylist | Route::LiveRenditionPlaylist
-        );
-        let broadcast = (!live).then(|| params.get(1));
-        let _ = out.set("cache-tag", &cache::video_tags(params.first(), broadcast));
+        let _ = out.set("cache-tag", &video_tags(*route, params));
     }
     let public = control == Some(cache::PUBLIC_READ);
     if public {

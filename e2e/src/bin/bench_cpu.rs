@@ -5,6 +5,8 @@
 //! stand-ins for D1, R2 and the Cache API, which both Workers pay alike; wrangler's dev proxy and Node are separate
 //! processes and not counted. Rounds alternate ours and the floor, and the table shows medians over the rounds.
 //!   scripts/bench cpu        (BENCH_CPU_REQUESTS per round, default 300; BENCH_CPU_ROUNDS, default 5)
+//! BENCH_CPU_ONLY=<part of a row's name> measures that row alone (and the login row is skipped); the bench prints
+//! our workerd's inspector address first, for a V8 CPU profile of the run (e2e/bench-floor/cpu/profile.mjs).
 //! Run `make build` (or `make bench`) first.
 
 use serde_json::json;
@@ -84,6 +86,10 @@ fn main() -> Result<(), BoxError> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let app = TestApp::start()?;
+    eprintln!(
+        "bench cpu: our workerd's inspector: ws://127.0.0.1:{}/ws",
+        app.inspector_port()
+    );
     let floor = start_floor()?;
     let ours_pid = app.worker_pid().ok_or("our wrangler dev is not running")?;
     let floor_pid = floor.pid();
@@ -210,7 +216,11 @@ fn main() -> Result<(), BoxError> {
         );
         println!("| request | ours ms | floor ms | ours / floor | goal | verdict |");
         println!("|---|---:|---:|---:|---:|---|");
+        let only = std::env::var("BENCH_CPU_ONLY").unwrap_or_default();
         for (case, size) in cases.iter().zip(sizes) {
+            if !case.name.contains(&only) {
+                continue;
+            }
             let (mut ours, mut base) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
                 for (url, pid, out) in [(&case.ours, ours_pid, &mut ours), (&case.floor, floor_pid, &mut base)] {
@@ -226,6 +236,9 @@ fn main() -> Result<(), BoxError> {
                 None => ("-".to_string(), "-"),
             };
             println!("| {} | {o:.3} | {f:.3} | {ratio:.2}x | {goal} | {verdict} |", case.name);
+        }
+        if !only.is_empty() {
+            return Ok(());
         }
         // Sign-in: PBKDF2 (100,000 iterations through WebCrypto) is most of it; the free plan allows 10 ms of CPU.
         let mut logins = Vec::new();

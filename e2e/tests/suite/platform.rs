@@ -100,6 +100,8 @@ async fn every_answer_says_who_may_cache_it(app: &TestApp) -> TestResult {
     let doc = api.get("/api/openapi.json", None).await?;
     let paths = doc.body["paths"].as_object().ok_or("openapi.json has paths")?;
     let mut walked = 0;
+    // Video answers served from the colo's cache (the Worker's first step, `video_cache`): the same rules hold.
+    let mut video_hits = 0;
     let mut problems = Vec::new();
     for (pattern, ops) in paths {
         let path = pattern
@@ -148,6 +150,9 @@ async fn every_answer_says_who_may_cache_it(app: &TestApp) -> TestResult {
                         directives(&a)
                     ));
                 } else if video && a.status == 200 && method == Method::GET {
+                    if a.header("x-cache") == Some("HIT") {
+                        video_hits += 1;
+                    }
                     let age = max_age(&a).unwrap_or(0);
                     let long_lived = path.ends_with(".ts");
                     let tag = a.header("cache-tag").unwrap_or_default();
@@ -193,6 +198,10 @@ async fn every_answer_says_who_may_cache_it(app: &TestApp) -> TestResult {
     ensure!(
         walked >= 60,
         "walked only {walked} requests: the contract lost its paths?"
+    );
+    ensure!(
+        video_hits >= 3,
+        "only {video_hits} video answers came from the cache: the walk no longer checks cached answers"
     );
     ensure!(
         problems.is_empty(),
