@@ -145,6 +145,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
 ];
 
 /// Path parameters of a matched route, in pattern order.
+#[derive(Clone)]
 pub struct Params(Vec<String>);
 
 impl Params {
@@ -240,7 +241,13 @@ fn pattern(route: Route) -> &'static str {
 }
 
 /// What a request is, for its log line: the API route's pattern or the kind of web path. Never the path itself.
+#[cfg(test)]
 fn route_name(method: &str, path: &str) -> RouteName {
+    name_of(path, find(method, path).ok().flatten().map(|(route, _)| route))
+}
+
+/// The log line's name for a request to `path`, given the API route it matched.
+fn name_of(path: &str, route: Option<Route>) -> RouteName {
     if !is_api(path) {
         return match pages::target(path) {
             pages::Target::Page { .. } => RouteName::Page,
@@ -248,9 +255,9 @@ fn route_name(method: &str, path: &str) -> RouteName {
             pages::Target::NotFound => RouteName::NotFound,
         };
     }
-    match find(method, path) {
-        Ok(Some((route, _))) => RouteName::Api(pattern(route)),
-        _ => RouteName::UnknownApi,
+    match route {
+        Some(route) => RouteName::Api(pattern(route)),
+        None => RouteName::UnknownApi,
     }
 }
 
@@ -328,13 +335,10 @@ pub async fn handle(req: Request, env: Env, ctx: Context, video_cache_missed: bo
     // which would serve them as reads instead of answering 405.
     let method = req.inner().method();
     let path = req.path();
-    let name = route_name(&method, &path);
-    let found = if is_api(&path) {
-        find(&method, &path).ok().flatten()
-    } else {
-        None
-    };
-    let route = found.as_ref().map(|(r, _)| *r);
+    // The route table is consulted once: the log line's name, the cache class and the dispatch all use this.
+    let lookup = if is_api(&path) { find(&method, &path) } else { Ok(None) };
+    let route = lookup.as_ref().ok().and_then(|found| found.as_ref().map(|(r, _)| *r));
+    let name = name_of(&path, route);
     let start = replica::session_start(
         &method,
         route.is_some_and(must_be_current),
@@ -347,7 +351,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context, video_cache_missed: bo
     });
     let result = match &app {
         Err(e) => Err(e.clone()),
-        Ok(app) => serve(app, req, &method, &path).await,
+        Ok(app) => serve(app, req, &method, &path, &lookup).await,
     };
     let error = result.as_ref().err().map(ApiError::code);
     let mut response = respond(result, &method, &request_id);
@@ -370,7 +374,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context, video_cache_missed: bo
         let _ = out.set("cache-control", value);
     }
     // Video is tagged by stream and broadcast, so deleting either purges its copies (`App::purge_cache`).
-    if let (CacheClass::Video, Some((route, params)), true) = (class, &found, status < 400) {
+    if let (CacheClass::Video, Ok(Some((route, params))), true) = (class, &lookup, status < 400) {
         let _ = out.set("cache-tag", &video_tags(*route, params));
     }
     let public = control == Some(cache::PUBLIC_READ);
@@ -404,15 +408,22 @@ pub async fn handle(req: Request, env: Env, ctx: Context, video_cache_missed: bo
 }
 
 /// A page or file of the web client, or an API route.
-async fn serve(app: &App, req: Request, method: &str, path: &str) -> Result<Response, ApiError> {
+/// `lookup`: what the route table said of this API request (`find`); the parameters are taken from it.
+async fn serve(
+    app: &App,
+    req: Request,
+    method: &str,
+    path: &str,
+    lookup: &Result<Option<(Route, Params)>, ApiError>,
+) -> Result<Response, ApiError> {
     if !is_api(path) {
         if !matches!(method, "GET" | "HEAD") {
             return Err(ApiError::MethodNotAllowed);
         }
         return pages::serve(app, req).await;
     }
-    match find(method, path)? {
-        Some((route, params)) => dispatch(route, app, req, params).await,
+    match lookup.as_ref().map_err(Clone::clone)? {
+        Some((route, params)) => dispatch(*route, app, req, params.clone()).await,
         None => Err(ApiError::NotFound {
             code: "route_not_found",
             message: "No such API route.".into(),
