@@ -298,6 +298,11 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     get latency() {
       return hls && mode === 'live' ? hls.latency : null;
     },
+    /** Live: seconds from the wall-clock time of the frame on screen (PROGRAM-DATE-TIME) to now, as the bar shows. */
+    get delay() {
+      const date = hls && mode === 'live' ? hls.playingDate : null;
+      return date ? (Date.now() - date.getTime()) / 1000 : null;
+    },
     /** The rendition playing and whether hls.js chooses it (Auto) or the viewer pinned it. */
     get quality() {
       if (!hls) return null;
