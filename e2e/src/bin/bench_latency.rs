@@ -162,6 +162,9 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 
 struct Row {
     segment: u64,
+    /// The machine's 1-minute load average at the end of the run (the stack, the publisher, the transcoder and
+    /// Chromium share its cores with whatever else runs).
+    load: String,
     glass: Vec<f64>,
     pdt: Vec<f64>,
     edge: Vec<f64>,
@@ -244,8 +247,13 @@ async fn run_one(app: &TestApp, segment: u64, warmup: u64, seconds: u64) -> Resu
     heights.sort_unstable();
     heights.dedup();
     let edge = edge.lock().expect("BUG").clone();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
     Ok(Row {
         segment,
+        load,
         unreadable: samples.len() - glass.len(),
         glass,
         pdt,
@@ -285,13 +293,13 @@ fn main() -> Result<(), BoxError> {
     );
     println!();
     println!(
-        "| segment | glass p50 s | glass p95 s | player (PDT) p50 s | ingest-to-edge p50 s | p95 s | stalls | unreadable | heights played |"
+        "| segment | glass p50 s | glass p95 s | player (PDT) p50 s | ingest-to-edge p50 s | p95 s | stalls | unreadable | heights played | load |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for r in &rows {
         let heights: Vec<String> = r.heights.iter().map(|h| format!("{h}p")).collect();
         println!(
-            "| {} s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} of {} | {} |",
+            "| {} s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} of {} | {} | {} |",
             r.segment,
             percentile(&r.glass, 50.0),
             percentile(&r.glass, 95.0),
@@ -301,10 +309,15 @@ fn main() -> Result<(), BoxError> {
             r.stalls,
             r.unreadable,
             r.unreadable + r.glass.len(),
-            heights.join(" ")
+            heights.join(" "),
+            r.load
         );
     }
     println!();
+    println!(
+        "load: the 1-minute load average at the end of the run, against {} cores.",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     println!("For comparison (their documentation): Owncast about 5 s at its lowest latency setting; Cloudflare Stream LL-HLS \"under 10 s in many cases\".");
     Ok(())
 }
