@@ -181,7 +181,7 @@ fn main() -> Result<(), BoxError> {
                             .into_owned()
                     })
                     .collect();
-                let (c, w) = run(&ladder::segment_args(&plan, segment, &outputs, &preset))?;
+                let (c, w) = run(&ladder::segment_args(&plan, segment, &outputs, &preset, None))?;
                 cpu += c;
                 wall += w;
             }

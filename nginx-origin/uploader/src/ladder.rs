@@ -203,12 +203,24 @@ pub fn is_publishing(xml: &str, app: &str, name: &str) -> bool {
 /// per segment) and keeps any further keyframe where the source has one. Audio is copied: each rendition carries
 /// the source's audio unchanged, which a segment-by-segment AAC encoder could not do without a gap or a click at
 /// every boundary (encoder priming).
-pub fn segment_args(plan: &Plan, input: &str, outputs: &[String], preset: &str) -> Vec<String> {
+///
+/// `source_kbps` (the source segment's own bitrate, when known) caps each rendition's video at nine tenths of it: a
+/// rendition is never heavier than the source it is made from (a quiet or low-bitrate publish would otherwise get
+/// renditions that cost a viewer more than the source).
+pub fn segment_args(
+    plan: &Plan,
+    input: &str,
+    outputs: &[String],
+    preset: &str,
+    source_kbps: Option<u32>,
+) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-i", input]
         .map(String::from)
         .to_vec();
+    let cap = source_kbps.filter(|k| *k > 0).map(|k| (k * 9 / 10).max(100));
     for (r, path) in plan.renditions.iter().zip(outputs) {
-        let kbps = format!("{}k", r.video_kbps);
+        let video_kbps = cap.map_or(r.video_kbps, |c| c.min(r.video_kbps));
+        let kbps = format!("{video_kbps}k");
         a.extend(["-map".into(), "0:v:0".into()]);
         if plan.has_audio {
             a.extend(["-map".into(), "0:a:0".into()]);
@@ -223,7 +235,7 @@ pub fn segment_args(plan: &Plan, input: &str, outputs: &[String], preset: &str) 
             "-maxrate".into(),
             kbps,
             "-bufsize".into(),
-            format!("{}k", r.video_kbps * 2),
+            format!("{}k", video_kbps * 2),
             "-force_key_frames".into(),
             "source".into(),
             "-preset".into(),
@@ -341,7 +353,7 @@ mod tests {
     fn one_ffmpeg_per_segment_writes_every_rendition_with_the_source_timestamps() {
         let p = plan(&h264(1280, 720), &parse_renditions("480p,360p").unwrap());
         let outs = ["/h/b/480p/.7.ts".to_string(), "/h/b/360p/.7.ts".to_string()];
-        let args = segment_args(&p, "/h/b/source/7.ts", &outs, "veryfast").join(" ");
+        let args = segment_args(&p, "/h/b/source/7.ts", &outs, "veryfast", None).join(" ");
         assert!(args.starts_with("-hide_banner -nostdin -loglevel error -copyts -i /h/b/source/7.ts -map 0:v:0 -map 0:a:0 -vf scale=-2:480 -c:v libx264"), "{args}");
         assert!(args.contains("-force_key_frames source"), "{args}");
         assert_eq!(args.matches("-c:a copy").count(), 2, "{args}");
@@ -351,7 +363,20 @@ mod tests {
             has_audio: false,
             ..p.clone()
         };
-        let args = segment_args(&silent, "/in.ts", &outs, "veryfast").join(" ");
+        let args = segment_args(&silent, "/in.ts", &outs, "veryfast", None).join(" ");
         assert!(!args.contains("0:a:0") && !args.contains("-c:a"), "{args}");
+    }
+
+    #[test]
+    fn a_rendition_is_never_heavier_than_its_source_segment() {
+        let p = plan(&h264(1280, 720), &parse_renditions("480p,360p").unwrap());
+        let outs = ["/a.ts".to_string(), "/b.ts".to_string()];
+        // A 900 kbit/s source: 480p (1200k) is held to 810k, 360p (700k) keeps its own rate.
+        let args = segment_args(&p, "/in.ts", &outs, "veryfast", Some(900)).join(" ");
+        assert!(args.contains("-b:v 810k -maxrate 810k -bufsize 1620k"), "{args}");
+        assert!(args.contains("-b:v 700k -maxrate 700k -bufsize 1400k"), "{args}");
+        // A heavy source changes nothing.
+        let args = segment_args(&p, "/in.ts", &outs, "veryfast", Some(6000)).join(" ");
+        assert!(args.contains("-b:v 1200k") && args.contains("-b:v 700k"), "{args}");
     }
 }

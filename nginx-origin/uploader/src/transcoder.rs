@@ -359,7 +359,13 @@ impl Transcoder {
                 .map(|v| v.dir.join(format!(".{}.ts", entry.seq)).to_string_lossy().into_owned())
                 .collect();
             let input = self.source.file(entry.seq);
-            let args = ladder::segment_args(&self.plan, &input.to_string_lossy(), &outputs, &self.preset);
+            let args = ladder::segment_args(
+                &self.plan,
+                &input.to_string_lossy(),
+                &outputs,
+                &self.preset,
+                segment_kbps(&input, &entry.duration),
+            );
             let stderr = self.log.try_clone().map(Stdio::from).unwrap_or(Stdio::null());
             match Command::new(&self.ffmpeg)
                 .args(&args)
@@ -408,6 +414,13 @@ impl Transcoder {
             }
         }
     }
+}
+
+/// A segment's bitrate (kbit/s) from its size and listed duration.
+fn segment_kbps(path: &Path, duration: &str) -> Option<u32> {
+    let bytes = std::fs::metadata(path).ok()?.len();
+    let secs: f64 = duration.parse().ok().filter(|s: &f64| *s > 0.1)?;
+    Some((bytes as f64 * 8.0 / secs / 1000.0) as u32)
 }
 
 fn non_empty(path: &Path) -> bool {

@@ -321,11 +321,16 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
       const date = hls && mode === 'live' ? hls.playingDate : null;
       return date ? (Date.now() - date.getTime()) / 1000 : null;
     },
-    /** The rendition playing and whether hls.js chooses it (Auto) or the viewer pinned it. */
+    /** The rendition playing (its height and master BANDWIDTH) and whether hls.js chooses it (Auto) or the viewer pinned it. */
     get quality() {
       if (!hls) return null;
       const level = hls.levels[hls.currentLevel];
-      return { auto: hls.autoLevelEnabled, height: level ? level.height : null, levels: hls.levels.length };
+      return {
+        auto: hls.autoLevelEnabled,
+        height: level ? level.height : null,
+        bandwidth: level ? level.bitrate : null,
+        levels: hls.levels.length,
+      };
     },
   };
 }
