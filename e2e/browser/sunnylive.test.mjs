@@ -729,7 +729,8 @@ test('the quality menu pins a rendition, Auto releases it, and the choice is rem
     return r.json();
   });
   assert.ok(created.stream && created.stream_key, `a second stream: ${JSON.stringify(Object.keys(created))}`);
-  const ladder = startPublisher(stack.rtmp, created.stream_key, '1280x720');
+  // 2.5 Mbit/s CBR, as OBS sends 720p: the renditions are the lighter choices.
+  const ladder = startPublisher(stack.rtmp, created.stream_key, '1280x720', { videoKbps: 2500 });
   try {
     const viewer = state.viewerPage;
     await viewer.goto(`${stack.base}/s/${created.stream.id}`);

@@ -131,12 +131,14 @@ export async function eventually(fn, message, { timeoutMs = 20000, intervalMs = 
  * (its `-progress` out_time): on a busy machine the encoder falls behind the wall clock, so that, not the time
  * between start and stop, is what a recording of the publish should last.
  */
-export function startPublisher(rtmpUrl, key, size = '640x360') {
+export function startPublisher(rtmpUrl, key, size = '640x360', { videoKbps = null } = {}) {
+  // `videoKbps`: constant bitrate, as OBS sends (a test pattern left to the encoder's quality setting is far smaller).
+  const rate = videoKbps ? ['-b:v', `${videoKbps}k`, '-maxrate', `${videoKbps}k`, '-bufsize', `${videoKbps}k`] : [];
   const args = [
     '-hide_banner', '-loglevel', 'warning', '-nostdin',
     '-re', '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=30`,
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
-    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30', ...rate,
     '-c:a', 'aac', '-b:a', '64k',
     '-progress', 'pipe:1',
     '-f', 'flv', `${rtmpUrl}/${key}`,

@@ -10,6 +10,7 @@ globalThis.location = new URL('http://127.0.0.1:8787/s/abc');
 const { clockDuration, parseRupiah, rupiah, durationSince, liveFor, spokenDuration, viewers } = await import('../../web/js/format.js');
 const { safeHttpUrl, safeNextPath, hueFor, warmHueFor } = await import('../../web/js/dom.js');
 const { framesIn } = await import('../../web/js/live-socket.js');
+const { holdBack } = await import('../../web/js/watch/player.js');
 
 test('amounts typed the Indonesian way, with or without separators, become whole rupiah', () => {
   assert.equal(parseRupiah('50.000'), 50000);
@@ -85,4 +86,10 @@ test('a batch frame is unpacked into its frames, in order, and anything else is 
   assert.deepEqual(framesIn({ type: 'batch' }), []);
   assert.deepEqual(framesIn(null), []);
   assert.deepEqual(framesIn(42), []);
+});
+
+test('the live player holds back one segment plus 3 s, never more than three segments', () => {
+  assert.equal(holdBack(1), 3, '1-s segments: three of them');
+  assert.equal(holdBack(2), 5, '2-s segments: 5 s, not 6');
+  assert.equal(holdBack(6), 9);
 });

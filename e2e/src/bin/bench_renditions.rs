@@ -1,7 +1,8 @@
 //! Benchmark: what each rendition costs the origin. For a 1080p30 and a 720p30 input (a moving test pattern with a
-//! tone, H.264 CBR as OBS sends it), runs the origin's own transcoder command (nginx-origin/uploader/src/ladder.rs,
-//! the same ffmpeg arguments, HLS written to a temporary folder) as fast as the machine allows, once per single
-//! rendition and once per whole ladder, and prints per row the CPU it used per second of video (cores needed to keep
+//! tone, H.264 CBR as OBS sends it, cut into 2-s MPEG-TS segments as nginx-rtmp writes them), runs the origin's own
+//! transcoder command (nginx-origin/uploader/src/ladder.rs `segment_args`: one ffmpeg per source segment, as
+//! sunnylive-transcoder runs it, renditions written to a temporary folder) over every segment in turn, as fast as the
+//! machine allows, once per single rendition and once per whole ladder, and prints per row the CPU it used per second of video (cores needed to keep
 //! up in real time) and its speed (media seconds per wall second with every core free). A ladder is sustainable on an
 //! origin when its cores stay well under the origin's vCPUs (leave headroom for nginx, the uploader and bursts).
 //! Run with `scripts/bench renditions` (BENCH_RENDITION_SECONDS=20 by default, BENCH_RENDITION_PRESET=veryfast).
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use sunnylive_origin_uploader::ladder::{self, Output, Plan, Rung, StreamInfo};
+use sunnylive_origin_uploader::ladder::{self, Plan, Rung, StreamInfo};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -84,6 +85,46 @@ fn make_input(dir: &Path, width: u32, height: u32, seconds: u32) -> Result<Strin
     Ok(path.to_string_lossy().into_owned())
 }
 
+/// The input cut into 2-s MPEG-TS segments at its keyframes, with its own timestamps (as nginx-rtmp's HLS writer
+/// gives them to the transcoder). `source` itself costs nothing more: the transcoder hard-links these files.
+fn cut_segments(dir: &Path, input: &str, height: u32) -> Result<Vec<String>, BoxError> {
+    let pattern = dir.join(format!("seg-{height}p-%03d.ts"));
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-copyts",
+        "-i",
+        input,
+        "-c",
+        "copy",
+        "-f",
+        "segment",
+        "-segment_time",
+        "2",
+        "-segment_format",
+        "mpegts",
+        pattern.to_str().ok_or("path")?,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run(&args)?;
+    let mut out: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("seg-{height}p-")))
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 fn main() -> Result<(), BoxError> {
     let seconds: u32 = std::env::var("BENCH_RENDITION_SECONDS")
         .ok()
@@ -108,7 +149,8 @@ fn main() -> Result<(), BoxError> {
         };
         let all = ladder::parse_renditions("1080p,720p,480p,360p,240p")?;
         let below = ladder::plan(&info, &all).renditions;
-        let mut rows: Vec<(String, Vec<Rung>)> = vec![("source only (remux)".into(), vec![])];
+        let segments = cut_segments(&dir, &input, height)?;
+        let mut rows: Vec<(String, Vec<Rung>)> = Vec::new();
         rows.extend(below.iter().map(|r| (format!("source + {}", r.name), vec![*r])));
         for ladder_names in ["720p,480p,360p", "480p,360p"] {
             let wanted = ladder::parse_renditions(ladder_names)?;
@@ -120,22 +162,29 @@ fn main() -> Result<(), BoxError> {
         for (what, renditions) in rows {
             let out_dir = dir.join("out");
             let _ = std::fs::remove_dir_all(&out_dir);
+            std::fs::create_dir_all(&out_dir)?;
             let plan = Plan {
                 renditions,
                 has_video: true,
                 has_audio: true,
                 note: None,
             };
-            let args = ladder::ffmpeg_args(
-                &plan,
-                &Output {
-                    input: &input,
-                    dir: out_dir.to_str().ok_or("path")?,
-                    hls_time: "2",
-                    preset: &preset,
-                },
-            );
-            let (cpu, wall) = run(&args)?;
+            let (mut cpu, mut wall) = (0.0, 0.0);
+            for (k, segment) in segments.iter().enumerate() {
+                let outputs: Vec<String> = plan
+                    .renditions
+                    .iter()
+                    .map(|r| {
+                        out_dir
+                            .join(format!("{}-{k}.ts", r.name))
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect();
+                let (c, w) = run(&ladder::segment_args(&plan, segment, &outputs, &preset, None))?;
+                cpu += c;
+                wall += w;
+            }
             let media = f64::from(seconds);
             println!(
                 "| {height}p30 | {what} | {:.2} | {:.1}x |",

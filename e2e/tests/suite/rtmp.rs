@@ -358,7 +358,15 @@ async fn the_key_appears_in_no_hls_name_and_no_log(app: &TestApp) -> TestResult 
 
     let broadcast = newest_broadcast(&api, &id).await?;
     let hls_root = app.origin_prefix.join("hls");
-    let names = walk(&hls_root);
+    let mut names = walk(&hls_root);
+    // nginx-rtmp's own HLS of the ingest, which the transcoder reads: named by broadcast id too.
+    let ingest_root = app.origin_prefix.join("ingest");
+    let ingest = walk(&ingest_root);
+    ensure!(
+        ingest.iter().any(|p| p.ends_with(format!("{broadcast}/index.m3u8"))),
+        "nginx-rtmp's playlist of the ingest is ingest/<broadcast id>/index.m3u8: {ingest:?}"
+    );
+    names.extend(ingest);
     ensure!(
         names
             .iter()
@@ -366,7 +374,12 @@ async fn the_key_appears_in_no_hls_name_and_no_log(app: &TestApp) -> TestResult 
         "the origin's source playlist is <broadcast id>/source/index.m3u8: {names:?}"
     );
     for p in &names {
-        let name = p.strip_prefix(&hls_root).unwrap_or(p).to_string_lossy().to_string();
+        let name = p
+            .strip_prefix(&hls_root)
+            .or_else(|_| p.strip_prefix(&ingest_root))
+            .unwrap_or(p)
+            .to_string_lossy()
+            .to_string();
         ensure!(
             !name.contains(&key) && !name.contains(mac),
             "an HLS path carries the key: {}",
@@ -920,9 +933,11 @@ async fn nothing_published_over_rtmps_reaches_the_hls_application(app: &TestApp)
         !status.success(),
         "a publish over RTMPS into the hls application was accepted: {status} {err}"
     );
-    ensure!(
-        !walk(&app.origin_prefix.join("hls")).iter().any(|p| p.ends_with(name)),
-        "HLS was written under a name published over RTMPS"
-    );
+    for dir in ["hls", "ingest"] {
+        ensure!(
+            !walk(&app.origin_prefix.join(dir)).iter().any(|p| p.ends_with(name)),
+            "HLS was written under {dir}/ under a name published over RTMPS"
+        );
+    }
     Ok(())
 }

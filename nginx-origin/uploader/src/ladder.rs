@@ -1,16 +1,19 @@
-//! The rendition ladder: which renditions a publish gets and the one ffmpeg command that makes them all.
+//! The rendition ladder: which renditions a publish gets and the ffmpeg command that makes them.
 //!
-//! Per publish into the origin's internal `hls` application, nginx-rtmp starts `sunnylive-transcoder` (its `exec`
-//! directive), which reads what nginx-rtmp knows of the stream (codec, resolution, frame rate: the `rtmp_stat`
-//! page, so no second connection and no probing delay), chooses the ladder and becomes (exec) one ffmpeg that plays
-//! the stream once and writes every rendition as HLS: `source` (the ingest remuxed, never re-encoded) and the
-//! configured H.264/AAC renditions below the source's height, into `<hls root>/<broadcast>/<rendition>/`.
+//! Per publish into the origin's internal `hls` application, nginx-rtmp writes the ingest as HLS itself (in
+//! process, so from the publish's first frame: a player that joins the stream later, like an ffmpeg, would miss
+//! everything before the next keyframe, since nginx-rtmp keeps no GOP for late players) and starts
+//! `sunnylive-transcoder` (its `exec` directive). The transcoder reads what nginx-rtmp knows of the stream (codec,
+//! resolution, frame rate: the `rtmp_stat` page, no probing delay), chooses the ladder, and follows nginx-rtmp's
+//! playlist: each finished segment becomes `source` segment k at once (a hard link, never re-encoded), and one
+//! ffmpeg per segment makes segment k of every configured H.264 rendition below the source's height, into
+//! `<hls root>/<broadcast>/<rendition>/`.
 //!
-//! Alignment: one process, one input, one HLS muxer: every variant is cut by the same rule at the same keyframes.
-//! The encoders force a keyframe exactly where the source has one (`-force_key_frames source`, scene cuts off), so
-//! segment k of every rendition starts at the same presentation time and a player switches between them without a
-//! glitch. A publish the ladder cannot take (no video: audio only; video other than H.264) goes out as `source`
-//! only, with a note the transcoder logs; it is never refused.
+//! Alignment: rendition segment k is source segment k transcoded with its own timestamps, so it starts at the same
+//! presentation time, holds the same frames and ends where the next begins, whatever the publisher's keyframe
+//! interval; a player switches between renditions without a glitch. A publish the ladder cannot take (no video:
+//! audio only; video other than H.264) goes out as `source` only, with a note the transcoder logs; it is never
+//! refused.
 
 /// A rung the origin can be configured to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,155 +180,83 @@ pub fn plan(info: &StreamInfo, wanted: &[Rung]) -> Plan {
     }
 }
 
-/// `SUNNYLIVE_HLS_FRAGMENT` (an nginx duration: `2s`, `1s`, `500ms`) as ffmpeg's `-hls_time` seconds.
-pub fn hls_time(fragment: &str) -> Option<String> {
-    let (number, scale) = if let Some(ms) = fragment.strip_suffix("ms") {
-        (ms, 1_000)
-    } else if let Some(m) = fragment.strip_suffix('m') {
-        (m, 0)
-    } else {
-        (fragment.strip_suffix('s').unwrap_or(fragment), 1)
+/// Whether nginx-rtmp's stat XML lists the stream `name` of the application `app` with its publisher still on.
+pub fn is_publishing(xml: &str, app: &str, name: &str) -> bool {
+    let Some(app_block) = xml
+        .split("<application>")
+        .skip(1)
+        .find(|block| tag(block, "name") == Some(app))
+    else {
+        return false;
     };
-    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
-    match scale {
-        0 => Some((n * 60).to_string()),
-        1 => Some(n.to_string()),
-        _ => Some(format!("{}.{:03}", n / 1000, n % 1000)),
-    }
+    app_block
+        .split("<stream>")
+        .skip(1)
+        .find(|block| tag(block, "name") == Some(name))
+        .is_some_and(|stream| stream.contains("<publishing/>"))
 }
 
-/// Everything the ffmpeg command needs besides the plan.
-#[derive(Debug, Clone)]
-pub struct Output<'a> {
-    /// The stream to play: `rtmp://127.0.0.1:<port>/hls/<broadcast>`.
-    pub input: &'a str,
-    /// `<hls root>/<broadcast>`: each rendition writes `<dir>/<name>/index.m3u8` and `<dir>/<name>/<seq>.ts`.
-    pub dir: &'a str,
-    pub hls_time: &'a str,
-    /// libx264 preset of the renditions (`veryfast`, `ultrafast`, ...).
-    pub preset: &'a str,
-}
-
-/// The ffmpeg arguments (without the program name) that write `source` and every rendition of `plan`.
-pub fn ffmpeg_args(plan: &Plan, out: &Output) -> Vec<String> {
-    fn push(a: &mut Vec<String>, items: &[&str]) {
-        a.extend(items.iter().map(|s| s.to_string()));
-    }
-    let mut a: Vec<String> = Vec::new();
-    // -copyts: segments carry the publisher's own timestamps (its stream time, as nginx-rtmp relays it), the same in
-    // every rendition.
-    push(
-        &mut a,
-        &[
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "warning",
-            "-copyts",
-            "-i",
-            out.input,
-        ],
-    );
-    let mut var_map = Vec::new();
-    let mut streams = |name: &str, index: usize| {
-        let mut parts = Vec::new();
-        if plan.has_video {
-            parts.push(format!("v:{index}"));
-        }
+/// The ffmpeg arguments (without the program name) that make every rendition of `plan` from one segment of the
+/// source: `input` is decoded once and each rendition is written to its path in `outputs` (same order as
+/// `plan.renditions`) as MPEG-TS with the source's own timestamps (`-copyts`, `-mpegts_copyts`), so segment k of
+/// every rendition starts at the presentation time of source segment k; it starts with a keyframe (a new encoder
+/// per segment) and keeps any further keyframe where the source has one. Audio is copied: each rendition carries
+/// the source's audio unchanged, which a segment-by-segment AAC encoder could not do without a gap or a click at
+/// every boundary (encoder priming).
+///
+/// `source_kbps` (the source segment's own bitrate, when known) caps each rendition's video at nine tenths of it: a
+/// rendition is never heavier than the source it is made from (a quiet or low-bitrate publish would otherwise get
+/// renditions that cost a viewer more than the source).
+pub fn segment_args(
+    plan: &Plan,
+    input: &str,
+    outputs: &[String],
+    preset: &str,
+    source_kbps: Option<u32>,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-i", input]
+        .map(String::from)
+        .to_vec();
+    let cap = source_kbps.filter(|k| *k > 0).map(|k| (k * 9 / 10).max(100));
+    for (r, path) in plan.renditions.iter().zip(outputs) {
+        let video_kbps = cap.map_or(r.video_kbps, |c| c.min(r.video_kbps));
+        let kbps = format!("{video_kbps}k");
+        a.extend(["-map".into(), "0:v:0".into()]);
         if plan.has_audio {
-            parts.push(format!("a:{index}"));
+            a.extend(["-map".into(), "0:a:0".into()]);
         }
-        parts.push(format!("name:{name}"));
-        var_map.push(parts.join(","));
-    };
-    streams(SOURCE, 0);
-    for (i, r) in plan.renditions.iter().enumerate() {
-        streams(r.name, i + 1);
-    }
-    for _ in 0..=plan.renditions.len() {
-        if plan.has_video {
-            push(&mut a, &["-map", "0:v:0"]);
-        }
-        if plan.has_audio {
-            push(&mut a, &["-map", "0:a:0"]);
-        }
-    }
-    if plan.has_video {
-        push(&mut a, &["-c:v:0", "copy"]);
-    }
-    if plan.has_audio {
-        push(&mut a, &["-c:a:0", "copy"]);
-    }
-    for (i, r) in plan.renditions.iter().enumerate() {
-        let n = i + 1;
-        let v = |k: &str| format!("-{k}:v:{n}");
-        let kbps = format!("{}k", r.video_kbps);
         a.extend([
-            v("filter"),
+            "-vf".into(),
             format!("scale=-2:{}", r.height),
-            v("c"),
+            "-c:v".into(),
             "libx264".into(),
-            v("b"),
+            "-b:v".into(),
             kbps.clone(),
-            v("maxrate"),
+            "-maxrate".into(),
             kbps,
-            v("bufsize"),
-            format!("{}k", r.video_kbps * 2),
-            v("force_key_frames"),
+            "-bufsize".into(),
+            format!("{}k", video_kbps * 2),
+            "-force_key_frames".into(),
             "source".into(),
-            // Keyframes only where the source has them: no scene cuts, no keyframe interval of x264's own shorter
-            // than the source's. zerolatency: no lookahead and no B-frames, so encoding adds no delay to the live
-            // edge. Per stream (`:v:n`): the source's copy takes no encoder options.
-            v("preset"),
-            out.preset.into(),
-            v("tune"),
+            "-preset".into(),
+            preset.into(),
+            "-tune".into(),
             "zerolatency".into(),
-            v("profile"),
+            "-profile:v".into(),
             "high".into(),
-            v("pix_fmt"),
+            "-pix_fmt".into(),
             "yuv420p".into(),
-            v("sc_threshold"),
+            "-sc_threshold".into(),
             "0".into(),
-            v("g"),
+            "-g".into(),
             "600".into(),
         ]);
         if plan.has_audio {
-            a.extend([
-                format!("-c:a:{n}"),
-                "aac".into(),
-                format!("-b:a:{n}"),
-                format!("{}k", r.audio_kbps),
-                format!("-ac:a:{n}"),
-                "2".into(),
-            ]);
+            a.extend(["-c:a".into(), "copy".into()]);
         }
+        a.extend(["-fps_mode", "passthrough", "-mpegts_copyts", "1", "-f", "mpegts", "-y"].map(String::from));
+        a.push(path.clone());
     }
-    // One output frame per input frame: frames keep the source's timestamps and keyframe marks.
-    push(&mut a, &["-fps_mode", "passthrough"]);
-    let segment = format!("{}/%v/%d.ts", out.dir);
-    let playlist = format!("{}/%v/index.m3u8", out.dir);
-    push(
-        &mut a,
-        &[
-            "-f",
-            "hls",
-            "-hls_time",
-            out.hls_time,
-            "-hls_list_size",
-            "6",
-            "-hls_delete_threshold",
-            "6",
-            // temp_file: a segment and the playlist appear whole or not at all; append_list: a respawned ffmpeg (nginx
-            // restarts it if it dies mid-publish) continues the numbering instead of overwriting segment 0.
-            "-hls_flags",
-            "delete_segments+temp_file+independent_segments+append_list",
-            "-start_number",
-            "0",
-            "-var_stream_map",
-        ],
-    );
-    a.push(var_map.join(" "));
-    a.extend(["-hls_segment_filename".to_string(), segment, playlist]);
     a
 }
 
@@ -405,45 +336,47 @@ mod tests {
     }
 
     #[test]
-    fn fragment_lengths_become_hls_time_seconds() {
-        assert_eq!(hls_time("2s").as_deref(), Some("2"));
-        assert_eq!(hls_time("1").as_deref(), Some("1"));
-        assert_eq!(hls_time("1500ms").as_deref(), Some("1.500"));
-        assert_eq!(hls_time("1m").as_deref(), Some("60"));
-        assert_eq!(hls_time("0s"), None);
-        assert_eq!(hls_time("x"), None);
+    fn a_stream_is_publishing_while_the_stat_page_lists_its_publisher() {
+        let xml = "<rtmp><server><application><name>hls</name><live><stream><name>abcdefghijkmnpqr</name>\
+            <client><id>3</id><publishing/><active/></client><publishing/>\r\n<active/>\r\n</stream>\
+            <stream><name>zzzzzzzzzzzzzzzz</name><nclients>1</nclients></stream></live></application></server></rtmp>";
+        assert!(is_publishing(xml, "hls", "abcdefghijkmnpqr"));
+        assert!(
+            !is_publishing(xml, "hls", "zzzzzzzzzzzzzzzz"),
+            "listed, but its publisher left"
+        );
+        assert!(!is_publishing(xml, "hls", "nope"));
+        assert!(!is_publishing(xml, "live", "abcdefghijkmnpqr"));
     }
 
     #[test]
-    fn one_ffmpeg_writes_the_source_copy_and_every_rendition_keyframe_aligned() {
+    fn one_ffmpeg_per_segment_writes_every_rendition_with_the_source_timestamps() {
         let p = plan(&h264(1280, 720), &parse_renditions("480p,360p").unwrap());
-        let out = Output {
-            input: "rtmp://127.0.0.1:1935/hls/b",
-            dir: "/h/b",
-            hls_time: "2",
-            preset: "veryfast",
+        let outs = ["/h/b/480p/.7.ts".to_string(), "/h/b/360p/.7.ts".to_string()];
+        let args = segment_args(&p, "/h/b/source/7.ts", &outs, "veryfast", None).join(" ");
+        assert!(args.starts_with("-hide_banner -nostdin -loglevel error -copyts -i /h/b/source/7.ts -map 0:v:0 -map 0:a:0 -vf scale=-2:480 -c:v libx264"), "{args}");
+        assert!(args.contains("-force_key_frames source"), "{args}");
+        assert_eq!(args.matches("-c:a copy").count(), 2, "{args}");
+        assert_eq!(args.matches("-mpegts_copyts 1 -f mpegts -y").count(), 2, "{args}");
+        assert!(args.ends_with("-f mpegts -y /h/b/360p/.7.ts"), "{args}");
+        let silent = Plan {
+            has_audio: false,
+            ..p.clone()
         };
-        let args = ffmpeg_args(&p, &out).join(" ");
-        assert!(args.contains("-c:v:0 copy -c:a:0 copy"), "{args}");
-        assert!(args.contains("-filter:v:1 scale=-2:480 -c:v:1 libx264"), "{args}");
-        assert!(args.contains("-force_key_frames:v:2 source"), "{args}");
-        assert!(args.contains("-var_stream_map v:0,a:0,name:source v:1,a:1,name:480p v:2,a:2,name:360p"));
-        assert!(
-            args.ends_with("-hls_segment_filename /h/b/%v/%d.ts /h/b/%v/index.m3u8"),
-            "{args}"
-        );
-        assert_eq!(args.matches("-map 0:v:0").count(), 3);
-        let audio = plan(
-            &StreamInfo {
-                audio_codec: Some("AAC".into()),
-                ..StreamInfo::default()
-            },
-            &[],
-        );
-        let args = ffmpeg_args(&audio, &out).join(" ");
-        assert!(
-            args.contains("-var_stream_map a:0,name:source") && !args.contains("libx264"),
-            "{args}"
-        );
+        let args = segment_args(&silent, "/in.ts", &outs, "veryfast", None).join(" ");
+        assert!(!args.contains("0:a:0") && !args.contains("-c:a"), "{args}");
+    }
+
+    #[test]
+    fn a_rendition_is_never_heavier_than_its_source_segment() {
+        let p = plan(&h264(1280, 720), &parse_renditions("480p,360p").unwrap());
+        let outs = ["/a.ts".to_string(), "/b.ts".to_string()];
+        // A 900 kbit/s source: 480p (1200k) is held to 810k, 360p (700k) keeps its own rate.
+        let args = segment_args(&p, "/in.ts", &outs, "veryfast", Some(900)).join(" ");
+        assert!(args.contains("-b:v 810k -maxrate 810k -bufsize 1620k"), "{args}");
+        assert!(args.contains("-b:v 700k -maxrate 700k -bufsize 1400k"), "{args}");
+        // A heavy source changes nothing.
+        let args = segment_args(&p, "/in.ts", &outs, "veryfast", Some(6000)).join(" ");
+        assert!(args.contains("-b:v 1200k") && args.contains("-b:v 700k"), "{args}");
     }
 }

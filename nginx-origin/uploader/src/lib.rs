@@ -417,6 +417,9 @@ pub fn parse_probe(text: &str) -> MediaInfo {
         // ffprobe lists an MPEG-TS program's streams again after the streams themselves: the first of each counts.
         match field("codec_type") {
             "video" if info.height.is_some() => {}
+            // nginx-rtmp's MPEG-TS declares an H.264 stream in every segment, an audio-only publish's too: a video
+            // stream without a picture size is that empty declaration, not video.
+            "video" if field("width").parse::<u32>().unwrap_or(0) == 0 => {}
             "audio" if codecs.iter().any(|c: &String| c.starts_with("mp4a")) => {}
             "video" => {
                 info.width = field("width").parse().ok();
@@ -750,6 +753,12 @@ mod tests {
         );
         let audio = parse_probe("codec_name=aac|profile=HE-AAC|codec_type=audio\n");
         assert_eq!(audio.query(), "&codecs=mp4a.40.5");
+        // nginx-rtmp's segments of an audio-only publish still declare an (empty) H.264 stream.
+        let nginx_audio_only = parse_probe(
+            "codec_name=h264|profile=unknown|codec_type=video|width=0|height=0|level=-99|r_frame_rate=0/0\n\
+             codec_name=aac|profile=LC|codec_type=audio|width=|height=\n",
+        );
+        assert_eq!(nginx_audio_only.query(), "&codecs=mp4a.40.2");
         assert_eq!(frame_rate("30000/1001").as_deref(), Some("29.970"));
         assert_eq!(frame_rate("0/0"), None);
     }

@@ -27,13 +27,23 @@ const COMMON_CONFIG = {
 
 const LIVE_CONFIG = {
   ...COMMON_CONFIG,
-  // Start three segments (~6 s) behind the newest: enough to ride out a slow segment without stalling.
+  // Start three segments behind the newest until the first playlist says how long they are (then `holdBack`).
   liveSyncDurationCount: 3,
   // After a stall, play up to 1.5x until back at that distance from the live edge, instead of staying behind...
   maxLiveSyncPlaybackRate: 1.5,
   // ...and if the stall left us more than six segments behind, jump to the live edge at once.
   liveMaxLatencyDurationCount: 6,
 };
+
+/**
+ * How far behind the live edge to play, from the playlist's target duration (the origin's latency mode): one
+ * segment plus 3 s for its upload and the playlist's cache to vary, at most the usual three segments. 1-s
+ * segments: 3 s; 2-s segments: 5 s rather than 6. After a stall hls.js itself adds a second per stall (up to one
+ * segment), so a slow line settles further back instead of stalling again.
+ */
+export function holdBack(targetDuration) {
+  return Math.min(3 * targetDuration, targetDuration + 3);
+}
 
 const VOD_CONFIG = {
   ...COMMON_CONFIG,
@@ -195,6 +205,14 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
         setupQuality();
         play();
       });
+      if (config === LIVE_CONFIG) {
+        let held = false;
+        hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
+          if (held || !data.details.live) return;
+          held = true;
+          hls.targetLatency = holdBack(data.details.targetduration);
+        });
+      }
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (!data.fatal) return;
         if (data.type === Hls.ErrorTypes.MEDIA_ERROR) onMediaError();
@@ -298,11 +316,21 @@ export function createPlayer(hlsUrl, { onModeChange = () => {} } = {}) {
     get latency() {
       return hls && mode === 'live' ? hls.latency : null;
     },
-    /** The rendition playing and whether hls.js chooses it (Auto) or the viewer pinned it. */
+    /** Live: seconds from the wall-clock time of the frame on screen (PROGRAM-DATE-TIME) to now, as the bar shows. */
+    get delay() {
+      const date = hls && mode === 'live' ? hls.playingDate : null;
+      return date ? (Date.now() - date.getTime()) / 1000 : null;
+    },
+    /** The rendition playing (its height and master BANDWIDTH) and whether hls.js chooses it (Auto) or the viewer pinned it. */
     get quality() {
       if (!hls) return null;
       const level = hls.levels[hls.currentLevel];
-      return { auto: hls.autoLevelEnabled, height: level ? level.height : null, levels: hls.levels.length };
+      return {
+        auto: hls.autoLevelEnabled,
+        height: level ? level.height : null,
+        bandwidth: level ? level.bitrate : null,
+        levels: hls.levels.length,
+      };
     },
   };
 }
