@@ -14,6 +14,7 @@ use sunnylive_core::stream::StreamStatus;
 use worker::{Headers, Method, Request, Stub};
 
 use crate::app::App;
+use sunnylive_core::error::ApiError;
 
 /// The stub of a stream's room: one object per stream, named by the stream id.
 pub fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
@@ -56,6 +57,38 @@ pub async fn post_to_room<T: serde::Serialize>(
     let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let req = room_request(stream_id, Method::Post, path, headers, Some(text))?;
     Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
+}
+
+/// Asks the stream's room one of its internal routes and returns the answer's text: an `Upstream` error
+/// (`chat_unavailable`, 502) when the room cannot be reached or answers anything but 200, so that the caller's
+/// route changes nothing it cannot finish.
+pub async fn ask_room(
+    app: &App,
+    stream_id: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), ApiError> {
+    let unavailable = |why: String| {
+        worker::console_error!("chat: room {stream_id} failed {path}: {why}");
+        ApiError::Upstream {
+            code: "chat_unavailable",
+            message: "A chat room could not be reached; nothing was changed there. Try again.".into(),
+        }
+    };
+    let headers = Headers::new();
+    let answer = async {
+        headers.set("content-type", "application/json")?;
+        let req = room_request(stream_id, method, path, headers, body)?;
+        let mut res = room(app, stream_id)?.fetch_with_request(req).await?;
+        Ok::<_, worker::Error>((res.status_code(), res.text().await?))
+    }
+    .await
+    .map_err(|e| unavailable(e.to_string()))?;
+    if answer.0 >= 500 {
+        return Err(unavailable(format!("answered {}", answer.0)));
+    }
+    Ok(answer)
 }
 
 /// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP

@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{account, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
+use crate::{account, admin, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -28,6 +28,17 @@ pub enum Route {
     EndOtherLogins,
     CreateRecoveryCodes,
     Recover,
+    ExportMe,
+    DeleteMe,
+    CreateReport,
+    AdminListReports,
+    AdminCloseReport,
+    AdminEndStream,
+    AdminSuspendUser,
+    AdminUnsuspendUser,
+    AdminDeleteBroadcast,
+    AdminDeleteChatMessage,
+    AdminAudit,
     ListStreams,
     CreateStream,
     GetStream,
@@ -81,6 +92,29 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/me/logins/end-others", Route::EndOtherLogins),
     ("POST", "/api/me/recovery-codes", Route::CreateRecoveryCodes),
     ("POST", "/api/auth/recover", Route::Recover),
+    ("GET", "/api/me/export", Route::ExportMe),
+    ("DELETE", "/api/me", Route::DeleteMe),
+    ("POST", "/api/reports", Route::CreateReport),
+    ("GET", "/api/admin/reports", Route::AdminListReports),
+    ("POST", "/api/admin/reports/{report_id}/close", Route::AdminCloseReport),
+    ("POST", "/api/admin/streams/{id}/end", Route::AdminEndStream),
+    ("POST", "/api/admin/users/{user_id}/suspend", Route::AdminSuspendUser),
+    (
+        "POST",
+        "/api/admin/users/{user_id}/unsuspend",
+        Route::AdminUnsuspendUser,
+    ),
+    (
+        "DELETE",
+        "/api/admin/broadcasts/{broadcast_id}",
+        Route::AdminDeleteBroadcast,
+    ),
+    (
+        "DELETE",
+        "/api/admin/streams/{id}/messages/{message_id}",
+        Route::AdminDeleteChatMessage,
+    ),
+    ("GET", "/api/admin/audit", Route::AdminAudit),
     ("GET", "/api/streams", Route::ListStreams),
     ("POST", "/api/streams", Route::CreateStream),
     ("GET", "/api/streams/{id}", Route::GetStream),
@@ -421,6 +455,17 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::EndOtherLogins => account::end_other_logins(app, req).await,
         Route::CreateRecoveryCodes => account::create_recovery_codes(app, req).await,
         Route::Recover => account::recover(app, req).await,
+        Route::ExportMe => account::export(app, req).await,
+        Route::DeleteMe => account::delete_account(app, req).await,
+        Route::CreateReport => admin::create_report(app, req).await,
+        Route::AdminListReports => admin::list_reports(app, req).await,
+        Route::AdminCloseReport => admin::close_report(app, req, params.first()).await,
+        Route::AdminEndStream => admin::end_stream(app, req, params.first()).await,
+        Route::AdminSuspendUser => admin::suspend(app, req, params.first()).await,
+        Route::AdminUnsuspendUser => admin::unsuspend(app, req, params.first()).await,
+        Route::AdminDeleteBroadcast => admin::delete_broadcast(app, req, params.first()).await,
+        Route::AdminDeleteChatMessage => admin::delete_message(app, req, params.first(), params.get(1)).await,
+        Route::AdminAudit => admin::audit_list(app, req).await,
         Route::ListStreams => streams::list(app, req).await,
         Route::CreateStream => streams::create(app, req).await,
         Route::GetStream => streams::get(app, params.first()).await,
