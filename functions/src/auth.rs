@@ -354,43 +354,34 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, ApiError>
         password_hash: None,
         suspended_at: None,
     };
-    // A deleted account's name waits out its quarantine (core/src/account.rs says why).
-    let quarantined: Option<Text> = db::one(
-        &app.db,
-        "is this username quarantined",
-        "SELECT 'quarantined' AS value FROM username_quarantine WHERE name_key = ?1 AND until > ?2",
-        &[
-            sunnylive_core::account::quarantine_key(app.config.jwt_secret.as_bytes(), reg.username.as_str())
-                .as_str()
-                .into(),
-            app.now().into(),
-        ],
-    )
-    .await?;
-    if quarantined.is_some() {
-        return Err(ApiError::Conflict {
-            code: "username_quarantined",
-            message: format!(
-                "That username belonged to a deleted account; it can be registered again {} days after the deletion.",
-                sunnylive_core::account::USERNAME_QUARANTINE_DAYS
-            ),
-        });
-    }
     let stored = hash_new_password(&reg.password).await?;
     let inserted = db::run(
         &app.db,
         "insert user",
-        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        // A deleted account's name waits out its quarantine (core/src/account.rs says why): no row is inserted.
+        "INSERT INTO users (id, username, email, password_hash, created_at) SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM username_quarantine WHERE name_key = ?6 AND until > ?7)",
         &[
             (&user.id).into(),
             (&user.username).into(),
             user.email.as_deref().into(),
             (&stored).into(),
             (&user.created_at).into(),
+            sunnylive_core::account::quarantine_key(app.config.jwt_secret.as_bytes(), reg.username.as_str())
+                .as_str()
+                .into(),
+            app.now().into(),
         ],
     )
     .await;
     match inserted {
+        Ok(0) => Err(ApiError::Conflict {
+            code: "username_quarantined",
+            message: format!(
+                "That username belonged to a deleted account; it can be registered again {} days after the deletion.",
+                sunnylive_core::account::USERNAME_QUARANTINE_DAYS
+            ),
+        }),
         Ok(_) => start_session(app, &req, &user, 201).await,
         Err(e) if db::is_unique_violation(&e) => Err(ApiError::Conflict {
             code: "username_taken",

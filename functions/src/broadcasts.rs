@@ -162,35 +162,27 @@ fn broadcast_not_found() -> ApiError {
     }
 }
 
-/// The stream of a broadcast that is not deleted (an operator's delete names only the broadcast), or 404.
-pub(crate) async fn stream_of(app: &App, broadcast_id: &str) -> Result<String, ApiError> {
-    let row: Option<crate::auth::Text> = db::one(
-        &app.db,
-        "stream of a broadcast",
-        "SELECT stream_id AS value FROM broadcasts WHERE id = ?1 AND deleted_at IS NULL",
-        &[broadcast_id.into()],
-    )
-    .await?;
-    row.map(|r| r.value).ok_or_else(broadcast_not_found)
-}
-
-/// Deletes a past broadcast of `stream_id` and its video, whoever is allowed to (the owner, an operator): 404 when
-/// the stream has no such broadcast, 409 while it is live.
+/// Deletes a past broadcast of `stream_id` (of any stream when it is "": an operator's delete names only the
+/// broadcast) and its video, whoever is allowed to (the owner, an operator): 404 when there is no such broadcast,
+/// 409 while it is live.
 pub(crate) async fn remove(app: &App, req: &Request, stream_id: &str, broadcast_id: &str) -> Result<(), ApiError> {
     let not_found = broadcast_not_found;
     let id = BroadcastId::parse(broadcast_id).ok_or_else(not_found)?;
     #[derive(Deserialize)]
     struct Row {
         ended_unix: Option<i64>,
+        stream_id: String,
     }
     let row: Row = db::one(
         &app.db,
         "load broadcast",
-        "SELECT ended_unix FROM broadcasts WHERE id = ?1 AND stream_id = ?2 AND deleted_at IS NULL",
+        "SELECT ended_unix, stream_id FROM broadcasts
+         WHERE id = ?1 AND (?2 = '' OR stream_id = ?2) AND deleted_at IS NULL",
         &[id.as_str().into(), stream_id.into()],
     )
     .await?
     .ok_or_else(not_found)?;
+    let stream_id = row.stream_id.as_str();
     if row.ended_unix.is_none() {
         return Err(ApiError::Conflict {
             code: "broadcast_live",

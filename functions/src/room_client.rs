@@ -44,19 +44,17 @@ pub fn room_request(
     )
 }
 
-/// Sends a JSON body to one of the room's internal routes and returns the room's status code.
-/// `path` and `body` are one of the typed pairs of `sunnylive_core::chat`'s internal contract.
+/// Sends a JSON body to one of the room's internal routes and returns the room's status code (an error when the
+/// room could not be reached or failed, 5xx). `path` and `body` are one of the typed pairs of
+/// `sunnylive_core::chat`'s internal contract. Only the serialization is generic: the request is `ask_room`'s.
 pub async fn post_to_room<T: serde::Serialize>(
     app: &App,
     stream_id: &str,
     path: &str,
     body: &T,
-) -> worker::Result<u16> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let req = room_request(stream_id, Method::Post, path, headers, Some(text))?;
-    Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
+) -> Result<u16, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(ask_room(app, stream_id, Method::Post, path, Some(text)).await?.0)
 }
 
 /// Asks the stream's room one of its internal routes and returns the answer's text: an `Upstream` error
