@@ -135,6 +135,29 @@ impl Registration {
     }
 }
 
+/// What stays of a deleted account where others' records need an author (issue 26): the owner of its streams
+/// (kept, emptied, for the donations they received) and the author of its chat messages. A users row with this id
+/// exists (migration 0010) under a name no one can register or sign in with; the id is the only one of its shape
+/// minted by hand, and a random id equals it with probability 2^-80.
+pub const DELETED_USER_ID: &str = "aaaaaaaaaaaaaaaa";
+/// How chat and donation alerts show a deleted account.
+pub const DELETED_USER_NAME: &str = "deleted user";
+/// How long a deleted account's username cannot be registered again: long enough that the links, overlays and
+/// donation habits of its audience have gone cold, so that no one can take the name to collect donations or speak
+/// in its voice while people still trust it; short enough that a good name is not lost for good.
+pub const USERNAME_QUARANTINE_DAYS: i64 = 180;
+
+/// The key a quarantined username is stored under: HMAC-SHA256 of the lower-cased name under a server secret, hex.
+/// Not the name itself (nothing naming a deleted person stays), and not a plain hash either: usernames are few
+/// enough to guess, and without the secret a stored key tells nothing.
+pub fn quarantine_key(secret: &[u8], username: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("BUG: HMAC accepts keys of any length");
+    m.update(b"sunnylive-username-quarantine:v1:");
+    m.update(username.to_ascii_lowercase().as_bytes());
+    m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +208,21 @@ mod tests {
     fn an_empty_email_counts_as_absent() {
         let r = Registration::parse(Some("alice"), Some("correct horse"), Some("")).unwrap();
         assert!(r.email.is_none());
+    }
+
+    #[test]
+    fn a_quarantine_key_ignores_case_and_never_shows_the_name() {
+        let k = quarantine_key(b"secret", "Alice_99");
+        assert_eq!(k, quarantine_key(b"secret", "alice_99"));
+        assert_ne!(k, quarantine_key(b"other secret", "alice_99"));
+        assert_eq!(k.len(), 64);
+        assert!(!k.contains("alice"));
+    }
+
+    #[test]
+    fn the_deleted_user_is_an_id_no_one_can_sign_in_as() {
+        assert!(crate::ids::looks_like_id(DELETED_USER_ID));
+        assert!(Username::parse(DELETED_USER_NAME).is_err());
+        assert!(Username::parse("[deleted]").is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hls;
 pub mod ids;
 pub mod midtrans;
+pub mod moderation;
 pub mod output;
 pub mod page;
 pub mod password;

@@ -34,6 +34,17 @@ pub const DONATE_PER_IP: Limit = Limit {
     window_seconds: 60,
 };
 
+/// Account exports per user (each asks every chat room the user spoke in).
+pub const EXPORT_PER_USER: Limit = Limit {
+    max: 10,
+    window_seconds: 3600,
+};
+/// Reports per reporting user: enough for a bad evening of chat, not enough to bury the operators.
+pub const REPORTS_PER_USER: Limit = Limit {
+    max: 10,
+    window_seconds: 3600,
+};
+
 /// The client a per-IP limit counts, from the address Cloudflare saw. An IPv6 host is normally given a whole /64
 /// (and picks addresses in it at will), so IPv6 addresses count per /64 (`2001:db8:1:2::/64`); IPv4 addresses, and
 /// IPv4-mapped IPv6 ones, count per address. Anything unparsable (only possible without Cloudflare in front) is

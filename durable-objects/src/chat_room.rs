@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use sunnylive_core::chat::{
-    shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationDelivered, DonationPost, Effect, Event,
-    HistoryQuery, Identity, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardBatches, ShardDelivered,
-    ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap, ShardOp, ShardSockets, StatusPost,
-    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION,
-    HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
-    HEADER_USER_ID, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_WEBSOCKET,
+    shard_name, shard_threshold, ClientAddress, ConnId, Connection, DeleteMessagePost, DonationDelivered, DonationPost,
+    Effect, Event, ForgetUserPost, HistoryQuery, Identity, LogoutDone, LogoutPost, MessageId, Placement, Room,
+    RoomDonation, ShardBatches, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap,
+    ShardOp, ShardSockets, StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
+    HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID,
+    HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID, ROOM_DELETE_MESSAGE, ROOM_DONATION, ROOM_FORGET_USER,
+    ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -456,6 +457,63 @@ impl ChatRoom {
                     200,
                     format!(r#"{{"messages":[{}],"next_before":{next}}}"#, bodies.join(",")),
                 )
+            }
+            (Method::Get, ROOM_USER_MESSAGES) => {
+                let url = req.url().map_err(internal("url"))?;
+                let user = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "user_id")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let bodies = self
+                    .storage()
+                    .and_then(|s| s.messages_of(&user))
+                    .map_err(internal("user messages"))?;
+                json_text_response(200, format!(r#"{{"messages":[{}]}}"#, bodies.join(",")))
+            }
+            (Method::Post, ROOM_FORGET_USER) => {
+                let post: ForgetUserPost = read_json(&mut req).await?;
+                // Held chat (it may be theirs) is stored first; the rows are then rewritten in one synchronous
+                // block, and the room, whose recent history may still show them, is rebuilt from storage at its
+                // next event (as after an eviction) unless messages were held meanwhile.
+                let effects = self.handle(Event::Flush).map_err(internal("flush"))?;
+                self.run_effects(effects, None).await.map_err(internal("flush"))?;
+                let (chat, donations) = self
+                    .storage()
+                    .and_then(|s| s.forget_user(&post.user_id, &post.orders))
+                    .map_err(internal("forget user"))?;
+                if !self
+                    .with_room(|room| room.holds_messages())
+                    .map_err(internal("restore"))?
+                {
+                    *self.room.borrow_mut() = None;
+                }
+                json_text_response(200, format!(r#"{{"chat":{chat},"donations":{donations}}}"#))
+            }
+            (Method::Post, ROOM_DELETE_MESSAGE) => {
+                let post: DeleteMessagePost = read_json(&mut req).await?;
+                // Held chat is stored first, so a message just sent can be found; one deleted before is not found.
+                let effects = self.handle(Event::Flush).map_err(internal("flush"))?;
+                self.run_effects(effects, None).await.map_err(internal("flush"))?;
+                let stored = MessageId::parse(&post.id)
+                    .map(|id| self.storage().and_then(|s| s.has_message(id.seq())))
+                    .transpose()
+                    .map_err(internal("message lookup"))?
+                    .unwrap_or(false);
+                let (effects, deleted) = match stored {
+                    true => self
+                        .with_room(|room| room.operator_delete(&post.id, now_ms()))
+                        .map_err(internal("restore"))?,
+                    false => (Vec::new(), false),
+                };
+                self.run(effects, None).await.map_err(internal("delete effects"))?;
+                if !deleted {
+                    return Err(ApiError::NotFound {
+                        code: "message_not_found",
+                        message: "No such chat message.".into(),
+                    });
+                }
+                json_text_response(200, r#"{"deleted":true}"#.into())
             }
             (Method::Post, ROOM_LOGOUT) => {
                 let body: LogoutPost = read_json(&mut req).await?;

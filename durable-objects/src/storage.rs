@@ -289,6 +289,57 @@ impl RoomStorage {
         })
     }
 
+    /// Whether message `seq` is stored and not deleted.
+    pub fn has_message(&self, seq: i64) -> worker::Result<bool> {
+        Ok(!self
+            .rows(
+                "SELECT 1 FROM messages WHERE seq = ? AND body IS NOT NULL",
+                vec![int(seq)],
+            )?
+            .is_empty())
+    }
+
+    /// Every kept chat message of `user_id` (bodies, oldest first), for the account export.
+    pub fn messages_of(&self, user_id: &str) -> worker::Result<Vec<String>> {
+        Ok(self
+            .rows(
+                "SELECT body FROM messages WHERE user_id = ? AND body IS NOT NULL ORDER BY seq",
+                vec![text(user_id)],
+            )?
+            .iter()
+            .map(|row| str_at(row, 0).to_string())
+            .collect())
+    }
+
+    /// A deleted account leaves this room: its chat messages stay under the deleted user (no name, no id of
+    /// theirs), its donation alerts (`orders`) lose the donor's name and message, its bans and timeouts go. One
+    /// synchronous block: one commit. Returns how many chat and donation rows were rewritten.
+    pub fn forget_user(&self, user_id: &str, orders: &[String]) -> worker::Result<(usize, usize)> {
+        use sunnylive_core::account::{DELETED_USER_ID, DELETED_USER_NAME};
+        let chat = self
+            .rows(
+                "UPDATE messages SET user_id = NULL,
+                     body = CASE WHEN body IS NULL THEN NULL
+                                 ELSE json_set(body, '$.user', json_object('id', ?, 'username', ?)) END
+                 WHERE user_id = ? RETURNING seq",
+                vec![text(DELETED_USER_ID), text(DELETED_USER_NAME), text(user_id)],
+            )?
+            .len();
+        let mut donations = 0;
+        for order in orders {
+            donations += self
+                .rows(
+                    "UPDATE messages SET body = json_set(body, '$.donor', ?, '$.message', NULL)
+                     WHERE order_id = ? AND body IS NOT NULL RETURNING seq",
+                    vec![text(DELETED_USER_NAME), text(order)],
+                )?
+                .len();
+        }
+        self.exec("DELETE FROM bans WHERE user_id = ?", vec![text(user_id)])?;
+        self.exec("DELETE FROM timeouts WHERE user_id = ?", vec![text(user_id)])?;
+        Ok((chat, donations))
+    }
+
     /// One page of history for `GET /internal/messages`: the bodies (JSON, oldest first) and the id to pass as
     /// `before` for the next older page (None when this page reached the beginning).
     pub fn history_page(&self, query: &HistoryQuery) -> worker::Result<(Vec<String>, Option<MessageId>)> {

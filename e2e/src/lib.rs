@@ -863,8 +863,9 @@ impl TestApp {
         let out = cmd.output()?;
         ensure!(
             out.status.success(),
-            "d1 execute failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "d1 execute failed: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
         );
         let v: Value = serde_json::from_slice(&out.stdout)?;
         Ok(v[0]["results"].as_array().cloned().unwrap_or_default())

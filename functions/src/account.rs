@@ -4,17 +4,22 @@
 //! like a failed login. Ending a sign-in is exactly what logout does to one (`auth::revoke_family`): its refresh
 //! tokens stop, its access tokens are refused (`auth::require_user`), its chat sockets close.
 
-use sunnylive_core::account::{Password, Username};
+use sunnylive_core::account::{
+    quarantine_key, Password, Username, DELETED_USER_ID, DELETED_USER_NAME, USERNAME_QUARANTINE_DAYS,
+};
+use sunnylive_core::chat::{ROOM_FORGET_USER, ROOM_USER_MESSAGES};
 use sunnylive_core::error::{ApiError, FieldErrors};
+use sunnylive_core::rate_limit;
 use sunnylive_core::sign_in::{RecoveryCode, RECOVERY_CODES};
 use sunnylive_core::token::REFRESH_TTL_SECONDS;
-use worker::{Request, Response};
+use worker::{Method, Request, Response};
 
 use crate::app::{rfc3339, App};
 use crate::auth::{self, Attempt, AuthUser, Text, UserRow};
 use crate::crypto::random;
-use crate::db;
+use crate::db::{self, Arg};
 use crate::http::{self, OrInternal, JSON_LIMIT};
+use crate::room_client::ask_room;
 use sunnylive_edge::json_text;
 
 fn wrong_password() -> ApiError {
@@ -92,7 +97,7 @@ async fn set_password(app: &App, user_id: &str, password: &Password) -> Result<(
 }
 
 /// Revokes every live login of `user_id` but `keep`; returns how many.
-async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Result<usize, ApiError> {
+pub(crate) async fn end_logins_except(app: &App, user_id: &str, keep: Option<&str>) -> Result<usize, ApiError> {
     let logins: Vec<Text> = db::all(
         &app.db,
         "live logins of a user",
@@ -241,7 +246,7 @@ pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> 
             db::one(
                 &app.db,
                 "load user for recovery",
-                "SELECT id, username, email, created_at FROM users WHERE username = ?1",
+                "SELECT id, username, email, created_at, suspended_at FROM users WHERE username = ?1",
                 &[name.into()],
             )
             .await?
@@ -253,6 +258,7 @@ pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> 
         message: "Wrong username or recovery code.".into(),
     };
     let user = user.ok_or_else(invalid)?;
+    auth::refuse_suspended(&user)?;
     // Single use, decided by the database: of two requests with one code, exactly one claims it.
     let claimed = db::run(
         &app.db,
@@ -268,4 +274,244 @@ pub async fn recover(app: &App, mut req: Request) -> Result<Response, ApiError> 
     set_password(app, &user.id, &new).await?;
     end_logins_except(app, &user.id, None).await?;
     auth::start_session(app, &req, &user, 200).await
+}
+
+/// Everything `GET /api/me/export` reads from D1, as one JSON object written by D1 (one text column: no row or
+/// answer type in the Worker). ?1 the user, ?2 the site's origin, ?3 now, ?4 where thumbnails are served from.
+/// Secrets are left out by naming every column: no password or recovery-code hash, no refresh token, no stream key
+/// (derived, never stored) and no output key (sealed) or its hint.
+const EXPORT_SQL: &str = "SELECT json_object(
+    'exported_at', ?3,
+    'account', (SELECT json_object('id', id, 'username', username, 'email', email, 'created_at', created_at,
+                                   'role', role, 'suspended_at', suspended_at) FROM users WHERE id = ?1),
+    'sign_ins', (SELECT json_group_array(json_object('id', id, 'created_at', created_at,
+                     'last_used_at', strftime('%Y-%m-%dT%H:%M:%SZ', last_used_at, 'unixepoch'),
+                     'network', network, 'browser', browser, 'ended_at', revoked_at))
+                 FROM login_families WHERE user_id = ?1),
+    'recovery_codes', (SELECT json_object('unused', COUNT(*) - COUNT(used_at), 'used', COUNT(used_at),
+                           'created_at', strftime('%Y-%m-%dT%H:%M:%SZ', MAX(created_at), 'unixepoch'))
+                       FROM recovery_codes WHERE user_id = ?1),
+    'streams', (SELECT json_group_array(json_object('id', id, 'title', title, 'description', description,
+                    'created_at', created_at, 'deleted_at', deleted_at, 'url', ?2 || '/s/' || id))
+                FROM streams WHERE owner_id = ?1),
+    'broadcasts', (SELECT json_group_array(json_object('id', b.id, 'stream_id', b.stream_id,
+                       'started_at', b.started_at, 'ended_at', b.ended_at,
+                       'duration_seconds', b.duration_ms / 1000.0,
+                       'playlist_url', ?2 || '/hls/' || b.stream_id || '/' || b.id || '/master.m3u8',
+                       'thumbnail_url', CASE WHEN b.thumbnail_at IS NULL THEN NULL
+                           ELSE ?4 || '/hls/' || b.stream_id || '/' || b.id || '/thumb.jpg?v=' || b.thumbnail_at END))
+                   FROM broadcasts b JOIN streams s ON s.id = b.stream_id
+                   WHERE s.owner_id = ?1 AND b.deleted_at IS NULL),
+    'outputs', (SELECT json_group_array(json_object('id', o.id, 'stream_id', o.stream_id, 'name', o.name,
+                    'url', o.url, 'enabled', json(CASE WHEN o.enabled THEN 'true' ELSE 'false' END),
+                    'created_at', o.created_at))
+                FROM stream_outputs o JOIN streams s ON s.id = o.stream_id WHERE s.owner_id = ?1),
+    'donations_made', (SELECT json_group_array(json_object('order_id', order_id, 'stream_id', stream_id,
+                           'donor_name', donor_name, 'message', message, 'amount', amount, 'currency', currency,
+                           'status', status, 'created_at', created_at, 'paid_at', paid_at))
+                       FROM donations WHERE donor_user_id = ?1),
+    'donations_received', (SELECT json_group_array(json_object('order_id', d.order_id, 'stream_id', d.stream_id,
+                               'donor_name', d.donor_name, 'message', d.message, 'amount', d.amount,
+                               'currency', d.currency, 'status', d.status, 'created_at', d.created_at,
+                               'paid_at', d.paid_at))
+                           FROM donations d JOIN streams s ON s.id = d.stream_id WHERE s.owner_id = ?1),
+    'reports_made', (SELECT json_group_array(json_object('id', id, 'target_type', target_type,
+                         'target_id', target_id, 'reason', reason, 'created_at', created_at,
+                         'closed_at', closed_at))
+                     FROM reports WHERE reporter_id = ?1)
+) AS value";
+
+/// The rooms whose chat may hold something of `user_id`: those they opened a signed-in socket in, and those of
+/// streams they donated to (the alerts name them).
+async fn rooms_of(app: &App, user_id: &str) -> Result<Vec<Text>, ApiError> {
+    db::all(
+        &app.db,
+        "chat rooms of a user",
+        "SELECT stream_id AS value FROM user_chat_rooms WHERE user_id = ?1
+         UNION SELECT stream_id FROM donations WHERE donor_user_id = ?1 AND alert_state <> 'none'",
+        &[user_id.into()],
+    )
+    .await
+}
+
+/// `GET /api/me/export`: everything held about the caller, as one JSON document: the D1 part (`EXPORT_SQL`) and
+/// the chat messages they wrote, asked of each room (`chat_messages`: per stream, the messages as chat shows them).
+/// Rate-limited per user: each export asks every room the user spoke in.
+pub async fn export(app: &App, req: Request) -> Result<Response, ApiError> {
+    let caller = auth::require_user(app, &req).await?;
+    let user = caller.id.as_str();
+    auth::count_attempt(app, &format!("export:{user}"), rate_limit::EXPORT_PER_USER).await?;
+    let origin = http::own_origin(&req, app.config.public_base_url.as_deref());
+    let media = app.config.media_base_url.as_deref().unwrap_or(&origin);
+    let data: Option<Text> = db::one(
+        &app.db,
+        "export my data",
+        EXPORT_SQL,
+        &[
+            user.into(),
+            origin.as_str().into(),
+            app.now_rfc3339().as_str().into(),
+            media.into(),
+        ],
+    )
+    .await?;
+    let data = data.ok_or_else(|| ApiError::internal("export: no row"))?.value;
+    let mut chat = Vec::new();
+    for Text { value: room } in rooms_of(app, user).await? {
+        let path = format!("{ROOM_USER_MESSAGES}?user_id={user}");
+        let (_, body) = ask_room(app, &room, Method::Get, &path, None).await?;
+        // The room's `{"messages":[...]}`, which it wrote itself, with the stream named first.
+        if let Some(rest) = body.strip_prefix('{').filter(|r| !r.starts_with("\"messages\":[]")) {
+            chat.push(format!("{{\"stream_id\":\"{room}\",{rest}"));
+        }
+    }
+    let data = data.strip_suffix('}').unwrap_or(&data);
+    let response = json_text(200, format!("{data},\"chat_messages\":[{}]}}", chat.join(",")))?;
+    response
+        .headers()
+        .set("content-disposition", "attachment; filename=\"sunnylive-export.json\"")
+        .or_internal("headers")?;
+    Ok(response)
+}
+
+/// `DELETE /api/me`: `{password}`. The account goes, in an order that can be retried from the start whatever step
+/// fails: the other sign-ins end (their sockets close); the streams are deleted (keys refused at once, a live
+/// publish cut at its next heartbeat); every room the person spoke or donated in rewrites their messages as the
+/// deleted user (a room that cannot be reached stops here: 502, try again); then one D1 transaction removes or
+/// anonymises every row naming them and quarantines the username; last, broadcasts' R2 objects are purged (what
+/// this request may; the cron finishes the rest). Donations received stay as financial records, on an emptied
+/// stream owned by the deleted user; donations made stay in their streamers' totals, without name or message.
+pub async fn delete_account(app: &App, mut req: Request) -> Result<Response, ApiError> {
+    let (caller, me, _) = confirmed(app, &mut req, "password", false).await?;
+    let user = me.id.as_str();
+    end_logins_except(app, user, caller.login_id.as_deref()).await?;
+    let live: Vec<Text> = db::all(
+        &app.db,
+        "live streams of a deleted account",
+        "SELECT id AS value FROM streams WHERE owner_id = ?1 AND status = 'live' AND deleted_at IS NULL",
+        &[user.into()],
+    )
+    .await?;
+    let mut tags = Vec::new();
+    let stamp = app.now_rfc3339();
+    let streams: Vec<Text> = db::all(
+        &app.db,
+        "delete the streams of a deleted account",
+        "UPDATE streams SET deleted_at = COALESCE(deleted_at, ?2), status = 'offline', live_since = NULL,
+             publisher = NULL WHERE owner_id = ?1 RETURNING id AS value",
+        &[user.into(), stamp.as_str().into()],
+    )
+    .await?;
+    for Text { value: id } in &live {
+        crate::room_client::announce_status(app, id, false).await;
+    }
+    let orders: Vec<Text> = db::all(
+        &app.db,
+        "donations of a deleted account",
+        "SELECT json_quote(order_id) AS value FROM donations WHERE donor_user_id = ?1",
+        &[user.into()],
+    )
+    .await?;
+    // `ForgetUserPost`, written by hand (a Serialize impl costs the Worker's size): D1 quotes the order ids.
+    let orders: Vec<&str> = orders.iter().map(|o| o.value.as_str()).collect();
+    let forget = format!("{{\"user_id\":\"{user}\",\"orders\":[{}]}}", orders.join(","));
+    for Text { value: room } in rooms_of(app, user).await? {
+        ask_room(app, &room, Method::Post, ROOM_FORGET_USER, Some(forget.clone())).await?;
+    }
+    // Every sign-in ends (this one's sockets close too) before its rows go.
+    end_logins_except(app, user, None).await?;
+    let (now, name) = (app.now(), me.username.to_ascii_lowercase());
+    let quarantine = quarantine_key(app.config.jwt_secret.as_bytes(), &name);
+    let until = now + USERNAME_QUARANTINE_DAYS * 86_400;
+    let u = || -> Arg { user.into() };
+    let logins = "(SELECT id FROM login_families WHERE user_id = ?1)";
+    let owned = "(SELECT id FROM streams WHERE owner_id = ?1)";
+    let steps: Vec<(String, Vec<Arg>)> = vec![
+        (
+            format!("DELETE FROM refresh_tokens WHERE family_id IN {logins}"),
+            vec![u()],
+        ),
+        (
+            format!("DELETE FROM login_chat_rooms WHERE login_id IN {logins}"),
+            vec![u()],
+        ),
+        ("DELETE FROM login_families WHERE user_id = ?1".into(), vec![u()]),
+        ("DELETE FROM recovery_codes WHERE user_id = ?1".into(), vec![u()]),
+        ("DELETE FROM user_chat_rooms WHERE user_id = ?1".into(), vec![u()]),
+        (
+            "DELETE FROM login_known_clients WHERE username = ?1".into(),
+            vec![name.as_str().into()],
+        ),
+        (
+            "DELETE FROM rate_limits WHERE key = 'login-user:' || ?1 OR key LIKE 'login-user:' || ?1 || '@%'
+                 OR key LIKE '%:' || ?2"
+                .into(),
+            vec![name.as_str().into(), u()],
+        ),
+        (
+            format!("DELETE FROM stream_outputs WHERE stream_id IN {owned}"),
+            vec![u()],
+        ),
+        (
+            format!(
+                "UPDATE broadcasts SET ended_at = COALESCE(ended_at, ?2), ended_unix = COALESCE(ended_unix, ?3),
+                     deleted_at = COALESCE(deleted_at, ?2) WHERE stream_id IN {owned}"
+            ),
+            vec![u(), stamp.as_str().into(), now.into()],
+        ),
+        (
+            "UPDATE streams SET owner_id = ?2, title = 'deleted', description = '', thumbnail_broadcast_id = NULL,
+                 thumbnail_at = NULL, blocked_key_generation = NULL WHERE owner_id = ?1"
+                .into(),
+            vec![u(), DELETED_USER_ID.into()],
+        ),
+        // The search index drops deleted rows' terms only when its segments merge: merge them now.
+        (
+            "INSERT INTO streams_search(streams_search) VALUES ('optimize')".into(),
+            vec![],
+        ),
+        (
+            "UPDATE donations SET donor_user_id = NULL, donor_name = ?2, message = NULL WHERE donor_user_id = ?1"
+                .into(),
+            vec![u(), DELETED_USER_NAME.into()],
+        ),
+        (
+            "UPDATE reports SET reporter_id = NULL WHERE reporter_id = ?1".into(),
+            vec![u()],
+        ),
+        (
+            "UPDATE reports SET closed_by = ?2 WHERE closed_by = ?1".into(),
+            vec![u(), DELETED_USER_ID.into()],
+        ),
+        (
+            "UPDATE audit_log SET operator_id = ?2 WHERE operator_id = ?1".into(),
+            vec![u(), DELETED_USER_ID.into()],
+        ),
+        (
+            "UPDATE audit_log SET target_id = ?2 WHERE target_id = ?1".into(),
+            vec![u(), DELETED_USER_ID.into()],
+        ),
+        (
+            "INSERT OR REPLACE INTO username_quarantine (name_key, until) VALUES (?1, ?2)".into(),
+            vec![quarantine.as_str().into(), until.into()],
+        ),
+        ("DELETE FROM users WHERE id = ?1".into(), vec![u()]),
+    ];
+    let mut statements = Vec::with_capacity(steps.len());
+    for (sql, args) in &steps {
+        statements.push(db::stmt(&app.db, sql, args)?);
+    }
+    // One batch is one transaction: the account is gone whole or not at all.
+    app.db.batch(statements).await.or_internal("delete account")?;
+    for Text { value: id } in &streams {
+        tags.push(sunnylive_core::cache::stream_tag(id));
+    }
+    app.purge_cache(tags).await;
+    // The broadcasts' video: what this request may purge now; the cron's sweep finishes the rest.
+    if let Err(e) = crate::broadcasts::sweep(app).await {
+        worker::console_warn!("account deletion: purge left to the cron: {e}");
+    }
+    let response = http::no_content()?;
+    auth::clear_cookies(&req, response.headers())?;
+    Ok(response)
 }

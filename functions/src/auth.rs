@@ -132,12 +132,13 @@ pub(crate) struct Text {
     pub(crate) value: String,
 }
 
-/// True while the login exists and is not revoked.
+/// True while the login exists, is not revoked, and its user is not suspended.
 async fn login_is_live(app: &App, login_id: &str) -> Result<bool, ApiError> {
     let live: Option<Text> = db::one(
         &app.db,
         "load login of an access token",
-        "SELECT 'live' AS value FROM login_families WHERE id = ?1 AND revoked_at IS NULL",
+        "SELECT 'live' AS value FROM login_families f JOIN users u ON u.id = f.user_id
+         WHERE f.id = ?1 AND f.revoked_at IS NULL AND u.suspended_at IS NULL",
         &[login_id.into()],
     )
     .await?;
@@ -152,6 +153,19 @@ pub(crate) struct UserRow {
     pub(crate) created_at: String,
     /// Read only where a password is checked (absent from other queries); never in an answer (`view`).
     password_hash: Option<String>,
+    /// Read where a sign-in starts (login, recovery): set while an operator has the account suspended.
+    suspended_at: Option<String>,
+}
+
+/// A suspended account signs in nowhere (403 `account_suspended`), once its secret checked out.
+pub(crate) fn refuse_suspended(user: &UserRow) -> Result<(), ApiError> {
+    match user.suspended_at {
+        Some(_) => Err(ApiError::Forbidden {
+            code: "account_suspended",
+            message: "This account is suspended by an operator.".into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Serialize)]
@@ -338,22 +352,36 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, ApiError>
         email: reg.email.as_ref().map(|e| e.as_str().to_string()),
         created_at: app.now_rfc3339(),
         password_hash: None,
+        suspended_at: None,
     };
     let stored = hash_new_password(&reg.password).await?;
     let inserted = db::run(
         &app.db,
         "insert user",
-        "INSERT INTO users (id, username, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        // A deleted account's name waits out its quarantine (core/src/account.rs says why): no row is inserted.
+        "INSERT INTO users (id, username, email, password_hash, created_at) SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM username_quarantine WHERE name_key = ?6 AND until > ?7)",
         &[
             (&user.id).into(),
             (&user.username).into(),
             user.email.as_deref().into(),
             (&stored).into(),
             (&user.created_at).into(),
+            sunnylive_core::account::quarantine_key(app.config.jwt_secret.as_bytes(), reg.username.as_str())
+                .as_str()
+                .into(),
+            app.now().into(),
         ],
     )
     .await;
     match inserted {
+        Ok(0) => Err(ApiError::Conflict {
+            code: "username_quarantined",
+            message: format!(
+                "That username belonged to a deleted account; it can be registered again {} days after the deletion.",
+                sunnylive_core::account::USERNAME_QUARANTINE_DAYS
+            ),
+        }),
         Ok(_) => start_session(app, &req, &user, 201).await,
         Err(e) if db::is_unique_violation(&e) => Err(ApiError::Conflict {
             code: "username_taken",
@@ -434,18 +462,17 @@ pub(crate) async fn check_password(
     let name = attempt.username();
 
     // A name that cannot exist still costs one derivation below, so timing does not tell unknown from wrong.
-    let user: Option<UserRow> = match name {
-        Some(name) => {
-            db::one(
+    let user: Option<UserRow> =
+        match name {
+            Some(name) => db::one(
                 &app.db,
                 "load user for login",
-                "SELECT id, username, email, created_at, password_hash FROM users WHERE username = ?1",
+                "SELECT id, username, email, created_at, password_hash, suspended_at FROM users WHERE username = ?1",
                 &[name.as_str().into()],
             )
-            .await?
-        }
-        None => None,
-    };
+            .await?,
+            None => None,
+        };
     let stored = user
         .as_ref()
         .and_then(|u| u.password_hash.as_deref())
@@ -462,6 +489,7 @@ pub(crate) async fn check_password(
         return Err(invalid_credentials());
     }
     attempt.succeeded(app).await?;
+    refuse_suspended(&user)?;
     if stored.needs_rehash() {
         if let Ok(p) = Password::parse(password) {
             let upgraded = hash_new_password(&p).await?;
@@ -581,14 +609,23 @@ pub async fn chat_login(app: &App, user: &AuthUser, stream_id: &str) -> Result<O
     if !login_is_live(app, login_id).await? {
         return Err(reject("chat: the access token's login is revoked"));
     }
-    db::run(
-        &app.db,
-        "remember the room of a login",
-        "INSERT INTO login_chat_rooms (login_id, stream_id, seen_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (login_id, stream_id) DO UPDATE SET seen_at = excluded.seen_at",
-        &[login_id.into(), stream_id.into(), app.now().into()],
-    )
-    .await?;
+    // The user's rooms are kept past the login: the export and a deletion look there for their messages.
+    app.db
+        .batch(vec![
+            db::stmt(
+                &app.db,
+                "INSERT INTO login_chat_rooms (login_id, stream_id, seen_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (login_id, stream_id) DO UPDATE SET seen_at = excluded.seen_at",
+                &[login_id.into(), stream_id.into(), app.now().into()],
+            )?,
+            db::stmt(
+                &app.db,
+                "INSERT OR IGNORE INTO user_chat_rooms (user_id, stream_id) VALUES (?1, ?2)",
+                &[user.id.as_str().into(), stream_id.into()],
+            )?,
+        ])
+        .await
+        .or_internal("remember the room of a login")?;
     Ok(Some(login_id.clone()))
 }
 
@@ -607,6 +644,13 @@ pub async fn forget_old_known_clients(app: &App) -> Result<(), ApiError> {
         "forget old chat rooms of logins",
         "DELETE FROM login_chat_rooms WHERE seen_at < ?1",
         &[before.into()],
+    )
+    .await?;
+    db::run(
+        &app.db,
+        "end username quarantines",
+        "DELETE FROM username_quarantine WHERE until < ?1",
+        &[app.now().into()],
     )
     .await?;
     Ok(())
@@ -696,6 +740,7 @@ pub async fn refresh(app: &App, mut req: Request) -> Result<Response, ApiError> 
         email: row.email,
         created_at: row.created_at,
         password_hash: None,
+        suspended_at: None,
     };
     session_response(app, &req, &user, &row.family_id, &next.token, 200)
 }

@@ -151,45 +151,60 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
 /// broadcast cannot be deleted (409): stop streaming first.
 pub async fn delete(app: &App, req: Request, stream_id: &str, broadcast_id: &str) -> Result<Response, ApiError> {
     let (_, stream) = stream_row::load_owned(app, &req, stream_id).await?;
-    let not_found = || ApiError::NotFound {
+    remove(app, &req, &stream.id, broadcast_id).await?;
+    http::no_content()
+}
+
+fn broadcast_not_found() -> ApiError {
+    ApiError::NotFound {
         code: "broadcast_not_found",
         message: "No such broadcast.".into(),
-    };
+    }
+}
+
+/// Deletes a past broadcast of `stream_id` (of any stream when it is "": an operator's delete names only the
+/// broadcast) and its video, whoever is allowed to (the owner, an operator): 404 when there is no such broadcast,
+/// 409 while it is live.
+pub(crate) async fn remove(app: &App, req: &Request, stream_id: &str, broadcast_id: &str) -> Result<(), ApiError> {
+    let not_found = broadcast_not_found;
     let id = BroadcastId::parse(broadcast_id).ok_or_else(not_found)?;
     #[derive(Deserialize)]
     struct Row {
         ended_unix: Option<i64>,
+        stream_id: String,
     }
     let row: Row = db::one(
         &app.db,
         "load broadcast",
-        "SELECT ended_unix FROM broadcasts WHERE id = ?1 AND stream_id = ?2 AND deleted_at IS NULL",
-        &[id.as_str().into(), stream.id.as_str().into()],
+        "SELECT ended_unix, stream_id FROM broadcasts
+         WHERE id = ?1 AND (?2 = '' OR stream_id = ?2) AND deleted_at IS NULL",
+        &[id.as_str().into(), stream_id.into()],
     )
     .await?
     .ok_or_else(not_found)?;
+    let stream_id = row.stream_id.as_str();
     if row.ended_unix.is_none() {
         return Err(ApiError::Conflict {
             code: "broadcast_live",
             message: "This broadcast is still live; stop streaming before deleting it.".into(),
         });
     }
-    mark_deleted(app, &stream.id, id.as_str()).await?;
+    mark_deleted(app, stream_id, id.as_str()).await?;
     // Every copy in the cache in front of the Worker goes at once, everywhere (its answers carry this tag).
     app.purge_cache(vec![cache::broadcast_tag(id.as_str())]).await;
     // This colo's cached playlist goes at once (other colos' copies expire within CACHE_ENDED_PLAYLIST; segments,
     // unreachable without a playlist, within a day).
     if let Ok(mut url) = req.url() {
-        url.set_path(&format!("/hls/{}/{}/index.m3u8", stream.id, id.as_str()));
+        url.set_path(&format!("/hls/{}/{}/index.m3u8", stream_id, id.as_str()));
         url.set_query(None);
         let _ = worker::Cache::default().delete(url.as_str(), false).await;
     }
     // Most broadcasts fit in the rounds one request may spend; the cron finishes the rest (or retries a failure).
     let bucket = app.media()?;
-    if let Err(e) = purge_one(app, &bucket, &stream.id, id.as_str()).await {
+    if let Err(e) = purge_one(app, &bucket, stream_id, id.as_str()).await {
         worker::console_warn!("broadcast {}: purge left to the cron: {e}", id.as_str());
     }
-    http::no_content()
+    Ok(())
 }
 
 async fn mark_deleted(app: &App, stream_id: &str, broadcast_id: &str) -> Result<(), ApiError> {

@@ -97,14 +97,7 @@ pub async fn messages(app: &App, req: Request, id: &str) -> Result<Response, Api
     let query = HistoryQuery::parse(q.get("before").map(String::as_str), q.get("limit").map(String::as_str))?;
     let stream = stream_row::load(app, id).await?;
     let path = format!("{ROOM_MESSAGES}?{}", query.to_query_string());
-    let forwarded = room_request(&stream.id, Method::Get, &path, Headers::new(), None).or_internal("room request")?;
-    let mut answer = room(app, &stream.id)
-        .or_internal("CHAT_ROOMS stub")?
-        .fetch_with_request(forwarded)
-        .await
-        .or_internal("chat room history")?;
-    let status = answer.status_code();
-    let body = answer.text().await.or_internal("chat room history body")?;
+    let (status, body) = crate::room_client::ask_room(app, &stream.id, Method::Get, &path, None).await?;
     if status != 200 {
         return Err(ApiError::internal(format!(
             "chat room answered {status} to a history query: {body}"

@@ -24,6 +24,7 @@ fn content_type(req: &Request) -> String {
 }
 
 /// A JSON object body whose fields are read one by one with precise errors.
+#[derive(Default)]
 pub struct JsonBody(Map<String, Value>);
 
 /// Reads a JSON object body: 415 unless `application/json`, 413 over `limit`, 400 when it is not a JSON object.

@@ -3,6 +3,7 @@
 //! contract-shaped error through `sunnylive_core::error::ApiError` in `http::respond`.
 
 mod account;
+mod admin;
 mod app;
 mod auth;
 mod broadcasts;

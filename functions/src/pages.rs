@@ -104,6 +104,7 @@ pub fn target(path: &str) -> Target {
         "/register" => return page("/register"),
         "/studio" => return page("/studio"),
         "/account" => return page("/account"),
+        "/operator" => return page("/operator"),
         "/recover" => return page("/recover"),
         _ => {}
     }
@@ -378,6 +379,7 @@ mod tests {
         assert_eq!(target("/register"), page("/register"));
         assert_eq!(target("/studio"), page("/studio"));
         assert_eq!(target("/account"), page("/account"));
+        assert_eq!(target("/operator"), page("/operator"));
         assert_eq!(target("/recover"), page("/recover"));
         assert_eq!(target("/s/abcdefghij234567"), page("/watch"));
         assert_eq!(target("/donations/order-1_x"), page("/donation"));
@@ -461,7 +463,7 @@ mod tests {
                 "{path:?}"
             );
         }
-        assert_eq!(pages, 9);
+        assert_eq!(pages, 10);
     }
 
     #[test]

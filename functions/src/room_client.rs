@@ -14,6 +14,7 @@ use sunnylive_core::stream::StreamStatus;
 use worker::{Headers, Method, Request, Stub};
 
 use crate::app::App;
+use sunnylive_core::error::ApiError;
 
 /// The stub of a stream's room: one object per stream, named by the stream id.
 pub fn room(app: &App, stream_id: &str) -> worker::Result<Stub> {
@@ -43,19 +44,49 @@ pub fn room_request(
     )
 }
 
-/// Sends a JSON body to one of the room's internal routes and returns the room's status code.
-/// `path` and `body` are one of the typed pairs of `sunnylive_core::chat`'s internal contract.
+/// Sends a JSON body to one of the room's internal routes and returns the room's status code (an error when the
+/// room could not be reached or failed, 5xx). `path` and `body` are one of the typed pairs of
+/// `sunnylive_core::chat`'s internal contract. Only the serialization is generic: the request is `ask_room`'s.
 pub async fn post_to_room<T: serde::Serialize>(
     app: &App,
     stream_id: &str,
     path: &str,
     body: &T,
-) -> worker::Result<u16> {
+) -> Result<u16, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(ask_room(app, stream_id, Method::Post, path, Some(text)).await?.0)
+}
+
+/// Asks the stream's room one of its internal routes and returns the answer's text: an `Upstream` error
+/// (`chat_unavailable`, 502) when the room cannot be reached or answers anything but 200, so that the caller's
+/// route changes nothing it cannot finish.
+pub async fn ask_room(
+    app: &App,
+    stream_id: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), ApiError> {
+    let unavailable = |why: String| {
+        worker::console_error!("chat: room {stream_id} failed {path}: {why}");
+        ApiError::Upstream {
+            code: "chat_unavailable",
+            message: "A chat room could not be reached; nothing was changed there. Try again.".into(),
+        }
+    };
     let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let req = room_request(stream_id, Method::Post, path, headers, Some(text))?;
-    Ok(room(app, stream_id)?.fetch_with_request(req).await?.status_code())
+    let answer = async {
+        headers.set("content-type", "application/json")?;
+        let req = room_request(stream_id, method, path, headers, body)?;
+        let mut res = room(app, stream_id)?.fetch_with_request(req).await?;
+        Ok::<_, worker::Error>((res.status_code(), res.text().await?))
+    }
+    .await
+    .map_err(|e| unavailable(e.to_string()))?;
+    if answer.0 >= 500 {
+        return Err(unavailable(format!("answered {}", answer.0)));
+    }
+    Ok(answer)
 }
 
 /// Tells the stream's chat room that the stream went live or offline. A failure is logged, not raised: the RTMP

@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{account, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
+use crate::{account, admin, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -28,6 +28,17 @@ pub enum Route {
     EndOtherLogins,
     CreateRecoveryCodes,
     Recover,
+    ExportMe,
+    DeleteMe,
+    CreateReport,
+    AdminListReports,
+    AdminCloseReport,
+    AdminEndStream,
+    AdminSuspendUser,
+    AdminUnsuspendUser,
+    AdminDeleteBroadcast,
+    AdminDeleteChatMessage,
+    AdminAudit,
     ListStreams,
     CreateStream,
     GetStream,
@@ -81,6 +92,29 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/me/logins/end-others", Route::EndOtherLogins),
     ("POST", "/api/me/recovery-codes", Route::CreateRecoveryCodes),
     ("POST", "/api/auth/recover", Route::Recover),
+    ("GET", "/api/me/export", Route::ExportMe),
+    ("DELETE", "/api/me", Route::DeleteMe),
+    ("POST", "/api/reports", Route::CreateReport),
+    ("GET", "/api/admin/reports", Route::AdminListReports),
+    ("POST", "/api/admin/reports/{report_id}/close", Route::AdminCloseReport),
+    ("POST", "/api/admin/streams/{id}/end", Route::AdminEndStream),
+    ("POST", "/api/admin/users/{user_id}/suspend", Route::AdminSuspendUser),
+    (
+        "POST",
+        "/api/admin/users/{user_id}/unsuspend",
+        Route::AdminUnsuspendUser,
+    ),
+    (
+        "DELETE",
+        "/api/admin/broadcasts/{broadcast_id}",
+        Route::AdminDeleteBroadcast,
+    ),
+    (
+        "DELETE",
+        "/api/admin/streams/{id}/messages/{message_id}",
+        Route::AdminDeleteChatMessage,
+    ),
+    ("GET", "/api/admin/audit", Route::AdminAudit),
     ("GET", "/api/streams", Route::ListStreams),
     ("POST", "/api/streams", Route::CreateStream),
     ("GET", "/api/streams/{id}", Route::GetStream),
@@ -447,6 +481,19 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::EndOtherLogins => account::end_other_logins(app, req).await,
         Route::CreateRecoveryCodes => account::create_recovery_codes(app, req).await,
         Route::Recover => account::recover(app, req).await,
+        Route::ExportMe => account::export(app, req).await,
+        Route::DeleteMe => account::delete_account(app, req).await,
+        Route::CreateReport => admin::create_report(app, req).await,
+        Route::AdminListReports => admin::operator(app, req, admin::Act::ListReports, "", "").await,
+        Route::AdminCloseReport => admin::operator(app, req, admin::Act::CloseReport, params.first(), "").await,
+        Route::AdminEndStream => admin::operator(app, req, admin::Act::EndStream, params.first(), "").await,
+        Route::AdminSuspendUser => admin::operator(app, req, admin::Act::Suspend, params.first(), "").await,
+        Route::AdminUnsuspendUser => admin::operator(app, req, admin::Act::Unsuspend, params.first(), "").await,
+        Route::AdminDeleteBroadcast => admin::operator(app, req, admin::Act::DeleteBroadcast, params.first(), "").await,
+        Route::AdminDeleteChatMessage => {
+            admin::operator(app, req, admin::Act::DeleteMessage, params.first(), params.get(1)).await
+        }
+        Route::AdminAudit => admin::operator(app, req, admin::Act::Audit, "", "").await,
         Route::ListStreams => streams::list(app, req).await,
         Route::CreateStream => streams::create(app, req).await,
         Route::GetStream => streams::get(app, params.first()).await,

@@ -85,18 +85,25 @@ struct KeyRow {
     key_generation: i64,
 }
 
-/// The stream id of a presented key that is valid right now, or 403.
+/// The stream id of a presented key that is valid right now, or 403: also while an operator has the key blocked
+/// (until the owner rotates it) or the owner suspended.
 async fn check_key(app: &App, key: Option<&PresentedKey>) -> Result<String, ApiError> {
     let key = key.ok_or_else(|| refused("not a stream key"))?;
     let id = key.stream_id.as_str();
     let row: Option<KeyRow> = db::one(
         &app.db,
         "load stream key generation",
-        "SELECT key_generation FROM streams WHERE id = ?1 AND deleted_at IS NULL",
+        "SELECT s.key_generation FROM streams s JOIN users u ON u.id = s.owner_id
+         WHERE s.id = ?1 AND s.deleted_at IS NULL AND u.suspended_at IS NULL
+           AND (s.blocked_key_generation IS NULL OR s.blocked_key_generation <> s.key_generation)",
         &[id.into()],
     )
     .await?;
-    let row = row.ok_or_else(|| refused(&format!("stream {id} does not exist or was deleted")))?;
+    let row = row.ok_or_else(|| {
+        refused(&format!(
+            "stream {id} does not exist, was deleted, its key is blocked by an operator or its owner is suspended"
+        ))
+    })?;
     if !key.is_valid(app.config.stream_key_secret.as_bytes(), row.key_generation) {
         return Err(refused(&format!("stream {id}: wrong or rotated key")));
     }

@@ -18,6 +18,29 @@ pub const ROOM_MESSAGES: &str = "/internal/messages";
 /// `POST` `LogoutPost` -> `LogoutDone` (also room -> shard, `/internal/shard/logout`).
 pub const ROOM_LOGOUT: &str = "/internal/logout";
 
+/// `GET ?user_id=` -> `{"messages": [...]}`: every chat message of that user the room still keeps, oldest first
+/// (the account export).
+pub const ROOM_USER_MESSAGES: &str = "/internal/user-messages";
+/// `POST` `ForgetUserPost` -> `{"chat": n, "donations": n}` (rows rewritten): the account was deleted.
+pub const ROOM_FORGET_USER: &str = "/internal/forget-user";
+/// `POST` `DeleteMessagePost` -> 200 `{"deleted": true}`, or 404 `message_not_found` (an operator's delete).
+pub const ROOM_DELETE_MESSAGE: &str = "/internal/delete-message";
+
+/// A deleted account: its chat messages stay, shown as `DELETED_USER_NAME` with `DELETED_USER_ID` and no name;
+/// the donation alerts of its `orders` lose the donor's name and message; its bans and timeouts go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetUserPost {
+    pub user_id: String,
+    #[serde(default)]
+    pub orders: Vec<String>,
+}
+
+/// An operator deletes one message of the room by its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteMessagePost {
+    pub id: String,
+}
+
 /// The stream went live or offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusPost {

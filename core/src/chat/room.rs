@@ -413,6 +413,19 @@ impl Room {
         self.bans.contains(user)
     }
 
+    /// An operator deletes message `raw_id` (not through a socket): what the host's `delete` frame does. The
+    /// effects (held chat flushed first, as for any event) and whether the room had that message to delete.
+    pub fn operator_delete(&mut self, raw_id: &str, now_ms: i64) -> (Vec<Effect>, bool) {
+        let mut out = Vec::new();
+        self.flush(now_ms, &mut out);
+        let nobody = ConnId::generate([0; crate::ids::ID_RANDOM_BYTES]);
+        self.on_delete(&nobody, raw_id, &mut out);
+        let before = out.len();
+        out.retain(|e| !matches!(e, Effect::Send { to, .. } if *to == nobody));
+        let deleted = out.len() == before;
+        (out, deleted)
+    }
+
     /// Applies one event at `now_ms` (unix milliseconds) and says what must happen.
     pub fn handle(&mut self, event: Event, now_ms: i64) -> Vec<Effect> {
         let mut out = Vec::new();

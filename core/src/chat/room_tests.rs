@@ -704,6 +704,23 @@ fn the_host_can_delete_a_donation_entry_too() {
 }
 
 #[test]
+fn an_operator_deletes_a_message_for_everyone_and_an_unknown_id_deletes_nothing() {
+    let mut h = Harness::new();
+    h.join(&host());
+    h.join(&viewer(2));
+    h.say(&viewer(2), "keep");
+    h.say(&viewer(2), "unlawful");
+    let (effects, deleted) = h.room.operator_delete("2", h.now);
+    assert!(deleted);
+    assert!(effects.contains(&Effect::DeleteMessage { seq: 2 }));
+    assert_eq!(broadcasts(&effects), vec![json!({"type": "deleted", "id": "2"})]);
+    for id in ["9", "abc", ""] {
+        let (effects, deleted) = h.room.operator_delete(id, h.now);
+        assert!(!deleted && effects.is_empty(), "{id:?}: {effects:?}");
+    }
+}
+
+#[test]
 fn deleting_an_unknown_or_malformed_id_answers_bad_frame() {
     let mut h = Harness::new();
     h.join(&host());

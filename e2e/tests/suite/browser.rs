@@ -39,6 +39,8 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .env("SUNNYLIVE_RTMP_URL", &app.rtmp_url)
         .env("SUNNYLIVE_RTMPS_URL", &app.rtmps_url)
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
+        // The stack's local D1, for scripts/admin (the Operator page's test makes its operator the documented way).
+        .env("SUNNYLIVE_STATE_DIR", app.run_dir.join("state"))
         .output()
         .await
         .map_err(|e| -> BoxError {

@@ -1,5 +1,6 @@
 // The Account page: change the password (every other sign-in ends), the sign-ins list with "end" per row and
-// "sign out everywhere else", and recovery codes (shown once, never fetched again). Guests go to sign in.
+// "sign out everywhere else", recovery codes (shown once, never fetched again), the data export and deleting the
+// account. Guests go to sign in.
 
 import { api, ApiError, describeError } from '../api.js';
 import { confirmAction, copyButton } from '../dialog.js';
@@ -169,11 +170,69 @@ function codesForm() {
   });
 }
 
+/** "Download my data": the export fetched like every call (refreshing the session if needed), saved as a file. */
+function exportButton() {
+  const button = byId('export');
+  const error = byId('export-error');
+  button.addEventListener('click', async () => {
+    error.textContent = '';
+    button.disabled = true;
+    try {
+      const data = await api('/api/me/export');
+      const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
+      const a = h('a', { attrs: { href: url, download: 'sunnylive-export.json' } });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (err) {
+      error.textContent = describeError(err);
+    }
+    button.disabled = false;
+  });
+}
+
+function deleteForm() {
+  const form = byId('delete-form');
+  const formError = byId('delete-error');
+  const submit = byId('delete-submit');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form, formError);
+    const password = form.elements.password.value;
+    if (!password) {
+      showFieldErrors(form, { password: 'Enter your password.' });
+      return;
+    }
+    const ok = await confirmAction({
+      title: 'Delete your account?',
+      body: 'Your streams, keys, broadcasts and sign-ins go now. This cannot be undone.',
+      confirmLabel: 'Delete account',
+    });
+    if (!ok) return;
+    submit.disabled = true;
+    try {
+      await api('/api/me', { method: 'DELETE', body: { password } });
+      location.assign('/');
+      return;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'wrong_password') {
+        showFieldErrors(form, { password: err.message });
+      } else {
+        showError(form, formError, err);
+      }
+    }
+    submit.disabled = false;
+  });
+}
+
 async function main() {
   // Forms are wired before anything is awaited, so a click as soon as the page has loaded is never a native submit.
   passwordForm();
   endOthersButton();
   codesForm();
+  exportButton();
+  deleteForm();
   const user = await initHeader();
   if (!user) {
     location.replace(`/login?next=${encodeURIComponent('/account')}`);
