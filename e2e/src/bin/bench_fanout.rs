@@ -116,10 +116,10 @@ fn stamps_in(frame: &str) -> impl Iterator<Item = (usize, u64)> + '_ {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The client process: opens sockets, measures deliveries, answers one line per command.
-// Commands (stdin): `open <n> <first address index> <url>`, `step <first seq> <count>`, `end <drain ms>`, `stop`.
-// Answers (stdout): `opened <n>` / `failed <why>`, `ready`, `result <delivered> <duplicates> <out of order>
-// <closed> <firsts> <histogram>` (firsts: per message the first delivery's microseconds, `-` for none, comma
-// separated; histogram: `bucket:count` comma separated, `-` when empty).
+// Commands (stdin): `open <n> <first address index> <url>`, `step <first seq> <count>`, `end <drain ms>`,
+// `quiet <max ms>`, `stop`. Answers (stdout): `opened <n>` / `failed <why>`, `ready`, `quiet`, `result <delivered>
+// <duplicates> <out of order> <closed> <firsts> <histogram>` (firsts: per message the first delivery's
+// microseconds, `-` for none, comma separated; histogram: `bucket:count` comma separated, `-` when empty).
 
 /// One delivery in a client: which of its sockets, which message, and its delay in microseconds.
 type Delivery = (usize, usize, u64);
@@ -326,6 +326,22 @@ fn run_client() -> Result<(), BoxError> {
                         }
                     }
                     s.line(sockets.closed.load(Ordering::SeqCst))
+                }
+                ["quiet", max_ms] => {
+                    // Until a second passes with no delivery (an overloaded step leaves a backlog that would spill
+                    // into the next step's time), at most `max_ms`.
+                    let until = tokio::time::Instant::now() + Duration::from_millis(max_ms.parse()?);
+                    while tokio::time::Instant::now() < until {
+                        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                            Ok(Some(d)) => {
+                                if let Some(s) = step.as_mut() {
+                                    s.record(d);
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    "quiet".to_string()
                 }
                 ["stop"] => {
                     sockets.stop.store(true, Ordering::SeqCst);
@@ -603,9 +619,12 @@ impl Bench {
         })
     }
 
-    /// Lets the room and the clients settle (late deliveries of a finished step are dropped by the clients).
+    /// Lets the room and the clients settle: until every client has gone a second without a delivery (late ones of a
+    /// finished step are dropped), at most a minute.
     async fn settle(&mut self) {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if let Err(e) = self.clients.ask_all("quiet 60000").await {
+            eprintln!("bench: settling: {e}");
+        }
     }
 
     /// Doubles the rate from 1 msg/s until a step misses the budget, then bisects twice between the last pass and
