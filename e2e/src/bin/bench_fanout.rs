@@ -505,6 +505,8 @@ struct StepResult {
     first_median_ms: f64,
     /// workerd's CPU seconds over the step's wall seconds (cores busy), where the target runs in a workerd.
     workerd_cores: Option<f64>,
+    /// workerd's CPU seconds during the step (less sensitive to other load on the machine than the delays).
+    workerd_cpu_seconds: Option<f64>,
 }
 
 impl StepResult {
@@ -569,12 +571,11 @@ impl Bench {
         }
         let answers = self.clients.ask_all(&format!("end {}", DRAIN.as_millis())).await?;
         let wall = start.elapsed().as_secs_f64();
-        let workerd_cores = match (self.workerd_root, cpu_before) {
-            (Some(root), Some(before)) => {
-                Some((sunnylive_e2e::cpu::worker_workerd_seconds(root) - before) / wall.max(0.001))
-            }
+        let workerd_cpu_seconds = match (self.workerd_root, cpu_before) {
+            (Some(root), Some(before)) => Some(sunnylive_e2e::cpu::worker_workerd_seconds(root) - before),
             _ => None,
         };
+        let workerd_cores = workerd_cpu_seconds.map(|s| s / wall.max(0.001));
         let (mut delivered, mut duplicates, mut disorder, mut closed) = (0, 0, 0, 0);
         let mut firsts: Vec<Option<u64>> = vec![None; count];
         let mut histogram: BTreeMap<u32, u64> = BTreeMap::new();
@@ -616,6 +617,7 @@ impl Bench {
             p99_ms: histogram_percentile(&histogram, 0.99),
             first_median_ms: percentile(&firsts, 0.5),
             workerd_cores,
+            workerd_cpu_seconds,
         })
     }
 
@@ -1083,12 +1085,12 @@ fn print_tables(results: &[Measured], load_before: &str, load_after: &str) {
         "{} cores; 1-minute load average {load_before} at the start, {load_after} at the end (other work skews these numbers).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| target | path | sockets | rate msg/s | messages | delivered | repeated | out of order | median ms | p99 ms | first socket median ms | workerd cores busy |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| target | path | sockets | rate msg/s | messages | delivered | repeated | out of order | median ms | p99 ms | first socket median ms | workerd cores busy | workerd CPU us per delivered frame |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in results {
         for r in &m.fixed {
             println!(
-                "| {} | {} | {} | {} | {} | {}/{} ({:.2} %) | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {} | {}/{} ({:.2} %) | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 m.label,
                 m.path,
                 r.sockets,
@@ -1103,6 +1105,7 @@ fn print_tables(results: &[Measured], load_before: &str, load_after: &str) {
                 r.p99_ms,
                 r.first_median_ms,
                 or_dash(r.workerd_cores, 2),
+                or_dash(r.workerd_cpu_seconds.map(|s| s * 1e6 / r.delivered.max(1) as f64), 1),
             );
             if r.closed > 0 {
                 println!(
