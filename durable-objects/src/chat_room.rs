@@ -18,7 +18,7 @@ use sunnylive_core::chat::{
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::js_sys::JsString;
+use worker::js_sys::Array;
 use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::web_sys;
 use worker::worker_sys::WebSocketRequestResponsePair;
@@ -37,19 +37,39 @@ pub(crate) const INTERNAL_BODY_LIMIT: usize = 256 * 1024;
 pub(crate) const PING: &str = r#"{"type":"ping"}"#;
 pub(crate) const PONG: &str = r#"{"type":"pong"}"#;
 
+#[wasm_bindgen(inline_js = "export function broadcast(frame, sockets) {
+  for (const ws of sockets) {
+    try { ws.send(frame); } catch {}
+  }
+}")]
+extern "C" {
+    /// Sends `frame` to every socket in `sockets` (a JS array of the platform's WebSockets) in one call into JS,
+    /// instead of one wasm-to-JS call per socket: the frame crosses into JS once as one string, and the loop runs
+    /// where the sockets are. A socket that is closing refuses the frame and is skipped, as before.
+    pub(crate) fn broadcast(frame: &str, sockets: &Array);
+}
+
 #[wasm_bindgen]
 extern "C" {
-    /// The platform's WebSocket, seen through a binding whose `send` takes an existing JS string: a broadcast
-    /// converts its frame from Rust to a JS string once, not once per socket as `send_with_str(&str)` would.
-    pub(crate) type RawSocket;
+    /// The platform's DurableObjectState, seen through a binding whose `getWebSockets` hands back the JS array
+    /// itself (workers-rs's `State::get_websockets` wraps every socket in a Rust value first).
+    pub(crate) type RawState;
 
-    #[wasm_bindgen(method, catch, js_name = send)]
-    pub(crate) fn send_js_string(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, js_name = getWebSockets)]
+    pub(crate) fn web_sockets(this: &RawState) -> Array;
+}
+
+/// `state` split into the workers-rs wrapper and the raw binding above (both the same JS object).
+pub(crate) fn split_state(state: State) -> (State, RawState) {
+    let inner = state._inner();
+    let raw: RawState = inner.clone().unchecked_into();
+    (State::from(inner), raw)
 }
 
 #[durable_object]
 pub struct ChatRoom {
     state: State,
+    raw_state: RawState,
     /// Holds the D1 binding `DB` the viewer count is written to.
     env: Env,
     /// The stream id, once learnt from a request header or storage (the object is not told the name it has).
@@ -58,9 +78,10 @@ pub struct ChatRoom {
     /// `None` until the first event after construction (the object may have been evicted and rebuilt), then the room
     /// restored from storage and the open sockets.
     room: RefCell<Option<Room>>,
-    /// The open sockets as of the last accept or close: a broadcast walks this list instead of asking the runtime
-    /// for a fresh array, and wrapping every socket again, for each message. `None` until needed and after a change.
-    open_sockets: RefCell<Option<Vec<WebSocket>>>,
+    /// The open sockets as of the last accept or close (the runtime's own JS array): a broadcast hands this list to
+    /// `broadcast` instead of asking the runtime for a fresh one for each message. `None` until needed and after a
+    /// change.
+    open_sockets: RefCell<Option<Array>>,
     /// Sockets this object holds at most; past it, new ones go to shards (`CHAT_SHARD_SOCKETS`).
     threshold: u32,
     /// Which shard holds each remote socket: restored with the room, from storage.
@@ -310,13 +331,9 @@ impl ChatRoom {
                     }
                 }
                 Effect::Broadcast { frame } => {
-                    let frame = JsString::from(frame.as_str());
                     let mut open = self.open_sockets.borrow_mut();
-                    for ws in open.get_or_insert_with(|| self.state.get_websockets()).iter() {
-                        let raw: &RawSocket = raw_socket(ws).unchecked_ref();
-                        // A socket closed since the list was made refuses the frame; nothing to do about it.
-                        let _ = raw.send_js_string(&frame);
-                    }
+                    // A socket closed since the list was made refuses the frame; nothing to do about it.
+                    broadcast(&frame, open.get_or_insert_with(|| self.raw_state.web_sockets()));
                 }
                 Effect::Close { conn, code, reason } => {
                     self.forget_open_sockets();
@@ -776,10 +793,12 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request)
 
 impl DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
+        let (state, raw_state) = split_state(state);
         let threshold = shard_threshold(env.var("CHAT_SHARD_SOCKETS").ok().map(|v| v.to_string()).as_deref());
         let random = sunnylive_edge::random::<2>();
         Self {
             state,
+            raw_state,
             env,
             stream_id: RefCell::new(None),
             storage: OnceCell::new(),

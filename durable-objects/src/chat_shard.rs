@@ -19,8 +19,7 @@ use sunnylive_core::chat::{
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use worker::js_sys::JsString;
+use worker::js_sys::Array;
 use worker::worker_sys::ext::WebSocketExt;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
@@ -29,7 +28,8 @@ use worker::{
 };
 
 use crate::chat_room::{
-    connection_of, error_response, internal, json_response, login_tag, raw_socket, read_json, RawSocket, PING, PONG,
+    broadcast, connection_of, error_response, internal, json_response, login_tag, raw_socket, read_json, split_state,
+    RawState, PING, PONG,
 };
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shard (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
@@ -37,13 +37,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shard (key TEXT PRIMARY KEY, va
 #[durable_object]
 pub struct ChatShard {
     state: State,
+    raw_state: RawState,
     env: Env,
     /// `None` until first needed after construction, then read back from storage.
     inbox: RefCell<Option<ShardInbox>>,
     /// Sockets accepted whose welcome has not come yet: left out of broadcasts, whose content the welcome holds.
     awaiting: RefCell<HashSet<String>>,
-    /// The sockets broadcasts go to, as of the last change. `None` until needed and after a change.
-    welcomed: RefCell<Option<Vec<WebSocket>>>,
+    /// The sockets broadcasts go to (a JS array for `broadcast`), as of the last change. `None` until needed and
+    /// after a change.
+    welcomed: RefCell<Option<Array>>,
     /// (stream id, shard number), once read from an upgrade or storage.
     name: RefCell<Option<(String, u32)>>,
     schema_ready: Cell<bool>,
@@ -206,20 +208,15 @@ impl ChatShard {
                     for ws in self.state.get_websockets_with_tag(&to) {
                         let _ = ws.send_with_str(&frame);
                         if self.awaiting.borrow_mut().remove(&to) {
-                            if let Some(list) = self.welcomed.borrow_mut().as_mut() {
-                                list.push(ws.clone());
+                            if let Some(list) = self.welcomed.borrow().as_ref() {
+                                list.push(raw_socket(&ws));
                             }
                         }
                     }
                 }
                 ShardOp::Broadcast { frame } => {
-                    let frame = JsString::from(frame.as_str());
                     let mut welcomed = self.welcomed.borrow_mut();
-                    let list = welcomed.get_or_insert_with(|| self.welcomed_sockets());
-                    for ws in list.iter() {
-                        let raw: &RawSocket = raw_socket(ws).unchecked_ref();
-                        let _ = raw.send_js_string(&frame);
-                    }
+                    broadcast(&frame, welcomed.get_or_insert_with(|| self.welcomed_sockets()));
                 }
                 ShardOp::Close { conn, code, reason } => {
                     *self.welcomed.borrow_mut() = None;
@@ -232,14 +229,16 @@ impl ChatShard {
         }
     }
 
-    fn welcomed_sockets(&self) -> Vec<WebSocket> {
-        let all = self.state.get_websockets();
+    fn welcomed_sockets(&self) -> Array {
         let awaiting = self.awaiting.borrow();
         if awaiting.is_empty() {
-            return all;
+            return self.raw_state.web_sockets();
         }
-        all.into_iter()
+        self.state
+            .get_websockets()
+            .iter()
             .filter(|ws| connection_of(ws).is_none_or(|c| !awaiting.contains(c.conn.as_str())))
+            .map(raw_socket)
             .collect()
     }
 
@@ -362,8 +361,10 @@ impl ChatShard {
 
 impl DurableObject for ChatShard {
     fn new(state: State, env: Env) -> Self {
+        let (state, raw_state) = split_state(state);
         Self {
             state,
+            raw_state,
             env,
             inbox: RefCell::new(None),
             awaiting: RefCell::new(HashSet::new()),

@@ -93,6 +93,22 @@ pub fn worker_workerd_seconds(root: u32) -> f64 {
         .sum()
 }
 
+/// Resident memory (KiB, `VmRSS`) of the workerd that runs the Worker under `root` (a `wrangler dev`'s pid), if it
+/// runs: what holding a room's sockets costs that process.
+pub fn worker_workerd_rss_kib(root: u32) -> Option<u64> {
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    procs
+        .iter()
+        .filter(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .reduce(|a, b| a + b)
+}
+
 /// The kind of the workerd that runs the Worker itself.
 const WORKER: &str = "workerd: the Worker";
 

@@ -33,11 +33,15 @@ pub const HEADER_SHARD: &str = "X-Sunnylive-Shard";
 /// Room to shard, on an upgrade: the socket's `Connection` as its attachment text.
 pub const HEADER_CONNECTION: &str = "X-Sunnylive-Connection";
 
-/// The threshold from the `CHAT_SHARD_SOCKETS` variable: a positive integer, else the default.
+/// WebSockets one hibernating Durable Object accepts at most (Cloudflare's limit): no object is asked to hold more.
+pub const MAX_SOCKETS_PER_OBJECT: u32 = 32_768;
+
+/// The threshold from the `CHAT_SHARD_SOCKETS` variable: a positive integer (at most `MAX_SOCKETS_PER_OBJECT`, which
+/// a larger one is taken as), else the default.
 pub fn shard_threshold(var: Option<&str>) -> u32 {
     var.and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_SHARD_SOCKETS)
+        .map_or(DEFAULT_SHARD_SOCKETS, |n| n.min(MAX_SOCKETS_PER_OBJECT))
 }
 
 /// The name of shard `n` of a room (`idFromName` in the `CHAT_SHARDS` namespace).
@@ -524,6 +528,12 @@ mod tests {
         assert_eq!(shard_threshold(Some("lots")), DEFAULT_SHARD_SOCKETS);
         assert_eq!(shard_threshold(None), DEFAULT_SHARD_SOCKETS);
         assert_eq!(shard_name("abc", 2), "abc#2");
+    }
+
+    #[test]
+    fn no_object_is_asked_to_hold_more_sockets_than_a_hibernating_object_accepts() {
+        assert_eq!(shard_threshold(Some("32768")), 32_768);
+        assert_eq!(shard_threshold(Some("1000000000")), MAX_SOCKETS_PER_OBJECT);
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub fn serial_tests(app: Arc<TestApp>) -> Vec<Trial> {
     let restarted = app.clone();
     vec![
         trial!(shards_deliver_every_message_once_in_order),
+        trial!(sockets_past_two_shards_through_the_direct_path_get_every_message_once_in_order),
         trial!(moderation_reaches_every_shard),
         trial!(presence_sums_across_shards),
         trial!(an_evicted_shard_keeps_its_sockets_and_drops_nothing),
@@ -1122,6 +1123,45 @@ async fn shards_deliver_every_message_once_in_order(app: &TestApp) -> TestResult
     );
     let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
     clients.push(&mut viewer);
+    every_socket_got(&mut clients, &order).await
+}
+
+/// Straight at the user workerd (no dev proxy, as production has none and as `scripts/bench fanout` measures): more
+/// sockets than the room and two shards hold, and a burst from the host reaches every one of them once, in the
+/// room's order. The broadcast hands each frame and its list of sockets to JS in one call; this is the check that
+/// the one call still reaches every socket, on the room and on every shard.
+async fn sockets_past_two_shards_through_the_direct_path_get_every_message_once_in_order(app: &TestApp) -> TestResult {
+    let direct = format!("http://127.0.0.1:{}", app.direct_worker_port()?);
+    let room = new_room(app).await?;
+    let per_object = app.chat_shard_sockets as usize;
+    let n = 3 * per_object + per_object / 2;
+    let mut host = ChatClient::connect(&direct, &room.id, Credentials::Bearer(&room.host.access)).await?;
+    let mut readers = Vec::with_capacity(n);
+    while readers.len() < n {
+        let batch = (n - readers.len()).min(20);
+        let opened = futures::future::join_all((0..batch).map(|_| async {
+            ChatClient::connect_from(&direct, &room.id, Credentials::Anonymous, Some(&next_ip())).await
+        }))
+        .await;
+        for r in opened {
+            readers.push(r?);
+        }
+    }
+    let shards = shards_in_use(app, &room.id);
+    ensure!(
+        shards.len() >= 3,
+        "{} sockets at {per_object} per object need the room and at least three shards; the log names {shards:?}",
+        n + 1
+    );
+    for i in 0..30 {
+        say(&mut host, &format!("direct {i}")).await?;
+    }
+    let mut order = Vec::new();
+    while order.len() < 30 {
+        let frame = next_chat(&mut host).await?;
+        order.push(frame["id"].as_str().unwrap_or_default().to_string());
+    }
+    let mut clients: Vec<&mut ChatClient> = readers.iter_mut().collect();
     every_socket_got(&mut clients, &order).await
 }
 
