@@ -5,6 +5,7 @@
 pub mod account;
 pub mod cache;
 pub mod chat;
+pub mod clip;
 pub mod donation;
 pub mod error;
 pub mod hls;

@@ -7,6 +7,7 @@ mod app;
 mod auth;
 mod broadcasts;
 mod chat;
+mod clips;
 mod cron;
 mod crypto;
 mod db;

@@ -26,11 +26,15 @@ pub enum Target {
     NotFound,
 }
 
+/// Where a clip's page gets its link-preview tags (`sunnylive_core::clip::preview_tags`), filled in here: link
+/// preview bots run no script.
+const PREVIEW_MARKER: &str = "<!--#preview-->";
+
 /// The 404 page's asset path.
 const NOT_FOUND_PAGE: &str = "/404";
 
 /// Page templates are only reachable through their routes: `/watch` without an id is not a page.
-const TEMPLATES: [&str; 4] = ["/watch", "/donation", "/overlay", "/404"];
+const TEMPLATES: [&str; 5] = ["/watch", "/donation", "/overlay", "/clip", "/404"];
 
 /// The page parts every page shares, each written once under web/partials/ and compiled in: a page template names
 /// one by its marker line, and `fill_partials` puts it there. The partials themselves are served to nobody.
@@ -109,6 +113,9 @@ pub fn target(path: &str) -> Target {
     }
     if let Some(rest) = path.strip_prefix("/s/") {
         return if is_id(rest) { page("/watch") } else { Target::NotFound };
+    }
+    if let Some(rest) = path.strip_prefix("/clip/") {
+        return if is_id(rest) { page("/clip") } else { Target::NotFound };
     }
     if let Some(rest) = path.strip_prefix("/donations/") {
         return if is_id(rest) {
@@ -274,7 +281,9 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     for name in ["content-length", "content-encoding", "last-modified", "etag"] {
         headers.delete(name).or_internal("page headers")?;
     }
-    if ask == Ask::Page {
+    // A clip's page carries the clip's own preview tags: no ETag of the template's.
+    let clip = path.strip_prefix("/clip/");
+    if ask == Ask::Page && clip.is_none() {
         if let Some(etag) = response
             .headers()
             .get("etag")
@@ -291,7 +300,36 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
         return Ok(Response::builder().with_status(status).with_headers(headers).body(body));
     }
     let template = response.text().await.or_internal("page template")?;
-    Ok(Response::ok(fill_partials(&template))
+    let mut page = fill_partials(&template);
+    if let Some(id) = clip {
+        match crate::clips::load(app, id).await? {
+            Some(c) => {
+                let origin = crate::http::own_origin(&req, app.config.public_base_url.as_deref());
+                let absolute = |u: String| if u.starts_with('/') { format!("{origin}{u}") } else { u };
+                let description = format!(
+                    "A {} s clip of {}, on Sunnylive.",
+                    c.duration_ms.div_euclid(1000).max(1),
+                    c.stream_title
+                );
+                let tags = sunnylive_core::clip::preview_tags(
+                    &c.title,
+                    &description,
+                    &format!("{origin}/clip/{}", c.id),
+                    c.thumbnail_url(app).map(absolute).as_deref(),
+                );
+                page = page.replace(PREVIEW_MARKER, &tags).replace(
+                    "<title>Clip · Sunnylive</title>",
+                    &format!(
+                        "<title>{} · Sunnylive</title>",
+                        sunnylive_core::clip::html_escape(&c.title)
+                    ),
+                );
+            }
+            // The page says so itself (its script finds no clip); bots get the status.
+            None => status = 404,
+        }
+    }
+    Ok(Response::ok(page)
         .or_internal("page")?
         .with_status(status)
         .with_headers(headers))
@@ -381,6 +419,7 @@ mod tests {
         assert_eq!(target("/recover"), page("/recover"));
         assert_eq!(target("/s/abcdefghij234567"), page("/watch"));
         assert_eq!(target("/donations/order-1_x"), page("/donation"));
+        assert_eq!(target("/clip/abcdefghij234567"), page("/clip"));
     }
 
     #[test]
@@ -415,6 +454,8 @@ mod tests {
             "/watch.html",
             "/donation",
             "/overlay",
+            "/clip",
+            "/clip.html",
             "/404",
             "/404.html",
             "/index.html",
@@ -461,7 +502,7 @@ mod tests {
                 "{path:?}"
             );
         }
-        assert_eq!(pages, 9);
+        assert_eq!(pages, 10);
     }
 
     #[test]

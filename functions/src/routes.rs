@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{account, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
+use crate::{account, auth, broadcasts, clips, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -63,6 +63,13 @@ pub enum Route {
     BroadcastRenditionPlaylist,
     HlsFile,
     HlsRenditionFile,
+    CreateClip,
+    ListClips,
+    GetClip,
+    DeleteClip,
+    ClipMaster,
+    ClipPlaylist,
+    ClipThumbnail,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -124,6 +131,10 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/api/origin/hls/{broadcast_id}/{rendition}/{file}",
         Route::UploadRenditionHls,
     ),
+    ("POST", "/api/streams/{id}/clips", Route::CreateClip),
+    ("GET", "/api/streams/{id}/clips", Route::ListClips),
+    ("GET", "/api/clips/{clip_id}", Route::GetClip),
+    ("DELETE", "/api/clips/{clip_id}", Route::DeleteClip),
     // Video, on the site's own origin. Each pattern ending in a fixed name is matched before the `{file}` pattern it
     // would also fit. Rendition names (`source`, `480p`) never look like broadcast ids (16 characters).
     ("GET", "/hls/{id}/master.m3u8", Route::LiveMaster),
@@ -142,6 +153,14 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/hls/{id}/{broadcast_id}/{rendition}/{file}",
         Route::HlsRenditionFile,
     ),
+    // A clip's playlists and thumbnail: `clips` is never a broadcast id (16 characters).
+    ("GET", "/hls/{id}/clips/{clip_id}/master.m3u8", Route::ClipMaster),
+    (
+        "GET",
+        "/hls/{id}/clips/{clip_id}/{rendition}/index.m3u8",
+        Route::ClipPlaylist,
+    ),
+    ("GET", "/hls/{id}/clips/{clip_id}/thumb.jpg", Route::ClipThumbnail),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -264,12 +283,19 @@ pub fn cache_class(route: Route) -> CacheClass {
         | Route::BroadcastPlaylist
         | Route::BroadcastRenditionPlaylist
         | Route::HlsFile
-        | Route::HlsRenditionFile => CacheClass::Video,
+        | Route::HlsRenditionFile
+        | Route::ClipMaster
+        | Route::ClipPlaylist
+        | Route::ClipThumbnail => CacheClass::Video,
         // The same for whoever asks; a few seconds old is fine. (Chat history is not: a moderator's delete must
         // take at once; a donation list is the owner's.)
-        Route::OpenApi | Route::ListStreams | Route::GetStream | Route::ListBroadcasts | Route::Leaderboard => {
-            CacheClass::PublicRead
-        }
+        Route::OpenApi
+        | Route::ListStreams
+        | Route::GetStream
+        | Route::ListBroadcasts
+        | Route::Leaderboard
+        | Route::GetClip
+        | Route::ListClips => CacheClass::PublicRead,
         _ => CacheClass::Private,
     }
 }
@@ -457,6 +483,13 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
             hls::broadcast_playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await
         }
         Route::HlsFile => hls::file(app, req, params.first(), params.get(1), None, params.get(2)).await,
+        Route::CreateClip => clips::create(app, req, params.first()).await,
+        Route::ListClips => clips::list(app, req, params.first()).await,
+        Route::GetClip => clips::get(app, params.first()).await,
+        Route::DeleteClip => clips::delete(app, req, params.first()).await,
+        Route::ClipMaster => clips::playlist(app, req, params.first(), params.get(1), None).await,
+        Route::ClipPlaylist => clips::playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await,
+        Route::ClipThumbnail => clips::thumbnail(app, req, params.first(), params.get(1)).await,
         Route::HlsRenditionFile => {
             hls::file(
                 app,
@@ -504,6 +537,22 @@ mod tests {
         assert_eq!((route, params.get(3)), (Route::HlsRenditionFile, "7.ts"));
         let (route, params) = find("PUT", "/api/origin/hls/b/360p/7.ts").unwrap().unwrap();
         assert_eq!((route, params.get(1)), (Route::UploadRenditionHls, "360p"));
+    }
+
+    #[test]
+    fn a_clips_playlists_and_thumbnail_are_not_taken_for_a_broadcasts_files() {
+        let (route, params) = find("GET", "/hls/s/clips/c/master.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::ClipMaster, "c"));
+        let (route, params) = find("GET", "/hls/s/clips/c/480p/index.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(2)), (Route::ClipPlaylist, "480p"));
+        assert_eq!(
+            find("GET", "/hls/s/clips/c/thumb.jpg").unwrap().unwrap().0,
+            Route::ClipThumbnail
+        );
+        assert_eq!(
+            find("GET", "/hls/s/b/480p/7.ts").unwrap().unwrap().0,
+            Route::HlsRenditionFile
+        );
     }
 
     #[test]
