@@ -204,8 +204,14 @@ pub fn preview_tags(title: &str, description: &str, page_url: &str, image: Optio
     }
     let mut out = format!("<meta name=\"description\" content=\"{}\">", html_escape(description));
     for (property, content) in tags {
+        // Open Graph names its tags in `property`, Twitter's cards in `name`.
+        let attribute = if property.starts_with("og:") {
+            "property"
+        } else {
+            "name"
+        };
         out.push_str(&format!(
-            "\n<meta property=\"{property}\" content=\"{}\">",
+            "\n<meta {attribute}=\"{property}\" content=\"{}\">",
             html_escape(content)
         ));
     }

@@ -327,7 +327,27 @@ pub async fn delete(app: &App, req: Request, clip_id: &str) -> Result<Response, 
             message: "Only the clip's creator or the stream's owner can delete it.".into(),
         });
     }
+    let names: Vec<Text> = db::all(
+        &app.db,
+        "clip playlists",
+        "SELECT name AS value FROM clip_playlists WHERE clip_id = ?1",
+        &[row.id.as_str().into()],
+    )
+    .await?;
     forget(app, &row.id).await?;
+    // This colo's cached copies go at once (`forget` purged the tagged ones everywhere the platform can).
+    let origin = http::own_origin(&req, app.config.public_base_url.as_deref());
+    let base = format!("{origin}/hls/{}/clips/{}", row.stream_id, row.id);
+    for name in names {
+        let url = match name.value.as_str() {
+            "master" => format!("{base}/master.m3u8"),
+            r => format!("{base}/{r}/index.m3u8"),
+        };
+        let _ = worker::Cache::default().delete(url.as_str(), false).await;
+    }
+    let _ = worker::Cache::default()
+        .delete(format!("{base}/thumb.jpg").as_str(), false)
+        .await;
     http::no_content()
 }
 

@@ -11,6 +11,7 @@ mod account;
 mod auth;
 mod browser;
 mod chat;
+mod clips;
 mod contract;
 mod donations;
 mod faults;
@@ -30,6 +31,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(auth::tests(app.clone()));
     trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
+    trials.extend(clips::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
     trials.extend(platform::tests(app.clone()));

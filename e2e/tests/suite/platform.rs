@@ -109,7 +109,8 @@ async fn every_answer_says_who_may_cache_it(app: &TestApp) -> TestResult {
             .replace("{order_id}", "sl-nosuchorder-0001")
             .replace("{rendition}", "source")
             .replace("{output_id}", "aaaaaaaaaaaaaaaa")
-            .replace("{login_id}", "aaaaaaaaaaaaaaaa");
+            .replace("{login_id}", "aaaaaaaaaaaaaaaa")
+            .replace("{clip_id}", "aaaaaaaaaaaaaaaa");
         ensure!(!path.contains('{'), "a path parameter the walk cannot fill: {pattern}");
         for method in ops.as_object().ok_or("an operation map")?.keys() {
             // The path item's other keys ("parameters", ...) are not operations.

@@ -1,0 +1,483 @@
+//! Clips (issue 25), end to end: a clip of the live stream's last 20 s made during a real publish plays at once
+//! (ffprobe: within one segment of 20 s, from the site), has its page with link-preview tags naming it, outlives its
+//! broadcast's deletion (R2 listing before and after: the broadcast's other objects go, the clip's stay), and
+//! deleting it removes only what it alone held. Every bad request is refused in the contract's shape with nothing
+//! written, and clip spam meets the rate limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sunnylive_e2e::{ensure, eventually, Answer, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN};
+
+use crate::rtmp::{new_stream, wait_for_playlist, wait_for_status, Publisher};
+use crate::video::{end_broadcast, ffprobe_duration, start_broadcast, upload};
+
+pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
+    sunnylive_e2e::trials!(
+        app,
+        a_clip_of_the_live_stream_plays_at_once_outlives_its_broadcast_and_deleting_it_frees_only_its_own_objects,
+        bad_clip_requests_are_refused_in_the_contract_shape_and_write_nothing,
+        clip_spam_meets_the_rate_limit_and_the_refused_clip_is_not_made,
+    )
+}
+
+async fn make_clip(api: &Api, who: &Session, stream: &str, body: Value) -> Result<Answer, BoxError> {
+    api.send(
+        api.request(Method::POST, &format!("/api/streams/{stream}/clips"))
+            .bearer_auth(&who.access)
+            .json(&body),
+    )
+    .await
+}
+
+async fn delete_clip(api: &Api, who: Option<&Session>, clip: &str) -> Result<Answer, BoxError> {
+    let mut rb = api.request(Method::DELETE, &format!("/api/clips/{clip}"));
+    if let Some(s) = who {
+        rb = rb.bearer_auth(&s.access);
+    }
+    api.send(rb).await
+}
+
+fn d1_count(app: &TestApp, sql: &str) -> Result<i64, BoxError> {
+    Ok(app.d1_query(sql)?[0]["n"].as_i64().ok_or("a count")?)
+}
+
+/// The segment URLs a clip's playlists name, and the longest segment (seconds).
+async fn clip_segments(app: &TestApp, playlist_url: &str) -> Result<(Vec<String>, f64), BoxError> {
+    let master = app.http().get(format!("{}{playlist_url}", app.base)).send().await?;
+    ensure!(master.status() == 200, "the clip's master: {}", master.status());
+    let master = master.text().await?;
+    let base = playlist_url.trim_end_matches("master.m3u8");
+    let mut segments = Vec::new();
+    let mut longest: f64 = 0.0;
+    for media in master.lines().filter(|l| l.ends_with(".m3u8")) {
+        let text = app
+            .http()
+            .get(format!("{}{base}{media}", app.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        ensure!(
+            text.ends_with("#EXT-X-ENDLIST\n"),
+            "a clip's playlist is closed VOD: {text}"
+        );
+        for line in text.lines() {
+            if let Some(d) = line.strip_prefix("#EXTINF:") {
+                longest = longest.max(d.trim_end_matches(',').parse::<f64>()?);
+            } else if line.ends_with(".ts") {
+                segments.push(line.to_string());
+            }
+        }
+    }
+    ensure!(!segments.is_empty(), "the clip names segments: {master}");
+    Ok((segments, longest))
+}
+
+async fn a_clip_of_the_live_stream_plays_at_once_outlives_its_broadcast_and_deleting_it_frees_only_its_own_objects(
+    app: &TestApp,
+) -> TestResult {
+    let (api, owner, id, key) = new_stream(app, "clipown").await?;
+    let viewer = api.register("clipper").await?;
+    let stranger = api.register("clipstranger").await?;
+    let publisher = Publisher::start(app, &key, 34, "640x360")?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
+    // Enough of the live broadcast for a 20-s clip.
+    eventually(Duration::from_secs(60), "the live broadcast holds 24 s", || async {
+        let a = api.get(&format!("/api/streams/{id}/broadcasts"), None).await?;
+        Ok(a.body["broadcasts"][0]["duration_seconds"].as_f64().unwrap_or(0.0) >= 24.0)
+    })
+    .await?;
+
+    let made = make_clip(
+        &api,
+        &viewer,
+        &id,
+        json!({ "duration_seconds": 20, "title": "The \"moment\" <3" }),
+    )
+    .await?;
+    ensure!(
+        made.status == 201,
+        "clip the live stream: {} {}",
+        made.status,
+        made.text
+    );
+    let clip = made.body["clip"].clone();
+    let clip_id = clip["id"].as_str().ok_or("a clip id")?.to_string();
+    let b = clip["broadcast_id"].as_str().ok_or("its broadcast")?.to_string();
+    ensure!(
+        clip["creator"]["id"] == viewer.user_id.as_str()
+            && clip["title"] == "The \"moment\" <3"
+            && clip["page_url"] == format!("/clip/{clip_id}").as_str()
+            && clip["playlist_url"] == format!("/hls/{id}/clips/{clip_id}/master.m3u8").as_str(),
+        "the clip: {clip}"
+    );
+    let playlist_url = clip["playlist_url"].as_str().unwrap_or_default().to_string();
+
+    // It plays at once, from the site: ffprobe reads the whole clip, within one segment of 20 s.
+    let (segments, longest) = clip_segments(app, &playlist_url).await?;
+    let duration = ffprobe_duration(&format!("{}{playlist_url}", app.base)).await?;
+    println!("clips: a 20-s clip of live video plays {duration:.2} s (segments up to {longest:.2} s)");
+    ensure!(
+        (duration - 20.0).abs() <= longest + 0.1,
+        "the clip plays {duration:.2} s, more than one segment ({longest} s) off 20 s"
+    );
+    ensure!(
+        (clip["duration_seconds"].as_f64().unwrap_or(0.0) - 20.0).abs() <= longest / 2.0 + 0.01,
+        "duration_seconds within half a segment: {clip}"
+    );
+
+    // Its page names it for link previews, in the HTML as sent (bots run no script).
+    let page = app.http().get(format!("{}/clip/{clip_id}", app.base)).send().await?;
+    ensure!(page.status() == 200, "the clip's page: {}", page.status());
+    let html = page.text().await?;
+    ensure!(
+        html.contains(r#"<meta property="og:title" content="The &quot;moment&quot; &lt;3">"#)
+            && html.contains(&format!(
+                r#"<meta property="og:url" content="{}/clip/{clip_id}">"#,
+                app.site
+            ))
+            && html.contains(&format!(
+                r#"<meta property="og:image" content="{}/hls/{id}/clips/{clip_id}/thumb.jpg">"#,
+                app.site
+            ))
+            && html.contains("<title>The &quot;moment&quot; &lt;3 · Sunnylive</title>"),
+        "the page's preview tags name the clip: {}",
+        html.lines()
+            .filter(|l| l.contains("<meta") || l.contains("<title"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let missing = app
+        .http()
+        .get(format!("{}/clip/aaaaaaaaaaaaaaaa", app.base))
+        .send()
+        .await?;
+    ensure!(missing.status() == 404, "no such clip's page: {}", missing.status());
+
+    // Listed for the stream, newest first, and readable by anyone.
+    let a = api.get(&format!("/api/clips/{clip_id}"), None).await?;
+    ensure!(
+        a.status == 200 && a.body["clip"] == clip,
+        "GET the clip: {} {}",
+        a.status,
+        a.text
+    );
+    let a = api.get(&format!("/api/streams/{id}/clips"), None).await?;
+    ensure!(
+        a.status == 200 && a.body["clips"][0]["id"] == clip_id.as_str(),
+        "the stream's clips: {}",
+        a.text
+    );
+
+    let (status, err) = publisher.finish(Duration::from_secs(60)).await?;
+    ensure!(status.success(), "publisher: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(15)).await?;
+    // The clip's thumbnail is its own copy (the broadcast had one by now).
+    let thumb = clip["thumbnail_url"].as_str().ok_or("the clip has a thumbnail")?;
+    let r = app.http().get(format!("{}{thumb}", app.base)).send().await?;
+    let bytes = r.bytes().await?;
+    ensure!(bytes.starts_with(&[0xff, 0xd8]), "the clip's thumbnail is a JPEG");
+
+    // A second clip, of the past broadcast, by the owner; deleting it while the broadcast exists takes only its
+    // thumbnail.
+    let second = make_clip(
+        &api,
+        &owner,
+        &id,
+        json!({ "duration_seconds": 6, "broadcast_id": b, "start_seconds": 2 }),
+    )
+    .await?;
+    ensure!(
+        second.status == 201,
+        "clip the past broadcast: {} {}",
+        second.status,
+        second.text
+    );
+    let second_id = second.body["clip"]["id"].as_str().unwrap_or_default().to_string();
+    let before = app.r2_keys(&format!("hls/{id}/"))?;
+    let a = delete_clip(&api, Some(&owner), &second_id).await?;
+    ensure!(
+        a.status == 204,
+        "the stream's owner deletes a clip: {} {}",
+        a.status,
+        a.text
+    );
+    let after = app.r2_keys(&format!("hls/{id}/"))?;
+    let gone: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+    ensure!(
+        gone.iter()
+            .all(|k| k.starts_with(&format!("hls/{id}/clips/{second_id}/")))
+            && after.len() + 1 >= before.len(),
+        "deleting a clip of a live broadcast took only its own thumbnail: {gone:?}"
+    );
+
+    // The broadcast is deleted: its objects go, but what the clip holds.
+    let broadcast_objects = before
+        .iter()
+        .filter(|k| k.starts_with(&format!("hls/{id}/{b}/")))
+        .count();
+    let a = api
+        .send(
+            api.request(Method::DELETE, &format!("/api/streams/{id}/broadcasts/{b}"))
+                .bearer_auth(&owner.access),
+        )
+        .await?;
+    ensure!(
+        a.status == 204,
+        "the owner deletes the broadcast: {} {}",
+        a.status,
+        a.text
+    );
+    app.run_cron().await?;
+    let left = app.r2_keys(&format!("hls/{id}/{b}/"))?;
+    let held: Vec<String> = segments.iter().map(|s| s.trim_start_matches('/').to_string()).collect();
+    ensure!(
+        !left.is_empty() && left.len() < broadcast_objects,
+        "the broadcast's objects went but the clip's: {} of {broadcast_objects} left",
+        left.len()
+    );
+    ensure!(
+        held.iter().all(|k| left.contains(k)),
+        "every segment the clip plays is still in R2"
+    );
+    let mut listed: Vec<String> = app
+        .d1_query(&format!(
+            "SELECT DISTINCT key FROM clip_objects WHERE key LIKE 'hls/{id}/{b}/%' ORDER BY key"
+        ))?
+        .iter()
+        .filter_map(|r| r["key"].as_str().map(String::from))
+        .collect();
+    listed.sort();
+    ensure!(
+        left == listed,
+        "only objects a clip holds are left: {left:?} vs {listed:?}"
+    );
+    let r = app
+        .http()
+        .get(format!("{}/hls/{id}/{b}/index.m3u8", app.base))
+        .send()
+        .await?;
+    ensure!(r.status() == 404, "the broadcast's playlist is gone: {}", r.status());
+    let duration = ffprobe_duration(&format!("{}{playlist_url}", app.base)).await?;
+    ensure!(
+        (duration - 20.0).abs() <= longest + 0.1,
+        "after its broadcast's deletion the clip still plays: {duration:.2} s"
+    );
+
+    // Someone else cannot delete it; its creator can, and then nothing of it or its broadcast is left.
+    let listing = app.r2_keys(&format!("hls/{id}/"))?;
+    let a = delete_clip(&api, Some(&stranger), &clip_id).await?;
+    ensure!(
+        a.status == 403 && a.code() == "not_allowed" && a.body["error"]["message"].is_string(),
+        "someone else's clip: {} {}",
+        a.status,
+        a.text
+    );
+    let a = delete_clip(&api, None, &clip_id).await?;
+    ensure!(a.status == 401, "anonymous: {} {}", a.status, a.text);
+    ensure!(
+        app.r2_keys(&format!("hls/{id}/"))? == listing,
+        "the refused deletes took nothing"
+    );
+    let a = delete_clip(&api, Some(&viewer), &clip_id).await?;
+    ensure!(a.status == 204, "its creator deletes it: {} {}", a.status, a.text);
+    let remaining = app.r2_keys(&format!("hls/{id}/"))?;
+    ensure!(
+        remaining.is_empty(),
+        "deleting the clip took what only it held: {remaining:?}"
+    );
+    let a = api.get(&format!("/api/clips/{clip_id}"), None).await?;
+    ensure!(
+        a.status == 404 && a.code() == "clip_not_found",
+        "a deleted clip: {} {}",
+        a.status,
+        a.text
+    );
+    let r = app.http().get(format!("{}{playlist_url}", app.base)).send().await?;
+    ensure!(r.status() == 404, "a deleted clip's playlist: {}", r.status());
+    Ok(())
+}
+
+/// A broadcast of `seconds` of 2-s fake segments, uploaded as the origin would; ended when `end`.
+async fn fake_broadcast(api: &Api, key: &str, segments: u32, end: bool) -> Result<String, BoxError> {
+    let (b, client) = start_broadcast(api, key).await?;
+    for seq in 0..segments {
+        let a = upload(
+            api,
+            &format!("{b}/{seq}.ts?duration=2"),
+            Some(ORIGIN_TOKEN),
+            vec![0x47; 376],
+        )
+        .await?;
+        ensure!(a.status == 201, "upload {seq}: {} {}", a.status, a.text);
+    }
+    if end {
+        end_broadcast(api, key, client).await?;
+    }
+    Ok(b)
+}
+
+async fn bad_clip_requests_are_refused_in_the_contract_shape_and_write_nothing(app: &TestApp) -> TestResult {
+    let (api, owner, id, key) = new_stream(app, "clipbad").await?;
+    let viewer = api.register("clipbadv").await?;
+    // Not live, no broadcast named: nothing to clip.
+    let a = make_clip(&api, &viewer, &id, json!({ "duration_seconds": 10 })).await?;
+    ensure!(
+        a.status == 409 && a.code() == "not_live",
+        "not live: {} {}",
+        a.status,
+        a.text
+    );
+    let b = fake_broadcast(&api, &key, 5, true).await?;
+    let count = format!("SELECT COUNT(*) AS n FROM clips WHERE stream_id = '{id}'");
+    for (body, status, field) in [
+        (
+            json!({ "duration_seconds": 61, "broadcast_id": b, "start_seconds": 0 }),
+            422,
+            "duration_seconds",
+        ),
+        (
+            json!({ "duration_seconds": 4.9, "broadcast_id": b, "start_seconds": 0 }),
+            422,
+            "duration_seconds",
+        ),
+        (
+            json!({ "duration_seconds": "10", "broadcast_id": b }),
+            422,
+            "duration_seconds",
+        ),
+        (json!({ "broadcast_id": b }), 422, "duration_seconds"),
+        // The broadcast holds 10 s: a clip from 8 s for 5 s, or from 60 s, lies outside it.
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": b, "start_seconds": 8 }),
+            422,
+            "start_seconds",
+        ),
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": b, "start_seconds": 60 }),
+            422,
+            "start_seconds",
+        ),
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": b, "start_seconds": -1 }),
+            422,
+            "start_seconds",
+        ),
+        (
+            json!({ "duration_seconds": 5, "start_seconds": 0 }),
+            422,
+            "start_seconds",
+        ),
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": b, "title": "  " }),
+            422,
+            "title",
+        ),
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": "../../x" }),
+            422,
+            "broadcast_id",
+        ),
+        (
+            json!({ "duration_seconds": 5, "broadcast_id": "aaaaaaaaaaaaaaaa" }),
+            404,
+            "",
+        ),
+    ] {
+        let a = make_clip(&api, &viewer, &id, body.clone()).await?;
+        ensure!(
+            a.status == status && a.body["error"]["message"].is_string(),
+            "{body}: {} {}",
+            a.status,
+            a.text
+        );
+        if !field.is_empty() {
+            ensure!(
+                a.code() == "validation_failed" && a.body["error"]["fields"][field].is_string(),
+                "{body}: names {field}: {}",
+                a.text
+            );
+        }
+    }
+    let a = api
+        .send(
+            api.request(Method::POST, &format!("/api/streams/{id}/clips"))
+                .json(&json!({ "duration_seconds": 5, "broadcast_id": b })),
+        )
+        .await?;
+    ensure!(a.status == 401, "anonymous: {} {}", a.status, a.text);
+    let a = make_clip(&api, &viewer, "aaaaaaaaaaaaaaaa", json!({ "duration_seconds": 5 })).await?;
+    ensure!(
+        a.status == 404 && a.code() == "stream_not_found",
+        "no such stream: {}",
+        a.text
+    );
+    ensure!(d1_count(app, &count)? == 0, "no refused request wrote a clip");
+
+    // A good one, then someone else's delete is refused and changes nothing.
+    let a = make_clip(
+        &api,
+        &viewer,
+        &id,
+        json!({ "duration_seconds": 5, "broadcast_id": b, "start_seconds": 0 }),
+    )
+    .await?;
+    ensure!(a.status == 201, "a 5-s clip: {} {}", a.status, a.text);
+    ensure!(
+        a.body["clip"]["start_seconds"] == 0.0 && a.body["clip"]["duration_seconds"].as_f64() == Some(6.0),
+        "cut to whole 2-s segments within half a segment of 5 s: {}",
+        a.text
+    );
+    let clip_id = a.body["clip"]["id"].as_str().unwrap_or_default().to_string();
+    let other = api.register("clipother").await?;
+    let a = delete_clip(&api, Some(&other), &clip_id).await?;
+    ensure!(
+        a.status == 403 && a.code() == "not_allowed",
+        "someone else's clip: {} {}",
+        a.status,
+        a.text
+    );
+    let a = delete_clip(&api, Some(&other), "aaaaaaaaaaaaaaaa").await?;
+    ensure!(
+        a.status == 404 && a.code() == "clip_not_found",
+        "no such clip: {} {}",
+        a.status,
+        a.text
+    );
+    ensure!(d1_count(app, &count)? == 1, "the refused delete kept the clip");
+    let a = api
+        .get(&format!("/api/streams/{id}/clips?cursor=nonsense"), None)
+        .await?;
+    ensure!(a.status == 422, "a bad cursor: {} {}", a.status, a.text);
+    let _ = owner;
+    Ok(())
+}
+
+async fn clip_spam_meets_the_rate_limit_and_the_refused_clip_is_not_made(app: &TestApp) -> TestResult {
+    let (api, _owner, id, key) = new_stream(app, "clipspam").await?;
+    let spammer = api.register("clipspammer").await?;
+    let b = fake_broadcast(&api, &key, 5, true).await?;
+    let count = format!("SELECT COUNT(*) AS n FROM clips WHERE stream_id = '{id}'");
+    let mut made = 0;
+    for attempt in 0..25 {
+        let a = make_clip(&api, &spammer, &id, json!({ "duration_seconds": 5, "broadcast_id": b })).await?;
+        if a.status == 429 {
+            ensure!(
+                a.code() == "rate_limited" && a.header("retry-after").is_some(),
+                "the 429: {} {:?}",
+                a.text,
+                a.header("retry-after")
+            );
+            ensure!(made >= 10, "at least 10 clips pass before the limit: {made}");
+            ensure!(d1_count(app, &count)? == made, "the refused clip was not made");
+            return Ok(());
+        }
+        ensure!(a.status == 201, "clip {attempt}: {} {}", a.status, a.text);
+        made += 1;
+    }
+    Err(format!("{made} clips in a row and no 429").into())
+}
