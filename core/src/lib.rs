@@ -15,6 +15,7 @@ pub mod output;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
+pub mod replay;
 pub mod replica;
 pub mod request_log;
 pub mod secret;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use sunnylive_core::chat::{
     shard_name, shard_threshold, ClientAddress, ConnId, Connection, DonationDelivered, DonationPost, Effect, Event,
-    HistoryQuery, Identity, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardBatches, ShardDelivered,
-    ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap, ShardOp, ShardSockets, StatusPost,
-    StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION,
+    HistoryQuery, Identity, KeepPost, LogoutDone, LogoutPost, Placement, Room, RoomDonation, ShardBatches,
+    ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap, ShardOp, ShardSockets,
+    StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS, HEADER_CLIENT_ADDRESS, HEADER_CONNECTION,
     HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID, HEADER_STREAM_STATUS, HEADER_USERNAME,
-    HEADER_USER_ID, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_WEBSOCKET,
+    HEADER_USER_ID, ROOM_DONATION, ROOM_KEEP, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_REPLAY, ROOM_STATUS, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -456,6 +456,34 @@ impl ChatRoom {
                     200,
                     format!(r#"{{"messages":[{}],"next_before":{next}}}"#, bodies.join(",")),
                 )
+            }
+            (Method::Get, ROOM_REPLAY) => {
+                let url = req.url().map_err(internal("url"))?;
+                let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+                let get = |name: &str| {
+                    pairs
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| v.parse::<i64>().ok())
+                        .ok_or_else(|| ApiError::invalid(name, "must be a whole number"))
+                };
+                let (from_ms, to_ms, limit) = (get("from_ms")?, get("to_ms")?, get("limit")?.clamp(1, 100));
+                let base_ms = get("base_ms")?;
+                let rows = self
+                    .storage()
+                    .map_err(internal("storage"))?
+                    .replay_page(from_ms, to_ms, limit)
+                    .map_err(internal("replay"))?;
+                json_response(200, &sunnylive_core::replay::page(&rows, base_ms, limit as usize))
+            }
+            (Method::Post, ROOM_KEEP) => {
+                let keep: KeepPost = read_json(&mut req).await?;
+                self.storage()
+                    .map_err(internal("storage"))?
+                    .save_keep_since(keep.since_ms)
+                    .map_err(internal("keep"))?;
+                json_response(200, &keep)
             }
             (Method::Post, ROOM_LOGOUT) => {
                 let body: LogoutPost = read_json(&mut req).await?;

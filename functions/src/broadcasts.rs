@@ -47,6 +47,8 @@ pub async fn start(app: &App, stream_id: &str) -> Result<BroadcastId, ApiError> 
         )?,
     ];
     app.db.batch(statements).await.or_internal("start broadcast")?;
+    // Its chat is kept for its replay from now on (as long as it exists).
+    crate::replay::keep_for_broadcasts(app, stream_id).await;
     Ok(id)
 }
 
@@ -217,14 +219,16 @@ async fn purge_one(app: &App, bucket: &Bucket, stream_id: &str, broadcast_id: &s
     let prefix = hls::broadcast_prefix(stream_id, broadcast_id);
     // Every key under the prefix sorts before the prefix with its final '/' turned into '0'.
     let prefix_end = format!("{}0", prefix.trim_end_matches('/'));
-    let held: Vec<crate::auth::Text> = db::all(
+    let held: Vec<String> = db::all::<crate::auth::Text>(
         &app.db,
         "objects clips hold",
-        "SELECT DISTINCT key AS value FROM clip_objects WHERE key >= ?1 AND key < ?2",
+        "SELECT DISTINCT key AS value FROM clip_objects WHERE key >= ?1 AND key < ?2 ORDER BY key",
         &[prefix.as_str().into(), prefix_end.as_str().into()],
     )
-    .await?;
-    let held: std::collections::HashSet<String> = held.into_iter().map(|t| t.value).collect();
+    .await?
+    .into_iter()
+    .map(|t| t.value)
+    .collect();
     let mut cursor: Option<String> = None;
     for _ in 0..PURGE_ROUNDS {
         let mut list = bucket.list().prefix(prefix.clone()).limit(PURGE_BATCH);
@@ -237,7 +241,7 @@ async fn purge_one(app: &App, bucket: &Bucket, stream_id: &str, broadcast_id: &s
             .objects()
             .iter()
             .map(|o| o.key())
-            .filter(|k| !held.contains(k))
+            .filter(|k| held.binary_search(k).is_err())
             .collect();
         if !keys.is_empty() {
             bucket
@@ -253,6 +257,8 @@ async fn purge_one(app: &App, bucket: &Bucket, stream_id: &str, broadcast_id: &s
                 &[broadcast_id.into()],
             )
             .await?;
+            // Its chat is no longer kept for it.
+            crate::replay::keep_for_broadcasts(app, stream_id).await;
             return Ok(true);
         }
     }

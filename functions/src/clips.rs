@@ -5,14 +5,13 @@
 //! (`broadcasts::purge_one` leaves every object a clip holds). Deleting a clip (`forget`) deletes its thumbnail and
 //! whatever only it held once the broadcast is gone. The rules (lengths, which segments) are `sunnylive_core::clip`.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sunnylive_core::cache;
 use sunnylive_core::clip::{self, ClipRequest};
 use sunnylive_core::error::ApiError;
 use sunnylive_core::hls::{self, PlaylistKind, Rendition, Segment, UploadFile};
 use sunnylive_core::ids::{BroadcastId, ClipId, StreamId};
-use sunnylive_core::page::{decode_broadcast_cursor, encode_broadcast_cursor, parse_limit};
+use sunnylive_core::page::{decode_broadcast_cursor, parse_limit};
 use sunnylive_core::rate_limit::CLIPS_PER_USER;
 use worker::{HttpMetadata, Request, Response};
 
@@ -37,68 +36,59 @@ pub fn thumbnail_key(stream_id: &str, clip_id: &str) -> String {
     hls::object_key(stream_id, "clips", &format!("{clip_id}/thumb.jpg"))
 }
 
-/// Columns of a clip as the API shows it (`c` = clips, `u` = its creator, `s` = its stream).
-const CLIP_COLUMNS: &str = "c.id, c.title, c.stream_id, c.broadcast_id, c.creator_id, u.username AS creator_username,
-     s.owner_id AS stream_owner_id, s.title AS stream_title, c.start_ms, c.duration_ms, c.has_thumbnail, c.created_at";
+/// A clip as the contract shows it, as JSON built by SQLite (`c` = clips, `u` = its creator, `s` = its stream; `?1`
+/// is the media base URL, '' for the site itself): no row type and no JSON building in the Worker, each of which
+/// costs it kilobytes.
+const CLIP_JSON: &str = "json_object('id', c.id, 'title', c.title,
+       'creator', json_object('id', c.creator_id, 'username', u.username), 'stream_id', c.stream_id,
+       'broadcast_id', c.broadcast_id, 'start_seconds', c.start_ms / 1000.0, 'duration_seconds', c.duration_ms / 1000.0,
+       'playlist_url', '/hls/' || c.stream_id || '/clips/' || c.id || '/master.m3u8', 'page_url', '/clip/' || c.id,
+       'thumbnail_url', CASE WHEN c.has_thumbnail = 1 THEN ?1 || '/hls/' || c.stream_id || '/clips/' || c.id || '/thumb.jpg' END,
+       'created_at', c.created_at)";
 const CLIP_FROM: &str = "FROM clips c JOIN users u ON u.id = c.creator_id JOIN streams s ON s.id = c.stream_id";
 
-#[derive(Deserialize)]
-pub struct ClipRow {
-    pub id: String,
-    pub title: String,
-    pub stream_id: String,
-    broadcast_id: String,
-    creator_id: String,
-    creator_username: String,
-    stream_owner_id: String,
-    pub stream_title: String,
-    start_ms: i64,
-    pub duration_ms: i64,
-    has_thumbnail: i64,
-    created_at: String,
+fn media_base(app: &App) -> &str {
+    app.config.media_base_url.as_deref().unwrap_or("")
 }
 
-impl ClipRow {
-    pub fn thumbnail_url(&self, app: &App) -> Option<String> {
-        (self.has_thumbnail != 0).then(|| {
-            format!(
-                "{}/{}",
-                app.config.media_base_url.as_deref().unwrap_or(""),
-                thumbnail_key(&self.stream_id, &self.id)
-            )
-        })
-    }
-
-    /// The contract's clip object.
-    fn view(&self, app: &App) -> Value {
-        json!({
-            "id": self.id,
-            "title": self.title,
-            "creator": { "id": self.creator_id, "username": self.creator_username },
-            "stream_id": self.stream_id,
-            "broadcast_id": self.broadcast_id,
-            "start_seconds": self.start_ms as f64 / 1000.0,
-            "duration_seconds": self.duration_ms as f64 / 1000.0,
-            "playlist_url": format!("/hls/{}/clips/{}/master.m3u8", self.stream_id, self.id),
-            "page_url": format!("/clip/{}", self.id),
-            "thumbnail_url": self.thumbnail_url(app),
-            "created_at": self.created_at,
-        })
-    }
-}
-
-/// A clip whose stream still exists, or None.
-pub async fn load(app: &App, clip_id: &str) -> Result<Option<ClipRow>, ApiError> {
+/// The JSON of a clip whose stream still exists, or None.
+async fn load_json(app: &App, clip_id: &str) -> Result<Option<String>, ApiError> {
     if !sunnylive_core::ids::looks_like_id(clip_id) {
         return Ok(None);
     }
-    db::one(
+    let row: Option<Text> = db::one(
         &app.db,
         "load clip",
-        &format!("SELECT {CLIP_COLUMNS} {CLIP_FROM} WHERE c.id = ?1 AND s.deleted_at IS NULL"),
-        &[clip_id.into()],
+        &format!("SELECT {CLIP_JSON} AS value {CLIP_FROM} WHERE c.id = ?2 AND s.deleted_at IS NULL"),
+        &[media_base(app).into(), clip_id.into()],
     )
-    .await
+    .await?;
+    Ok(row.map(|t| t.value))
+}
+
+/// What a clip's page shows in its link-preview tags: `{title, stream_title, duration_seconds, thumbnail_url}`
+/// (None: no such clip).
+pub async fn preview(app: &App, clip_id: &str) -> Result<Option<Value>, ApiError> {
+    if !sunnylive_core::ids::looks_like_id(clip_id) {
+        return Ok(None);
+    }
+    let row: Option<Text> = db::one(
+        &app.db,
+        "load clip preview",
+        &format!(
+            "SELECT json_object('title', c.title, 'stream_title', s.title, 'duration_seconds', c.duration_ms / 1000,
+                    'thumbnail_url', CASE WHEN c.has_thumbnail = 1
+                        THEN ?1 || '/hls/' || c.stream_id || '/clips/' || c.id || '/thumb.jpg' END) AS value
+             {CLIP_FROM} WHERE c.id = ?2 AND s.deleted_at IS NULL"
+        ),
+        &[media_base(app).into(), clip_id.into()],
+    )
+    .await?;
+    Ok(row.and_then(|t| serde_json::from_str(&t.value).ok()))
+}
+
+fn clip_response(status: u16, clip_json: &str) -> Result<Response, ApiError> {
+    sunnylive_edge::json_text(status, format!(r#"{{"clip":{clip_json}}}"#))
 }
 
 /// `POST /api/streams/{id}/clips`: any signed-in user clips the live stream's last `duration_seconds`, or
@@ -276,16 +266,16 @@ pub async fn create(app: &App, mut req: Request, stream_id: &str) -> Result<Resp
         )?);
     }
     app.db.batch(statements).await.or_internal("record clip")?;
-    let row = load(app, id)
+    let clip = load_json(app, id)
         .await?
         .ok_or_else(|| ApiError::internal("a clip just made"))?;
-    http::json(201, &json!({ "clip": row.view(app) }))
+    clip_response(201, &clip)
 }
 
 /// `GET /api/clips/{clip_id}`. Public.
 pub async fn get(app: &App, clip_id: &str) -> Result<Response, ApiError> {
-    let row = load(app, clip_id).await?.ok_or_else(not_found)?;
-    http::json(200, &json!({ "clip": row.view(app) }))
+    let clip = load_json(app, clip_id).await?.ok_or_else(not_found)?;
+    clip_response(200, &clip)
 }
 
 /// `GET /api/streams/{id}/clips?limit=&cursor=`: the stream's clips, newest first. Public.
@@ -293,35 +283,61 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
     let stream = stream_row::load(app, stream_id).await?;
     let query = http::query(&req);
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
-    let mut args: Vec<Arg> = vec![stream.id.as_str().into()];
     let after = match query.get("cursor").filter(|c| !c.is_empty()) {
         Some(c) => Some(decode_broadcast_cursor(c)?),
         None => None,
     };
-    let mut sql = format!("SELECT {CLIP_COLUMNS} {CLIP_FROM} WHERE c.stream_id = ?1");
+    let mut args: Vec<Arg> = vec![media_base(app).into(), stream.id.as_str().into()];
+    let mut rows = format!(
+        "SELECT {CLIP_JSON} AS value, c.created_at || '.' || c.id AS cursor {CLIP_FROM} WHERE c.stream_id = ?2"
+    );
     if let Some((at, id)) = &after {
         args.push(at.into());
         args.push(id.into());
-        sql.push_str(" AND (c.created_at < ?2 OR (c.created_at = ?2 AND c.id < ?3))");
+        rows.push_str(" AND (c.created_at < ?3 OR (c.created_at = ?3 AND c.id < ?4))");
     }
-    sql.push_str(&format!(" ORDER BY c.created_at DESC, c.id DESC LIMIT {}", limit + 1));
-    let mut rows: Vec<ClipRow> = db::all(&app.db, "list clips", &sql, &args).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_broadcast_cursor(&r.created_at, &r.id))
-    } else {
-        None
-    };
-    let clips: Vec<Value> = rows.iter().map(|r| r.view(app)).collect();
-    http::json(200, &json!({ "clips": clips, "next_cursor": next_cursor }))
+    // The page is one JSON text from SQLite: up to `limit` clips (one more is read to know whether there are more),
+    // and the cursor of the last one shown when there are.
+    let sql = format!(
+        "SELECT '{{\"clips\":[' || COALESCE(group_concat(CASE WHEN n <= {limit} THEN value END, ','), '') ||
+                '],\"next_cursor\":' || CASE WHEN COUNT(*) > {limit}
+                    THEN json_quote(MAX(CASE WHEN n = {limit} THEN cursor END)) ELSE 'null' END || '}}' AS value
+         FROM (SELECT value, cursor, ROW_NUMBER() OVER () AS n
+               FROM ({rows} ORDER BY c.created_at DESC, c.id DESC LIMIT {}))",
+        limit + 1
+    );
+    let page: Text = db::one(&app.db, "list clips", &sql, &args)
+        .await?
+        .ok_or_else(|| ApiError::internal("a page of clips"))?;
+    sunnylive_edge::json_text(200, page.value)
 }
 
 /// `DELETE /api/clips/{clip_id}`: by its creator or the stream's owner (403 for anyone else). 204.
 pub async fn delete(app: &App, req: Request, clip_id: &str) -> Result<Response, ApiError> {
     let user = require_user(app, &req).await?;
-    let row = load(app, clip_id).await?.ok_or_else(not_found)?;
+    if !sunnylive_core::ids::looks_like_id(clip_id) {
+        return Err(not_found());
+    }
+    // Who may: its creator and its stream's owner (one text column: see `CLIP_JSON`).
+    let row: Text = db::one(
+        &app.db,
+        "load clip to delete",
+        &format!(
+            "SELECT c.creator_id || '/' || s.owner_id || '/' || c.stream_id AS value {CLIP_FROM}
+             WHERE c.id = ?1 AND s.deleted_at IS NULL"
+        ),
+        &[clip_id.into()],
+    )
+    .await?
+    .ok_or_else(not_found)?;
+    let mut who = row.value.split('/');
+    let (creator, owner, stream_id) = (
+        who.next().unwrap_or(""),
+        who.next().unwrap_or(""),
+        who.next().unwrap_or(""),
+    );
     let me = user.id.as_str();
-    if row.creator_id != me && row.stream_owner_id != me {
+    if creator != me && owner != me {
         return Err(ApiError::Forbidden {
             code: "not_allowed",
             message: "Only the clip's creator or the stream's owner can delete it.".into(),
@@ -331,13 +347,13 @@ pub async fn delete(app: &App, req: Request, clip_id: &str) -> Result<Response, 
         &app.db,
         "clip playlists",
         "SELECT name AS value FROM clip_playlists WHERE clip_id = ?1",
-        &[row.id.as_str().into()],
+        &[clip_id.into()],
     )
     .await?;
-    forget(app, &row.id).await?;
+    forget(app, clip_id).await?;
     // This colo's cached copies go at once (`forget` purged the tagged ones everywhere the platform can).
     let origin = http::own_origin(&req, app.config.public_base_url.as_deref());
-    let base = format!("{origin}/hls/{}/clips/{}", row.stream_id, row.id);
+    let base = format!("{origin}/hls/{stream_id}/clips/{clip_id}");
     for name in names {
         let url = match name.value.as_str() {
             "master" => format!("{base}/master.m3u8"),

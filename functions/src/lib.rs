@@ -17,6 +17,7 @@ mod http;
 mod openapi;
 mod outputs;
 mod pages;
+mod replay;
 mod room_client;
 mod routes;
 mod rtmp;

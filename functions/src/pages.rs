@@ -302,26 +302,30 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     let template = response.text().await.or_internal("page template")?;
     let mut page = fill_partials(&template);
     if let Some(id) = clip {
-        match crate::clips::load(app, id).await? {
+        match crate::clips::preview(app, id).await? {
             Some(c) => {
                 let origin = crate::http::own_origin(&req, app.config.public_base_url.as_deref());
-                let absolute = |u: String| if u.starts_with('/') { format!("{origin}{u}") } else { u };
+                let title = c["title"].as_str().unwrap_or_default();
                 let description = format!(
                     "A {} s clip of {}, on Sunnylive.",
-                    c.duration_ms.div_euclid(1000).max(1),
-                    c.stream_title
+                    c["duration_seconds"].as_i64().unwrap_or(0).max(1),
+                    c["stream_title"].as_str().unwrap_or_default()
                 );
+                let image = c["thumbnail_url"].as_str().map(|u| match u.starts_with('/') {
+                    true => format!("{origin}{u}"),
+                    false => u.to_string(),
+                });
                 let tags = sunnylive_core::clip::preview_tags(
-                    &c.title,
+                    title,
                     &description,
-                    &format!("{origin}/clip/{}", c.id),
-                    c.thumbnail_url(app).map(absolute).as_deref(),
+                    &format!("{origin}/clip/{id}"),
+                    image.as_deref(),
                 );
                 page = page.replace(PREVIEW_MARKER, &tags).replace(
                     "<title>Clip · Sunnylive</title>",
                     &format!(
                         "<title>{} · Sunnylive</title>",
-                        sunnylive_core::clip::html_escape(&c.title)
+                        sunnylive_core::clip::html_escape(title)
                     ),
                 );
             }

@@ -70,6 +70,7 @@ pub enum Route {
     ClipMaster,
     ClipPlaylist,
     ClipThumbnail,
+    BroadcastChat,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -134,6 +135,11 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/api/streams/{id}/clips", Route::CreateClip),
     ("GET", "/api/streams/{id}/clips", Route::ListClips),
     ("GET", "/api/clips/{clip_id}", Route::GetClip),
+    (
+        "GET",
+        "/api/streams/{id}/broadcasts/{broadcast_id}/chat",
+        Route::BroadcastChat,
+    ),
     ("DELETE", "/api/clips/{clip_id}", Route::DeleteClip),
     // Video, on the site's own origin. Each pattern ending in a fixed name is matched before the `{file}` pattern it
     // would also fit. Rendition names (`source`, `480p`) never look like broadcast ids (16 characters).
@@ -490,6 +496,7 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::ClipMaster => clips::playlist(app, req, params.first(), params.get(1), None).await,
         Route::ClipPlaylist => clips::playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await,
         Route::ClipThumbnail => clips::thumbnail(app, req, params.first(), params.get(1)).await,
+        Route::BroadcastChat => crate::replay::chat(app, req, params.first(), params.get(1)).await,
         Route::HlsRenditionFile => {
             hls::file(
                 app,

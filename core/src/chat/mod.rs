@@ -27,8 +27,8 @@ pub use identity::{
     HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 pub use internal::{
-    DonationDelivered, LogoutDone, LogoutPost, StatusPost, ROOM_DONATION, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS,
-    ROOM_WEBSOCKET,
+    DonationDelivered, KeepPost, LogoutDone, LogoutPost, StatusPost, ROOM_DONATION, ROOM_KEEP, ROOM_LOGOUT,
+    ROOM_MESSAGES, ROOM_REPLAY, ROOM_STATUS, ROOM_WEBSOCKET,
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use shard::{

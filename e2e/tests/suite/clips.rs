@@ -10,9 +10,10 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use reqwest::Method;
 use serde_json::{json, Value};
+use sunnylive_e2e::ws::{ChatClient, Credentials};
 use sunnylive_e2e::{ensure, eventually, Answer, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN};
 
-use crate::rtmp::{new_stream, wait_for_playlist, wait_for_status, Publisher};
+use crate::rtmp::{new_stream, newest_broadcast, wait_for_playlist, wait_for_status, Publisher};
 use crate::video::{end_broadcast, ffprobe_duration, start_broadcast, upload};
 
 pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
@@ -21,6 +22,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         a_clip_of_the_live_stream_plays_at_once_outlives_its_broadcast_and_deleting_it_frees_only_its_own_objects,
         bad_clip_requests_are_refused_in_the_contract_shape_and_write_nothing,
         clip_spam_meets_the_rate_limit_and_the_refused_clip_is_not_made,
+        a_broadcasts_chat_replays_in_order_at_its_offsets_without_what_a_moderator_deleted,
     )
 }
 
@@ -480,4 +482,135 @@ async fn clip_spam_meets_the_rate_limit_and_the_refused_clip_is_not_made(app: &T
         made += 1;
     }
     Err(format!("{made} clips in a row and no 429").into())
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Unix ms of an RFC 3339 UTC time with milliseconds (`2026-12-06T10:00:05.123Z`), as the playlists write it.
+fn parse_pdt(t: &str) -> Option<i64> {
+    let (date, time) = t.trim().trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|n| n.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.split(':').map(|n| n.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms.parse::<i64>().ok()?)
+}
+
+async fn a_broadcasts_chat_replays_in_order_at_its_offsets_without_what_a_moderator_deleted(
+    app: &TestApp,
+) -> TestResult {
+    let (api, owner, id, key) = new_stream(app, "replay").await?;
+    let viewer = api.register("replayfan").await?;
+    let publisher = Publisher::start(app, &key, 16, "320x180")?;
+    wait_for_playlist(app, &id, Duration::from_secs(45)).await?;
+    let b = newest_broadcast(&api, &id).await?;
+    let mut host = ChatClient::connect(&app.base, &id, Credentials::Bearer(&owner.access)).await?;
+    let mut fan = ChatClient::connect(&app.base, &id, Credentials::Bearer(&viewer.access)).await?;
+    let mut sent = Vec::new();
+    for text in ["first", "deleted later", "third"] {
+        let at = unix_ms();
+        fan.send_json(&json!({"type": "chat", "text": text})).await?;
+        let frame = host.next_of_type("chat", Duration::from_secs(10)).await?;
+        sent.push((text, at, frame["id"].as_str().unwrap_or_default().to_string()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    host.send_json(&json!({"type": "delete", "id": sent[1].2})).await?;
+    host.next_of_type("deleted", Duration::from_secs(10)).await?;
+    let (status, err) = publisher.finish(Duration::from_secs(60)).await?;
+    ensure!(status.success(), "publisher: {status} {err}");
+    wait_for_status(&api, &id, "offline", Duration::from_secs(15)).await?;
+
+    // The broadcast's time starts at its first segment's program date-time.
+    let playlist = app
+        .http()
+        .get(format!("{}/hls/{id}/{b}/index.m3u8", app.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let base = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .and_then(parse_pdt)
+        .ok_or_else(|| format!("the playlist carries a program date-time: {playlist}"))?;
+    let a = api.get(&format!("/api/streams/{id}/broadcasts/{b}/chat"), None).await?;
+    ensure!(a.status == 200, "the replay: {} {}", a.status, a.text);
+    let messages = a.body["messages"].as_array().cloned().unwrap_or_default();
+    let texts: Vec<&str> = messages.iter().filter_map(|m| m["text"].as_str()).collect();
+    ensure!(
+        texts == ["first", "third"],
+        "in order, without the deleted one: {texts:?}"
+    );
+    for (m, (text, at, _)) in messages.iter().zip([&sent[0], &sent[2]]) {
+        let offset = m["offset_ms"].as_i64().ok_or("offset_ms")?;
+        let expected = at - base;
+        println!("clips: replay of {text:?}: offset {offset} ms, sent at {expected} ms into the broadcast");
+        ensure!(
+            (offset - expected).abs() <= 1000,
+            "{text:?} replays at {offset} ms, sent at {expected} ms"
+        );
+        ensure!(
+            m["kind"] == "chat" && m["user"]["username"] == viewer.username.as_str() && m["ts"].is_string(),
+            "a replay item: {m}"
+        );
+    }
+    ensure!(a.body["next_from_ms"].is_null(), "one page: {}", a.text);
+
+    // Forward pages: one message each, from next_from_ms.
+    let first = api
+        .get(&format!("/api/streams/{id}/broadcasts/{b}/chat?limit=1"), None)
+        .await?;
+    let next = first.body["next_from_ms"].as_i64().ok_or("a next page")?;
+    let second = api
+        .get(
+            &format!("/api/streams/{id}/broadcasts/{b}/chat?limit=1&from_ms={next}"),
+            None,
+        )
+        .await?;
+    ensure!(
+        first.body["messages"][0]["text"] == "first" && second.body["messages"][0]["text"] == "third",
+        "paginated forward: {} then {}",
+        first.text,
+        second.text
+    );
+    let a = api
+        .get(&format!("/api/streams/{id}/broadcasts/{b}/chat?from_ms=-1"), None)
+        .await?;
+    ensure!(
+        a.status == 422 && a.body["error"]["fields"]["from_ms"].is_string(),
+        "from_ms=-1: {}",
+        a.text
+    );
+    let a = api
+        .get(&format!("/api/streams/{id}/broadcasts/aaaaaaaaaaaaaaaa/chat"), None)
+        .await?;
+    ensure!(
+        a.status == 404 && a.code() == "broadcast_not_found",
+        "no such broadcast: {}",
+        a.text
+    );
+
+    // Deleted with its broadcast.
+    let a = api
+        .send(
+            api.request(Method::DELETE, &format!("/api/streams/{id}/broadcasts/{b}"))
+                .bearer_auth(&owner.access),
+        )
+        .await?;
+    ensure!(a.status == 204, "delete the broadcast: {} {}", a.status, a.text);
+    let a = api.get(&format!("/api/streams/{id}/broadcasts/{b}/chat"), None).await?;
+    ensure!(a.status == 404, "a deleted broadcast's replay: {} {}", a.status, a.text);
+    Ok(())
 }

@@ -5,6 +5,7 @@
 import { api, ApiError, describeError } from '../api.js';
 import { byId, idFromPath } from '../dom.js';
 import { initHeader } from '../session.js';
+import { createReplay } from '../watch/replay.js';
 
 function showMissing() {
   byId('clip').hidden = true;
@@ -46,6 +47,8 @@ async function main() {
   if (clip.thumbnail_url) video.poster = clip.thumbnail_url;
   // For the browser suite: what is playing.
   window.sunnyliveClip = { clip, hls: play(video, clip.playlist_url) };
+  // The chat as it was during the clip's moment, in step with the video (none once its broadcast is gone).
+  createReplay({ list: byId('replay-list'), video }).start(clip.stream_id, clip.broadcast_id, clip.start_seconds * 1000);
   video.play().catch(() => {
     // Autoplay refused: the controls are there.
   });

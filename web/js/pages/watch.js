@@ -10,6 +10,7 @@ import { createChat } from '../watch/chat.js';
 import { createDonate } from '../watch/donate.js';
 import { createPastBroadcasts } from '../watch/past.js';
 import { createPlayer } from '../watch/player.js';
+import { createReplay } from '../watch/replay.js';
 
 /** What the watch page's Clip button takes: the last half minute of the live stream. */
 const CLIP_SECONDS = 30;
@@ -98,8 +99,21 @@ async function main() {
   renderStatus(stream, stream.status);
 
   let past = null;
+  // While a past broadcast plays, the chat panel replays its chat in step with the video.
+  const replay = createReplay({
+    list: byId('replay-list'),
+    video: byId('video'),
+    onActive(active) {
+      byId('replay-scroll').hidden = !active;
+      byId('chat-scroll').hidden = active;
+    },
+  });
   const player = createPlayer(stream.hls_url, {
-    onModeChange: (mode, broadcast) => past && past.onModeChange(mode, broadcast),
+    onModeChange: (mode, broadcast) => {
+      if (mode === 'vod' && broadcast) replay.start(streamId, broadcast.id);
+      else replay.stop();
+      if (past) past.onModeChange(mode, broadcast);
+    },
   });
   past = createPastBroadcasts({
     streamId,
