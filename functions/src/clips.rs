@@ -66,7 +66,7 @@ async fn load_json(app: &App, clip_id: &str) -> Result<Option<String>, ApiError>
     Ok(row.map(|t| t.value))
 }
 
-/// What a clip's page shows in its link-preview tags: `{title, stream_title, duration_seconds, thumbnail_url}`
+/// What a clip's page is sent with: `{title, stream_title, duration_seconds, playlist_url, thumbnail_url}`
 /// (None: no such clip).
 pub async fn preview(app: &App, clip_id: &str) -> Result<Option<Value>, ApiError> {
     if !sunnylive_core::ids::looks_like_id(clip_id) {
@@ -77,6 +77,7 @@ pub async fn preview(app: &App, clip_id: &str) -> Result<Option<Value>, ApiError
         "load clip preview",
         &format!(
             "SELECT json_object('title', c.title, 'stream_title', s.title, 'duration_seconds', c.duration_ms / 1000,
+                    'playlist_url', '/hls/' || c.stream_id || '/clips/' || c.id || '/master.m3u8',
                     'thumbnail_url', CASE WHEN c.has_thumbnail = 1
                         THEN ?1 || '/hls/' || c.stream_id || '/clips/' || c.id || '/thumb.jpg' END) AS value
              {CLIP_FROM} WHERE c.id = ?2 AND s.deleted_at IS NULL"
@@ -84,7 +85,7 @@ pub async fn preview(app: &App, clip_id: &str) -> Result<Option<Value>, ApiError
         &[media_base(app).into(), clip_id.into()],
     )
     .await?;
-    Ok(row.and_then(|t| serde_json::from_str(&t.value).ok()))
+    Ok(row.and_then(|t| serde_json::from_slice(t.value.as_bytes()).ok()))
 }
 
 fn clip_response(status: u16, clip_json: &str) -> Result<Response, ApiError> {
@@ -410,8 +411,8 @@ pub async fn forget(app: &App, clip_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes every clip `user_id` made (`forget` each): what deleting an account must call before the user's row
-/// goes (`clips.creator_id` references it).
+/// Deletes every clip `user_id` made and every clip of their streams (`forget` each): what deleting an account
+/// must call before the user's and their streams' rows go (`clips.creator_id` and `clips.stream_id` reference them).
 #[allow(dead_code)] // Called by account deletion (another branch), wired when both are merged.
 pub async fn forget_clips_of_user(app: &App, user_id: &str) -> Result<(), ApiError> {
     for id in clip_ids_of_user(app, user_id).await? {
@@ -420,12 +421,12 @@ pub async fn forget_clips_of_user(app: &App, user_id: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The ids of every clip `user_id` made.
+/// The ids of every clip `user_id` made or that was made of their streams.
 async fn clip_ids_of_user(app: &App, user_id: &str) -> Result<Vec<String>, ApiError> {
     let rows: Vec<Text> = db::all(
         &app.db,
         "clips of a user",
-        "SELECT id AS value FROM clips WHERE creator_id = ?1",
+        "SELECT id AS value FROM clips WHERE creator_id = ?1 OR stream_id IN (SELECT id FROM streams WHERE owner_id = ?1)",
         &[user_id.into()],
     )
     .await?;

@@ -321,6 +321,13 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
                     &format!("{origin}/clip/{id}"),
                     image.as_deref(),
                 );
+                // The player starts on this, before its script has asked the API anything: a clip plays at once.
+                // Fetched while the scripts load (hls.js then finds it in the preload cache).
+                let playlist = sunnylive_core::clip::html_escape(c["playlist_url"].as_str().unwrap_or_default());
+                let tags = format!(
+                    "{tags}\n<meta name=\"sunnylive-playlist\" content=\"{playlist}\">\n<link rel=\"preload\" \
+                     as=\"fetch\" crossorigin=\"anonymous\" href=\"{playlist}\">"
+                );
                 page = page.replace(PREVIEW_MARKER, &tags).replace(
                     "<title>Clip · Sunnylive</title>",
                     &format!(

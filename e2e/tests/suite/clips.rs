@@ -101,6 +101,7 @@ async fn a_clip_of_the_live_stream_plays_at_once_outlives_its_broadcast_and_dele
         json!({ "duration_seconds": 20, "title": "The \"moment\" <3" }),
     )
     .await?;
+    let made_at = std::time::Instant::now();
     ensure!(
         made.status == 201,
         "clip the live stream: {} {}",
@@ -119,8 +120,21 @@ async fn a_clip_of_the_live_stream_plays_at_once_outlives_its_broadcast_and_dele
     );
     let playlist_url = clip["playlist_url"].as_str().unwrap_or_default().to_string();
 
-    // It plays at once, from the site: ffprobe reads the whole clip, within one segment of 20 s.
+    // It plays at once, from the site: its playlists and first segment are there within 2 s of the answer, and
+    // ffprobe reads the whole clip, within one segment of 20 s.
     let (segments, longest) = clip_segments(app, &playlist_url).await?;
+    let first = app.http().get(format!("{}{}", app.base, segments[0])).send().await?;
+    ensure!(first.status() == 200, "the clip's first segment: {}", first.status());
+    first.bytes().await?;
+    let ready = made_at.elapsed();
+    println!(
+        "clips: the clip's master, media playlists and first segment fetched {} ms after it was made",
+        ready.as_millis()
+    );
+    ensure!(
+        ready <= Duration::from_secs(2),
+        "the clip took {ready:?} to be playable"
+    );
     let duration = ffprobe_duration(&format!("{}{playlist_url}", app.base)).await?;
     println!("clips: a 20-s clip of live video plays {duration:.2} s (segments up to {longest:.2} s)");
     ensure!(

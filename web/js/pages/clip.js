@@ -14,13 +14,19 @@ function showMissing() {
 }
 
 function play(video, url) {
+  const start = () =>
+    video.play().catch(() => {
+      // Autoplay refused: the controls are there.
+    });
   if (window.Hls && window.Hls.isSupported()) {
     const hls = new window.Hls({ enableWorker: true, workerPath: '/vendor/hls.worker.js', startPosition: 0 });
     hls.loadSource(url);
     hls.attachMedia(video);
+    hls.on(window.Hls.Events.MANIFEST_PARSED, start);
     return hls;
   }
   video.src = url;
+  start();
   return null;
 }
 
@@ -31,10 +37,15 @@ async function main() {
     showMissing();
     return;
   }
+  const video = byId('video');
+  // The Worker names the playlist in the page itself: playback starts before the API is asked anything.
+  const early = document.querySelector('meta[name="sunnylive-playlist"]');
+  let hls = early ? play(video, early.content) : null;
   let clip;
   try {
     clip = (await api(`/api/clips/${encodeURIComponent(clipId)}`)).clip;
   } catch (err) {
+    if (hls) hls.destroy();
     if (err instanceof ApiError && err.status === 404) showMissing();
     else byId('clip-title').textContent = describeError(err);
     return;
@@ -43,15 +54,12 @@ async function main() {
   byId('clip-meta').textContent = `${Math.round(clip.duration_seconds)} s, clipped by ${clip.creator.username}`;
   const streamLink = byId('clip-stream');
   streamLink.href = `/s/${encodeURIComponent(clip.stream_id)}`;
-  const video = byId('video');
   if (clip.thumbnail_url) video.poster = clip.thumbnail_url;
+  if (!early) hls = play(video, clip.playlist_url);
   // For the browser suite: what is playing.
-  window.sunnyliveClip = { clip, hls: play(video, clip.playlist_url) };
+  window.sunnyliveClip = { clip, hls };
   // The chat as it was during the clip's moment, in step with the video (none once its broadcast is gone).
   createReplay({ list: byId('replay-list'), video }).start(clip.stream_id, clip.broadcast_id, clip.start_seconds * 1000);
-  video.play().catch(() => {
-    // Autoplay refused: the controls are there.
-  });
 
   byId('clip-copy').addEventListener('click', async () => {
     try {
