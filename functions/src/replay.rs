@@ -46,9 +46,13 @@ pub async fn chat(app: &App, req: Request, stream_id: &str, broadcast_id: &str) 
     let pdt = parts.next().flatten();
     let base = replay::base_ms(pdt, started);
     let to_ms = ended.map_or(app.now() * 1000 + 1000, |e| e * 1000 + 999);
+    // The first page also has what was said between the publish and its first segment, at offset 0.
+    let from = match query.from_ms {
+        0 => base.min(started * 1000),
+        ms => base + ms,
+    };
     let path = format!(
-        "{ROOM_REPLAY}?from_ms={}&to_ms={to_ms}&limit={}&base_ms={base}",
-        base + query.from_ms,
+        "{ROOM_REPLAY}?from_ms={from}&to_ms={to_ms}&limit={}&base_ms={base}",
         query.limit
     );
     let forwarded = room_request(&stream.id, Method::Get, &path, Headers::new(), None).or_internal("room request")?;
