@@ -20,7 +20,8 @@ pub const TITLE_MAX_CHARS: usize = 100;
 pub struct ClipRequest {
     /// A past (or the live) broadcast; None: the stream's live broadcast.
     pub broadcast_id: Option<String>,
-    /// Where the clip starts in the broadcast (ms from its first segment); None: the last `duration_ms` of it.
+    /// Where the clip starts in the broadcast (ms from its first segment); None: the last `duration_ms` of it
+    /// (for the live broadcast, the newest seconds).
     pub start_ms: Option<u64>,
     pub duration_ms: u64,
     /// None: the stream's title.
@@ -58,12 +59,6 @@ impl ClipRequest {
             Some(serde_json::Value::String(s)) if crate::ids::looks_like_id(s) => Some(s.clone()),
             Some(_) => return Err(ApiError::invalid("broadcast_id", "is not a broadcast id")),
         };
-        if start.is_some() && broadcast_id.is_none() {
-            return Err(ApiError::invalid(
-                "start_seconds",
-                "needs a broadcast_id (without one, the clip is the live stream's last seconds)",
-            ));
-        }
         let title = match body.get("title") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => {
@@ -262,10 +257,10 @@ mod tests {
     }
 
     #[test]
-    fn a_start_needs_a_broadcast_and_titles_and_ids_are_checked() {
-        let e =
-            ClipRequest::parse(&body(serde_json::json!({ "duration_seconds": 10, "start_seconds": 3 }))).unwrap_err();
-        assert!(field_of(e).contains("start_seconds"));
+    fn a_start_without_a_broadcast_is_in_the_live_one_and_titles_and_ids_are_checked() {
+        let live =
+            ClipRequest::parse(&body(serde_json::json!({ "duration_seconds": 10, "start_seconds": 3 }))).unwrap();
+        assert_eq!((live.broadcast_id, live.start_ms), (None, Some(3000)));
         let e = ClipRequest::parse(&body(
             serde_json::json!({ "duration_seconds": 10, "broadcast_id": "../x" }),
         ))
