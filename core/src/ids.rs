@@ -77,6 +77,10 @@ id_type!(
     /// A simulcast output of a stream (core/src/output.rs); also what ties a sealed output key to its row.
     OutputId
 );
+id_type!(
+    /// A clip (core/src/clip.rs): its page `/clip/<id>` and its playlists under `/hls/<stream id>/clips/<id>/`.
+    ClipId
+);
 
 #[cfg(test)]
 mod tests {

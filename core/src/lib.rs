@@ -5,6 +5,7 @@
 pub mod account;
 pub mod cache;
 pub mod chat;
+pub mod clip;
 pub mod donation;
 pub mod error;
 pub mod hls;
@@ -15,6 +16,7 @@ pub mod output;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
+pub mod replay;
 pub mod replica;
 pub mod request_log;
 pub mod secret;

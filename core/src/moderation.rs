@@ -5,12 +5,13 @@ use crate::chat::MessageId;
 use crate::error::{ApiError, FieldErrors};
 use crate::ids::looks_like_id;
 
-/// What a report is about. `target_id` is the stream's or broadcast's id, or `<stream id>/<message id>` for a chat
-/// message. (Clips join here, with their id, when they exist.)
+/// What a report is about. `target_id` is the stream's, broadcast's or clip's id, or `<stream id>/<message id>` for
+/// a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetType {
     Stream,
     Broadcast,
+    Clip,
     ChatMessage,
 }
 
@@ -19,6 +20,7 @@ impl TargetType {
         match s {
             "stream" => Some(Self::Stream),
             "broadcast" => Some(Self::Broadcast),
+            "clip" => Some(Self::Clip),
             "chat_message" => Some(Self::ChatMessage),
             _ => None,
         }
@@ -28,6 +30,7 @@ impl TargetType {
         match self {
             Self::Stream => "stream",
             Self::Broadcast => "broadcast",
+            Self::Clip => "clip",
             Self::ChatMessage => "chat_message",
         }
     }
@@ -50,7 +53,10 @@ impl NewReport {
         let kind = match target_type.map(TargetType::parse) {
             Some(Some(kind)) => Some(kind),
             Some(None) => {
-                fields.insert("target_type".into(), "must be stream, broadcast or chat_message".into());
+                fields.insert(
+                    "target_type".into(),
+                    "must be stream, broadcast, clip or chat_message".into(),
+                );
                 None
             }
             None => {
@@ -98,7 +104,7 @@ impl NewReport {
     /// does not names nothing that could exist.
     pub fn names_something(&self) -> bool {
         match self.target_type {
-            TargetType::Stream | TargetType::Broadcast => looks_like_id(&self.target_id),
+            TargetType::Stream | TargetType::Broadcast | TargetType::Clip => looks_like_id(&self.target_id),
             TargetType::ChatMessage => self
                 .target_id
                 .split_once('/')
@@ -111,7 +117,7 @@ impl NewReport {
         match self.target_type {
             TargetType::Stream => Some(&self.target_id),
             TargetType::ChatMessage => self.target_id.split_once('/').map(|(s, _)| s),
-            TargetType::Broadcast => None,
+            TargetType::Broadcast | TargetType::Clip => None,
         }
     }
 }

@@ -44,6 +44,12 @@ pub const REPORTS_PER_USER: Limit = Limit {
     max: 10,
     window_seconds: 3600,
 };
+/// Clips made per user (each writes a few D1 rows and copies a thumbnail): a viewer clipping every moment of a
+/// long stream stays well inside it; a script does not.
+pub const CLIPS_PER_USER: Limit = Limit {
+    max: 10,
+    window_seconds: 300,
+};
 
 /// The client a per-IP limit counts, from the address Cloudflare saw. An IPv6 host is normally given a whole /64
 /// (and picks addresses in it at will), so IPv6 addresses count per /64 (`2001:db8:1:2::/64`); IPv4 addresses, and

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use sunnylive_core::chat::{
     shard_name, shard_threshold, ClientAddress, ConnId, Connection, DeleteMessagePost, DonationDelivered, DonationPost,
-    Effect, Event, ForgetUserPost, HistoryQuery, Identity, LogoutDone, LogoutPost, MessageId, Placement, Room,
-    RoomDonation, ShardBatches, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied, ShardMap,
-    ShardOp, ShardSockets, StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
+    Effect, Event, ForgetUserPost, HistoryQuery, Identity, KeepPost, LogoutDone, LogoutPost, MessageId, Placement,
+    Room, RoomDonation, ShardBatches, ShardDelivered, ShardDelivery, ShardEvent, ShardEvents, ShardEventsApplied,
+    ShardMap, ShardOp, ShardSockets, StatusPost, StreamStatus, CLOSE_NORMAL, CLOSE_POLICY, COALESCE_WINDOW_MS,
     HEADER_CLIENT_ADDRESS, HEADER_CONNECTION, HEADER_LOGIN_ID, HEADER_ROLE, HEADER_SHARD, HEADER_STREAM_ID,
     HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID, ROOM_DELETE_MESSAGE, ROOM_DONATION, ROOM_FORGET_USER,
-    ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
+    ROOM_KEEP, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_REPLAY, ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -531,6 +531,34 @@ impl ChatRoom {
                     });
                 }
                 json_text_response(200, r#"{"deleted":true}"#.into())
+            }
+            (Method::Get, ROOM_REPLAY) => {
+                let url = req.url().map_err(internal("url"))?;
+                let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+                let get = |name: &str| {
+                    pairs
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| v.parse::<i64>().ok())
+                        .ok_or_else(|| ApiError::invalid(name, "must be a whole number"))
+                };
+                let (from_ms, to_ms, limit) = (get("from_ms")?, get("to_ms")?, get("limit")?.clamp(1, 100));
+                let base_ms = get("base_ms")?;
+                let rows = self
+                    .storage()
+                    .map_err(internal("storage"))?
+                    .replay_page(from_ms, to_ms, limit)
+                    .map_err(internal("replay"))?;
+                json_response(200, &sunnylive_core::replay::page(&rows, base_ms, limit as usize))
+            }
+            (Method::Post, ROOM_KEEP) => {
+                let keep: KeepPost = read_json(&mut req).await?;
+                self.storage()
+                    .map_err(internal("storage"))?
+                    .save_keep_since(keep.since_ms)
+                    .map_err(internal("keep"))?;
+                json_response(200, &keep)
             }
             (Method::Post, ROOM_LOGOUT) => {
                 let body: LogoutPost = read_json(&mut req).await?;

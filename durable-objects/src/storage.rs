@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS messages (
     ts_ms INTEGER NOT NULL,
     body TEXT                    -- the frame's JSON exactly as broadcast; NULL once the host deleted it
 );
+-- Chat replay (issue 25) reads a broadcast's messages by time.
+CREATE INDEX IF NOT EXISTS messages_by_ts ON messages(ts_ms);
 -- Every donation order ever shown here, kept beyond the 1,000-message window: a late re-post is still a duplicate.
 CREATE TABLE IF NOT EXISTS delivered_orders (order_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS bans (user_id TEXT PRIMARY KEY, banned_at_ms INTEGER NOT NULL);
@@ -115,9 +117,13 @@ impl RoomStorage {
                 }
                 Ok(())
             }
-            Effect::PruneHistory { below_seq } => {
-                self.exec("DELETE FROM messages WHERE seq < ?", vec![int(*below_seq)])
-            }
+            // Beyond the newest `HISTORY_KEEP`, what a broadcast that still exists needs for its replay stays
+            // (`keep_since_ms`, set through `/internal/keep`).
+            Effect::PruneHistory { below_seq } => self.exec(
+                "DELETE FROM messages WHERE seq < ? AND ts_ms < COALESCE((SELECT CAST(value AS INTEGER) FROM settings
+                   WHERE key = 'keep_since_ms'), 9007199254740991)",
+                vec![int(*below_seq)],
+            ),
             Effect::DeleteMessage { seq } => {
                 self.exec("UPDATE messages SET body = NULL WHERE seq = ?", vec![int(*seq)])
             }
@@ -338,6 +344,31 @@ impl RoomStorage {
         self.exec("DELETE FROM bans WHERE user_id = ?", vec![text(user_id)])?;
         self.exec("DELETE FROM timeouts WHERE user_id = ?", vec![text(user_id)])?;
         Ok((chat, donations))
+    }
+
+    /// Keeps every message sent at or after `since_ms` (None: only the newest `HISTORY_KEEP`).
+    pub fn save_keep_since(&self, since_ms: Option<i64>) -> worker::Result<()> {
+        match since_ms {
+            Some(ms) => self.exec(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('keep_since_ms', ?)",
+                vec![text(&ms.to_string())],
+            ),
+            None => self.exec("DELETE FROM settings WHERE key = 'keep_since_ms'", vec![]),
+        }
+    }
+
+    /// A page of chat replay for `GET /internal/replay`: `(ts_ms, body)` of the messages sent from `from_ms` to
+    /// `to_ms` (both included), oldest first: not deleted (body NULL), not by a user banned here.
+    pub fn replay_page(&self, from_ms: i64, to_ms: i64, limit: i64) -> worker::Result<Vec<(i64, String)>> {
+        Ok(self
+            .rows(
+                "SELECT ts_ms, body FROM messages WHERE body IS NOT NULL AND ts_ms >= ? AND ts_ms <= ?
+                   AND (user_id IS NULL OR user_id NOT IN (SELECT user_id FROM bans)) ORDER BY ts_ms, seq LIMIT ?",
+                vec![int(from_ms), int(to_ms), int(limit)],
+            )?
+            .iter()
+            .map(|row| (int_at(row, 0), str_at(row, 1).to_string()))
+            .collect())
     }
 
     /// One page of history for `GET /internal/messages`: the bodies (JSON, oldest first) and the id to pass as

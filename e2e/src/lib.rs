@@ -851,6 +851,40 @@ impl TestApp {
         self.start_extra_worker(label, dev_vars).await
     }
 
+    /// Every key in the local R2 bucket that starts with `prefix`, sorted: what an R2 listing of that prefix
+    /// answers, read from the local R2's object index (miniflare keeps it in SQLite beside the blobs) with Python's
+    /// sqlite3 (the contract fuzzer's Python is on every machine that runs this suite).
+    pub fn r2_keys(&self, prefix: &str) -> Result<Vec<String>, BoxError> {
+        let dir = self.state_dir.join("v3/r2/miniflare-R2BucketObject");
+        let mut keys = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !name.ends_with(".sqlite") || name == "metadata.sqlite" {
+                continue;
+            }
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import sqlite3, sys\n\
+                     db = sqlite3.connect(sys.argv[1])\n\
+                     for (k,) in db.execute('SELECT key FROM _mf_objects WHERE substr(key, 1, length(?)) = ?', \
+                     (sys.argv[2], sys.argv[2])):\n    print(k)",
+                ])
+                .arg(&path)
+                .arg(prefix)
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "listing local R2: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            keys.extend(String::from_utf8_lossy(&out.stdout).lines().map(String::from));
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Runs one read-only SQL statement against the local D1 (`wrangler d1 execute --local`) and returns its rows.
     pub fn d1_query(&self, sql: &str) -> Result<Vec<Value>, BoxError> {
         let root = repo_root();

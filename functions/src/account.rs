@@ -302,6 +302,11 @@ const EXPORT_SQL: &str = "SELECT json_object(
                            ELSE ?4 || '/hls/' || b.stream_id || '/' || b.id || '/thumb.jpg?v=' || b.thumbnail_at END))
                    FROM broadcasts b JOIN streams s ON s.id = b.stream_id
                    WHERE s.owner_id = ?1 AND b.deleted_at IS NULL),
+    'clips', (SELECT json_group_array(json_object('id', id, 'stream_id', stream_id, 'broadcast_id', broadcast_id,
+                  'title', title, 'duration_seconds', duration_ms / 1000.0, 'created_at', created_at,
+                  'playlist_url', ?2 || '/hls/' || stream_id || '/clips/' || id || '/master.m3u8',
+                  'page_url', ?2 || '/clip/' || id))
+              FROM clips WHERE creator_id = ?1),
     'outputs', (SELECT json_group_array(json_object('id', o.id, 'stream_id', o.stream_id, 'name', o.name,
                     'url', o.url, 'enabled', json(CASE WHEN o.enabled THEN 'true' ELSE 'false' END),
                     'created_at', o.created_at))
@@ -418,6 +423,8 @@ pub async fn delete_account(app: &App, mut req: Request) -> Result<Response, Api
     for Text { value: room } in rooms_of(app, user).await? {
         ask_room(app, &room, Method::Post, ROOM_FORGET_USER, Some(forget.clone())).await?;
     }
+    // Their clips, and every clip of their streams, go with their objects (the rows below reference the user).
+    crate::clips::forget_clips_of_user(app, user).await?;
     // Every sign-in ends (this one's sockets close too) before its rows go.
     end_logins_except(app, user, None).await?;
     let (now, name) = (app.now(), me.username.to_ascii_lowercase());

@@ -40,6 +40,8 @@ pub enum Act {
     Unsuspend,
     /// `DELETE /api/admin/broadcasts/{broadcast_id}?reason=`: any past broadcast and its video (409 while live).
     DeleteBroadcast,
+    /// `DELETE /api/admin/clips/{clip_id}?reason=`: any clip, with what only it held (404 `clip_not_found`).
+    DeleteClip,
     /// `DELETE /api/admin/streams/{id}/messages/{message_id}?reason=`: any chat message, for everyone at once (the
     /// room sends `deleted`, as for the host's delete).
     DeleteMessage,
@@ -100,7 +102,7 @@ pub async fn operator(app: &App, mut req: Request, act: Act, first: &str, second
         let answer: Option<Text> = db::one(&app.db, "list for operators", &sql, &[i64::from(limit).into()]).await?;
         return json_text(200, answer.map(|a| a.value).unwrap_or_default());
     }
-    let deleting = matches!(act, Act::DeleteBroadcast | Act::DeleteMessage);
+    let deleting = matches!(act, Act::DeleteBroadcast | Act::DeleteClip | Act::DeleteMessage);
     let body = if deleting {
         http::JsonBody::default()
     } else {
@@ -166,6 +168,13 @@ pub async fn operator(app: &App, mut req: Request, act: Act, first: &str, second
         Act::DeleteBroadcast => {
             crate::broadcasts::remove(app, &req, "", first).await?;
             (None, "delete_broadcast".into(), "broadcast", first.to_string())
+        }
+        Act::DeleteClip => {
+            if !crate::clips::exists(app, first).await? {
+                return Err(not_found("clip_not_found", "clip"));
+            }
+            crate::clips::forget(app, first).await?;
+            (None, "delete_clip".into(), "clip", first.to_string())
         }
         Act::DeleteMessage => {
             let stream = crate::stream_row::load(app, first).await?;
@@ -259,10 +268,11 @@ pub async fn create_report(app: &App, mut req: Request) -> Result<Response, ApiE
     )
     .await?;
     // A target of the wrong shape names nothing: no lookup can find "".
-    let (stream, broadcast) = match (report.names_something(), report.target_type) {
-        (false, _) => ("", ""),
-        (true, TargetType::Broadcast) => ("", report.target_id.as_str()),
-        (true, _) => (report.stream_id().unwrap_or_default(), ""),
+    let (stream, broadcast, clip) = match (report.names_something(), report.target_type) {
+        (false, _) => ("", "", ""),
+        (true, TargetType::Broadcast) => ("", report.target_id.as_str(), ""),
+        (true, TargetType::Clip) => ("", "", report.target_id.as_str()),
+        (true, _) => (report.stream_id().unwrap_or_default(), "", ""),
     };
     let id = UserId::generate(random());
     let filed: Option<Text> = db::one(
@@ -272,6 +282,7 @@ pub async fn create_report(app: &App, mut req: Request) -> Result<Response, ApiE
          SELECT ?1, ?2, ?3, ?4, ?5, ?6
          WHERE EXISTS (SELECT 1 FROM streams WHERE id = ?7 AND deleted_at IS NULL)
             OR EXISTS (SELECT 1 FROM broadcasts WHERE id = ?8 AND deleted_at IS NULL)
+            OR EXISTS (SELECT 1 FROM clips WHERE id = ?9)
          RETURNING json_object('report', json_object('id', id, 'reporter_id', reporter_id,
              'target_type', target_type, 'target_id', target_id, 'reason', reason, 'created_at', created_at)) AS value",
         &[
@@ -283,6 +294,7 @@ pub async fn create_report(app: &App, mut req: Request) -> Result<Response, ApiE
             app.now_rfc3339().as_str().into(),
             stream.into(),
             broadcast.into(),
+            clip.into(),
         ],
     )
     .await?;

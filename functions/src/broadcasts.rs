@@ -47,6 +47,8 @@ pub async fn start(app: &App, stream_id: &str) -> Result<BroadcastId, ApiError> 
         )?,
     ];
     app.db.batch(statements).await.or_internal("start broadcast")?;
+    // Its chat is kept for its replay from now on (as long as it exists).
+    crate::replay::keep_for_broadcasts(app, stream_id).await;
     Ok(id)
 }
 
@@ -226,19 +228,36 @@ async fn mark_deleted(app: &App, stream_id: &str, broadcast_id: &str) -> Result<
     Ok(())
 }
 
-/// Deletes up to `PURGE_ROUNDS` batches of a deleted broadcast's objects; once none are left, its rows too.
-/// Returns whether it finished.
+/// Deletes up to `PURGE_ROUNDS` batches of a deleted broadcast's objects, but those a clip holds (`clip_objects`,
+/// see `crate::clips`); once none are left to delete, its rows too. Returns whether it finished.
 async fn purge_one(app: &App, bucket: &Bucket, stream_id: &str, broadcast_id: &str) -> Result<bool, ApiError> {
     let prefix = hls::broadcast_prefix(stream_id, broadcast_id);
+    // Every key under the prefix sorts before the prefix with its final '/' turned into '0'.
+    let prefix_end = format!("{}0", prefix.trim_end_matches('/'));
+    let held: Vec<String> = db::all::<crate::auth::Text>(
+        &app.db,
+        "objects clips hold",
+        "SELECT DISTINCT key AS value FROM clip_objects WHERE key >= ?1 AND key < ?2 ORDER BY key",
+        &[prefix.as_str().into(), prefix_end.as_str().into()],
+    )
+    .await?
+    .into_iter()
+    .map(|t| t.value)
+    .collect();
+    let mut cursor: Option<String> = None;
     for _ in 0..PURGE_ROUNDS {
-        let listed = bucket
-            .list()
-            .prefix(prefix.clone())
-            .limit(PURGE_BATCH)
-            .execute()
-            .await
-            .or_internal("list broadcast objects")?;
-        let keys: Vec<String> = listed.objects().iter().map(|o| o.key()).collect();
+        let mut list = bucket.list().prefix(prefix.clone()).limit(PURGE_BATCH);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let listed = list.execute().await.or_internal("list broadcast objects")?;
+        cursor = listed.cursor();
+        let keys: Vec<String> = listed
+            .objects()
+            .iter()
+            .map(|o| o.key())
+            .filter(|k| held.binary_search(k).is_err())
+            .collect();
         if !keys.is_empty() {
             bucket
                 .delete_multiple(keys)
@@ -253,6 +272,8 @@ async fn purge_one(app: &App, bucket: &Bucket, stream_id: &str, broadcast_id: &s
                 &[broadcast_id.into()],
             )
             .await?;
+            // Its chat is no longer kept for it.
+            crate::replay::keep_for_broadcasts(app, stream_id).await;
             return Ok(true);
         }
     }

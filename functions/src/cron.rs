@@ -1,5 +1,5 @@
 //! The minute cron: ends streams whose heartbeats stopped (and their broadcasts), removes deleted and expired
-//! broadcasts' video, asks Midtrans about donations pending too long, redelivers chat alerts for paid donations,
+//! broadcasts' video (but what clips hold) and deleted streams' clips, asks Midtrans about donations pending too long, redelivers chat alerts for paid donations,
 //! prunes the refused part of the Midtrans audit log, and forgets expired rate-limit windows and long-unused known
 //! login clients. Each task runs
 //! even when another fails, and failures are logged with context.
@@ -8,7 +8,7 @@ use sunnylive_core::replica::SessionStart;
 use worker::Env;
 
 use crate::app::App;
-use crate::{auth, broadcasts, db, donations, rtmp};
+use crate::{auth, broadcasts, clips, db, donations, rtmp};
 
 pub async fn run(env: Env) {
     // The cron decides on current state (stale streams, pending donations): it reads the primary.
@@ -28,6 +28,9 @@ pub async fn run(env: Env) {
         Ok(n) if n > 0 => worker::console_log!("cron: purged {n} deleted or expired broadcast(s)"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: broadcast sweep failed: {e}"),
+    }
+    if let Err(e) = clips::sweep(&app).await {
+        worker::console_error!("cron: clip sweep failed: {e}");
     }
     match donations::reconcile_pending(&app).await {
         Ok(n) if n > 0 => worker::console_log!("cron: settled {n} pending donation(s) from Midtrans's status API"),

@@ -314,7 +314,7 @@ async fn record_segment(
 // --- playback (viewers -> Cache API -> D1 / R2) --------------------------------------------------------------------
 
 #[derive(Deserialize)]
-struct SegmentRow {
+pub(crate) struct SegmentRow {
     seq: i64,
     duration_ms: i64,
     discontinuity: i64,
@@ -323,7 +323,7 @@ struct SegmentRow {
 }
 
 impl SegmentRow {
-    fn segment(&self) -> Segment {
+    pub(crate) fn segment(&self) -> Segment {
         Segment {
             seq: self.seq as u32,
             duration_ms: self.duration_ms as u32,
@@ -334,7 +334,7 @@ impl SegmentRow {
     }
 }
 
-const SEGMENT_COLUMNS: &str = "seq, duration_ms, discontinuity, disc_seq, pdt_ms";
+pub(crate) const SEGMENT_COLUMNS: &str = "seq, duration_ms, discontinuity, disc_seq, pdt_ms";
 
 /// A rendition row of `hls_renditions`, for the master playlists.
 #[derive(Deserialize)]
@@ -368,7 +368,7 @@ impl RenditionRow {
     }
 }
 
-async fn variants(app: &App, broadcast_id: &str) -> Result<Vec<Variant>, ApiError> {
+pub(crate) async fn variants(app: &App, broadcast_id: &str) -> Result<Vec<Variant>, ApiError> {
     let rows: Vec<RenditionRow> = db::all(
         &app.db,
         "load renditions",
@@ -395,7 +395,7 @@ fn mark(resp: Response, status: &str) -> Response {
 /// A cached answer for this exact URL, if the colo has one (the Cache API also answers Range and If-None-Match).
 /// Only GET is cached (the Cache API refuses other methods); HEAD goes to the source.
 /// Not asked again when `video_cache::lookup` already asked for this request and found nothing.
-async fn cached(app: &App, req: &Request) -> Option<Response> {
+pub(crate) async fn cached(app: &App, req: &Request) -> Option<Response> {
     if app.video_cache_missed || req.method() != Method::Get {
         return None;
     }
@@ -404,7 +404,7 @@ async fn cached(app: &App, req: &Request) -> Option<Response> {
 }
 
 /// Stores a copy of `resp` in the colo's cache and returns the other copy.
-async fn remember(req: &Request, resp: Response) -> Response {
+pub(crate) async fn remember(req: &Request, resp: Response) -> Response {
     let mut resp = mark(resp, "MISS");
     if req.method() == Method::Get {
         if let Ok(copy) = resp.cloned() {
@@ -416,7 +416,7 @@ async fn remember(req: &Request, resp: Response) -> Response {
     resp
 }
 
-fn text_response(body: String, content_type: &str, cache_control: &str) -> Result<Response, ApiError> {
+pub(crate) fn text_response(body: String, content_type: &str, cache_control: &str) -> Result<Response, ApiError> {
     let headers = Headers::new();
     headers.set("content-type", content_type).or_internal("headers")?;
     headers.set("cache-control", cache_control).or_internal("headers")?;
@@ -425,7 +425,7 @@ fn text_response(body: String, content_type: &str, cache_control: &str) -> Resul
 
 /// Where playlists point for segment `seq` of `rendition`: relative to the playlist (`relative_prefix` leads from
 /// the playlist's folder to the rendition's), or on the media domain when configured.
-fn segment_uri(
+pub(crate) fn segment_uri(
     app: &App,
     stream_id: &str,
     broadcast_id: &str,
@@ -675,9 +675,15 @@ pub async fn file(
         broadcast.as_str(),
         &rendition.file_path(&file.file_name()),
     );
+    object(app, &req, &key, file).await
+}
+
+/// One R2 object as a video file of kind `file` (its type and caching follow from that), with Range and
+/// If-None-Match; a whole answer goes into the colo's cache. The caller has looked in the cache already.
+pub(crate) async fn object(app: &App, req: &Request, key: &str, file: UploadFile) -> Result<Response, ApiError> {
     let range = req.headers().get("range").ok().flatten();
     let bucket = app.media()?;
-    let mut get = bucket.get(&key);
+    let mut get = bucket.get(key);
     let wanted = range.as_deref().and_then(parse_range);
     if let Some(r) = &wanted {
         get = get.range(r.clone());
@@ -741,7 +747,7 @@ pub async fn file(
             .with_headers(headers));
     }
     let resp = Response::from_body(body).or_internal("response")?.with_headers(headers);
-    Ok(remember(&req, resp).await)
+    Ok(remember(req, resp).await)
 }
 
 /// A single `bytes=` range (`a-b`, `a-`, `-n`); anything else is served whole, as RFC 9110 allows.

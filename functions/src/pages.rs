@@ -26,11 +26,15 @@ pub enum Target {
     NotFound,
 }
 
+/// Where a clip's page gets its link-preview tags (`sunnylive_core::clip::preview_tags`), filled in here: link
+/// preview bots run no script.
+const PREVIEW_MARKER: &str = "<!--#preview-->";
+
 /// The 404 page's asset path.
 const NOT_FOUND_PAGE: &str = "/404";
 
 /// Page templates are only reachable through their routes: `/watch` without an id is not a page.
-const TEMPLATES: [&str; 4] = ["/watch", "/donation", "/overlay", "/404"];
+const TEMPLATES: [&str; 5] = ["/watch", "/donation", "/overlay", "/clip", "/404"];
 
 /// The page parts every page shares, each written once under web/partials/ and compiled in: a page template names
 /// one by its marker line, and `fill_partials` puts it there. The partials themselves are served to nobody.
@@ -110,6 +114,9 @@ pub fn target(path: &str) -> Target {
     }
     if let Some(rest) = path.strip_prefix("/s/") {
         return if is_id(rest) { page("/watch") } else { Target::NotFound };
+    }
+    if let Some(rest) = path.strip_prefix("/clip/") {
+        return if is_id(rest) { page("/clip") } else { Target::NotFound };
     }
     if let Some(rest) = path.strip_prefix("/donations/") {
         return if is_id(rest) {
@@ -275,7 +282,9 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
     for name in ["content-length", "content-encoding", "last-modified", "etag"] {
         headers.delete(name).or_internal("page headers")?;
     }
-    if ask == Ask::Page {
+    // A clip's page carries the clip's own preview tags: no ETag of the template's.
+    let clip = path.strip_prefix("/clip/");
+    if ask == Ask::Page && clip.is_none() {
         if let Some(etag) = response
             .headers()
             .get("etag")
@@ -292,7 +301,47 @@ pub async fn serve(app: &App, req: Request) -> Result<Response, ApiError> {
         return Ok(Response::builder().with_status(status).with_headers(headers).body(body));
     }
     let template = response.text().await.or_internal("page template")?;
-    Ok(Response::ok(fill_partials(&template))
+    let mut page = fill_partials(&template);
+    if let Some(id) = clip {
+        match crate::clips::preview(app, id).await? {
+            Some(c) => {
+                let origin = crate::http::own_origin(&req, app.config.public_base_url.as_deref());
+                let title = c["title"].as_str().unwrap_or_default();
+                let description = format!(
+                    "A {} s clip of {}, on Sunnylive.",
+                    c["duration_seconds"].as_i64().unwrap_or(0).max(1),
+                    c["stream_title"].as_str().unwrap_or_default()
+                );
+                let image = c["thumbnail_url"].as_str().map(|u| match u.starts_with('/') {
+                    true => format!("{origin}{u}"),
+                    false => u.to_string(),
+                });
+                let tags = sunnylive_core::clip::preview_tags(
+                    title,
+                    &description,
+                    &format!("{origin}/clip/{id}"),
+                    image.as_deref(),
+                );
+                // The player starts on this, before its script has asked the API anything: a clip plays at once.
+                // Fetched while the scripts load (hls.js then finds it in the preload cache).
+                let playlist = sunnylive_core::clip::html_escape(c["playlist_url"].as_str().unwrap_or_default());
+                let tags = format!(
+                    "{tags}\n<meta name=\"sunnylive-playlist\" content=\"{playlist}\">\n<link rel=\"preload\" \
+                     as=\"fetch\" crossorigin=\"anonymous\" href=\"{playlist}\">"
+                );
+                page = page.replace(PREVIEW_MARKER, &tags).replace(
+                    "<title>Clip · Sunnylive</title>",
+                    &format!(
+                        "<title>{} · Sunnylive</title>",
+                        sunnylive_core::clip::html_escape(title)
+                    ),
+                );
+            }
+            // The page says so itself (its script finds no clip); bots get the status.
+            None => status = 404,
+        }
+    }
+    Ok(Response::ok(page)
         .or_internal("page")?
         .with_status(status)
         .with_headers(headers))
@@ -383,6 +432,7 @@ mod tests {
         assert_eq!(target("/recover"), page("/recover"));
         assert_eq!(target("/s/abcdefghij234567"), page("/watch"));
         assert_eq!(target("/donations/order-1_x"), page("/donation"));
+        assert_eq!(target("/clip/abcdefghij234567"), page("/clip"));
     }
 
     #[test]
@@ -417,6 +467,8 @@ mod tests {
             "/watch.html",
             "/donation",
             "/overlay",
+            "/clip",
+            "/clip.html",
             "/404",
             "/404.html",
             "/index.html",
@@ -463,7 +515,7 @@ mod tests {
                 "{path:?}"
             );
         }
-        assert_eq!(pages, 10);
+        assert_eq!(pages, 11);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use worker::{Context, Env, Request, Response};
 
 use crate::app::App;
 use crate::http::respond;
-use crate::{account, admin, auth, broadcasts, donations, hls, openapi, outputs, pages, rtmp, streams};
+use crate::{account, admin, auth, broadcasts, clips, donations, hls, openapi, outputs, pages, rtmp, streams};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -38,6 +38,7 @@ pub enum Route {
     AdminUnsuspendUser,
     AdminDeleteBroadcast,
     AdminDeleteChatMessage,
+    AdminDeleteClip,
     AdminAudit,
     ListStreams,
     CreateStream,
@@ -74,6 +75,14 @@ pub enum Route {
     BroadcastRenditionPlaylist,
     HlsFile,
     HlsRenditionFile,
+    CreateClip,
+    ListClips,
+    GetClip,
+    DeleteClip,
+    ClipMaster,
+    ClipPlaylist,
+    ClipThumbnail,
+    BroadcastChat,
 }
 
 /// (method, path pattern, route). `{name}` matches one non-empty path segment.
@@ -114,6 +123,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/api/admin/streams/{id}/messages/{message_id}",
         Route::AdminDeleteChatMessage,
     ),
+    ("DELETE", "/api/admin/clips/{clip_id}", Route::AdminDeleteClip),
     ("GET", "/api/admin/audit", Route::AdminAudit),
     ("GET", "/api/streams", Route::ListStreams),
     ("POST", "/api/streams", Route::CreateStream),
@@ -158,6 +168,15 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/api/origin/hls/{broadcast_id}/{rendition}/{file}",
         Route::UploadRenditionHls,
     ),
+    ("POST", "/api/streams/{id}/clips", Route::CreateClip),
+    ("GET", "/api/streams/{id}/clips", Route::ListClips),
+    ("GET", "/api/clips/{clip_id}", Route::GetClip),
+    (
+        "GET",
+        "/api/streams/{id}/broadcasts/{broadcast_id}/chat",
+        Route::BroadcastChat,
+    ),
+    ("DELETE", "/api/clips/{clip_id}", Route::DeleteClip),
     // Video, on the site's own origin. Each pattern ending in a fixed name is matched before the `{file}` pattern it
     // would also fit. Rendition names (`source`, `480p`) never look like broadcast ids (16 characters).
     ("GET", "/hls/{id}/master.m3u8", Route::LiveMaster),
@@ -176,6 +195,14 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "/hls/{id}/{broadcast_id}/{rendition}/{file}",
         Route::HlsRenditionFile,
     ),
+    // A clip's playlists and thumbnail: `clips` is never a broadcast id (16 characters).
+    ("GET", "/hls/{id}/clips/{clip_id}/master.m3u8", Route::ClipMaster),
+    (
+        "GET",
+        "/hls/{id}/clips/{clip_id}/{rendition}/index.m3u8",
+        Route::ClipPlaylist,
+    ),
+    ("GET", "/hls/{id}/clips/{clip_id}/thumb.jpg", Route::ClipThumbnail),
 ];
 
 /// Path parameters of a matched route, in pattern order.
@@ -305,12 +332,19 @@ pub fn cache_class(route: Route) -> CacheClass {
         | Route::BroadcastPlaylist
         | Route::BroadcastRenditionPlaylist
         | Route::HlsFile
-        | Route::HlsRenditionFile => CacheClass::Video,
+        | Route::HlsRenditionFile
+        | Route::ClipMaster
+        | Route::ClipPlaylist
+        | Route::ClipThumbnail => CacheClass::Video,
         // The same for whoever asks; a few seconds old is fine. (Chat history is not: a moderator's delete must
         // take at once; a donation list is the owner's.)
-        Route::OpenApi | Route::ListStreams | Route::GetStream | Route::ListBroadcasts | Route::Leaderboard => {
-            CacheClass::PublicRead
-        }
+        Route::OpenApi
+        | Route::ListStreams
+        | Route::GetStream
+        | Route::ListBroadcasts
+        | Route::Leaderboard
+        | Route::GetClip
+        | Route::ListClips => CacheClass::PublicRead,
         _ => CacheClass::Private,
     }
 }
@@ -344,12 +378,18 @@ pub fn request_id(headers: &web_sys::Headers) -> String {
 
 /// The `Cache-Tag` of a video route's answer: its stream, and its broadcast when it has one.
 pub fn video_tags(route: Route, params: &Params) -> String {
-    // Every video route but the live ones names its broadcast second (`/hls/{id}/{broadcast_id}/...`).
-    let live = matches!(
+    // A broadcast's routes name it second (`/hls/{id}/{broadcast_id}/...`); the live ones name none, and a clip's
+    // second parameter is the clip (its playlists stay while the broadcast's other answers are purged).
+    let of_no_broadcast = matches!(
         route,
-        Route::LiveMaster | Route::LivePlaylist | Route::LiveRenditionPlaylist
+        Route::LiveMaster
+            | Route::LivePlaylist
+            | Route::LiveRenditionPlaylist
+            | Route::ClipMaster
+            | Route::ClipPlaylist
+            | Route::ClipThumbnail
     );
-    cache::video_tags(params.first(), (!live).then(|| params.get(1)))
+    cache::video_tags(params.first(), (!of_no_broadcast).then(|| params.get(1)))
 }
 
 /// Answers one request. `video_cache_missed`: the edge cache was already asked for this request and had nothing
@@ -493,6 +533,7 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
         Route::AdminDeleteChatMessage => {
             admin::operator(app, req, admin::Act::DeleteMessage, params.first(), params.get(1)).await
         }
+        Route::AdminDeleteClip => admin::operator(app, req, admin::Act::DeleteClip, params.first(), "").await,
         Route::AdminAudit => admin::operator(app, req, admin::Act::Audit, "", "").await,
         Route::ListStreams => streams::list(app, req).await,
         Route::CreateStream => streams::create(app, req).await,
@@ -530,6 +571,14 @@ async fn dispatch(route: Route, app: &App, req: Request, params: Params) -> Resu
             hls::broadcast_playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await
         }
         Route::HlsFile => hls::file(app, req, params.first(), params.get(1), None, params.get(2)).await,
+        Route::CreateClip => clips::create(app, req, params.first()).await,
+        Route::ListClips => clips::list(app, req, params.first()).await,
+        Route::GetClip => clips::get(app, params.first()).await,
+        Route::DeleteClip => clips::delete(app, req, params.first()).await,
+        Route::ClipMaster => clips::playlist(app, req, params.first(), params.get(1), None).await,
+        Route::ClipPlaylist => clips::playlist(app, req, params.first(), params.get(1), Some(params.get(2))).await,
+        Route::ClipThumbnail => clips::thumbnail(app, req, params.first(), params.get(1)).await,
+        Route::BroadcastChat => crate::replay::chat(app, req, params.first(), params.get(1)).await,
         Route::HlsRenditionFile => {
             hls::file(
                 app,
@@ -577,6 +626,22 @@ mod tests {
         assert_eq!((route, params.get(3)), (Route::HlsRenditionFile, "7.ts"));
         let (route, params) = find("PUT", "/api/origin/hls/b/360p/7.ts").unwrap().unwrap();
         assert_eq!((route, params.get(1)), (Route::UploadRenditionHls, "360p"));
+    }
+
+    #[test]
+    fn a_clips_playlists_and_thumbnail_are_not_taken_for_a_broadcasts_files() {
+        let (route, params) = find("GET", "/hls/s/clips/c/master.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(1)), (Route::ClipMaster, "c"));
+        let (route, params) = find("GET", "/hls/s/clips/c/480p/index.m3u8").unwrap().unwrap();
+        assert_eq!((route, params.get(2)), (Route::ClipPlaylist, "480p"));
+        assert_eq!(
+            find("GET", "/hls/s/clips/c/thumb.jpg").unwrap().unwrap().0,
+            Route::ClipThumbnail
+        );
+        assert_eq!(
+            find("GET", "/hls/s/b/480p/7.ts").unwrap().unwrap().0,
+            Route::HlsRenditionFile
+        );
     }
 
     #[test]

@@ -41,6 +41,20 @@ pub struct DeleteMessagePost {
     pub id: String,
 }
 
+/// `GET ?from_ms=&to_ms=&limit=&base_ms=` -> the page of `GET .../broadcasts/{b}/chat` (`crate::replay::page`):
+/// the history items (chat and donations, not deleted, not by a banned user) sent from `from_ms` to `to_ms` (unix
+/// ms, both included), oldest first, with their offsets from `base_ms`.
+pub const ROOM_REPLAY: &str = "/internal/replay";
+/// `POST` `KeepPost` -> `KeepPost`: which history to keep beyond the newest `HISTORY_KEEP` messages.
+pub const ROOM_KEEP: &str = "/internal/keep";
+
+/// Messages sent at or after `since_ms` (unix ms: the start of the stream's oldest broadcast that still exists)
+/// are kept however many there are, for the broadcasts' chat replay; None: only the newest `HISTORY_KEEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepPost {
+    pub since_ms: Option<i64>,
+}
+
 /// The stream went live or offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusPost {

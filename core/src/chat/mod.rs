@@ -27,8 +27,9 @@ pub use identity::{
     HEADER_STREAM_STATUS, HEADER_USERNAME, HEADER_USER_ID,
 };
 pub use internal::{
-    DeleteMessagePost, DonationDelivered, ForgetUserPost, LogoutDone, LogoutPost, StatusPost, ROOM_DELETE_MESSAGE,
-    ROOM_DONATION, ROOM_FORGET_USER, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
+    DeleteMessagePost, DonationDelivered, ForgetUserPost, KeepPost, LogoutDone, LogoutPost, StatusPost,
+    ROOM_DELETE_MESSAGE, ROOM_DONATION, ROOM_FORGET_USER, ROOM_KEEP, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_REPLAY,
+    ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
 };
 pub use room::{Connection, Effect, Event, MessageKind, Room, Setting, Snapshot, StoredMessage};
 pub use shard::{

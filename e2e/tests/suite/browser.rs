@@ -41,6 +41,13 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .env("SUNNYLIVE_MIDTRANS_URL", &app.midtrans)
         // The stack's local D1, for scripts/admin (the Operator page's test makes its operator the documented way).
         .env("SUNNYLIVE_STATE_DIR", app.run_dir.join("state"))
+        // An operator the suite made before its parallel tests (`operator::prepare`), when there is one left.
+        .env(
+            "SUNNYLIVE_E2E_OPERATOR",
+            crate::operator::take_prepared()
+                .map(|(user, password)| format!("{user}:{password}"))
+                .unwrap_or_default(),
+        )
         .output()
         .await
         .map_err(|e| -> BoxError {

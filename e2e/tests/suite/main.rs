@@ -11,6 +11,7 @@ mod account;
 mod auth;
 mod browser;
 mod chat;
+mod clips;
 mod contract;
 mod donations;
 mod faults;
@@ -32,6 +33,7 @@ fn parallel_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(auth::tests(app.clone()));
     trials.extend(browser::tests(app.clone()));
     trials.extend(chat::tests(app.clone()));
+    trials.extend(clips::tests(app.clone()));
     trials.extend(donations::tests(app.clone()));
     trials.extend(operator::tests(app.clone()));
     trials.extend(ops::tests(app.clone()));
@@ -81,6 +83,19 @@ fn main() {
     // enough that uploads took over a second at p90 and RTMP tests missed their deadlines (2026-12-02).
     if args.test_threads.is_none() {
         args.test_threads = Some(8);
+    }
+    // The operators the tests need, made while nothing else runs (`operator::prepare` says why): the operator
+    // tests, a clip's, and the browser suite's Operator page; none for a run filtered to other tests.
+    let wanted = ["operator::", "clips::a_reported", "browser::"];
+    let filter = args.filter.clone().unwrap_or_default();
+    let operators = match filter.is_empty() || wanted.iter().any(|w| w.contains(&filter) || filter.contains(w)) {
+        true => 7,
+        false => 0,
+    };
+    if let Err(e) = operator::prepare(&app, operators) {
+        eprintln!("could not make the tests' operators: {e}");
+        app.stop();
+        std::process::exit(1);
     }
     let parallel = libtest_mimic::run(&args, parallel_trials(&app));
     args.test_threads = Some(1);

@@ -5,7 +5,7 @@
 //! rate-limited.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
@@ -30,8 +30,49 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
 
 static CLIENT_IDS: AtomicU32 = AtomicU32::new(8_100_000);
 
+/// Operators made before the parallel tests start (`prepare`), as (username, password). `scripts/admin` writes the
+/// local D1 from another process; a request the Worker serves meanwhile can find the local D1 unable to give its
+/// session bookmark (a 500 "Failed to get session commit token" that no production D1 shows, since nothing writes
+/// to it from outside). So the suite grants them while nothing else runs, and tests sign in as one.
+static PREPARED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Makes `n` operators for the tests that need one (this module's, a clip's, the browser suite's Operator page).
+pub fn prepare(app: &TestApp, n: usize) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        for _ in 0..n {
+            let op = grant_new(app, &app.api()).await?;
+            PREPARED.lock().expect("BUG: poisoned").push((op.username, op.password));
+        }
+        Ok(())
+    })
+}
+
+/// An operator made by `prepare`, taken for one test (None when all are taken).
+pub fn take_prepared() -> Option<(String, String)> {
+    PREPARED.lock().expect("BUG: poisoned").pop()
+}
+
+/// An operator signed in for this test: one `prepare` made, or (a filtered run) one made now.
+pub async fn operator(app: &TestApp, api: &Api) -> Result<Session, BoxError> {
+    match take_prepared() {
+        Some((username, password)) => {
+            let a = api
+                .post(
+                    "/api/auth/login",
+                    None,
+                    &serde_json::json!({ "username": username, "password": password }),
+                )
+                .await?;
+            ensure!(a.status == 200, "operator sign-in: {} {}", a.status, a.text);
+            Ok(sunnylive_e2e::session(&a, &password))
+        }
+        None => grant_new(app, api).await,
+    }
+}
+
 /// Registers someone and makes them an operator the documented way: `scripts/admin grant`, against this stack's D1.
-async fn operator(app: &TestApp, api: &Api) -> Result<Session, BoxError> {
+async fn grant_new(app: &TestApp, api: &Api) -> Result<Session, BoxError> {
     let op = api.register("oper").await?;
     let mut cmd = std::process::Command::new(repo_root().join("scripts/admin"));
     cmd.current_dir(repo_root())
@@ -302,6 +343,11 @@ async fn a_normal_user_gets_403_on_every_operator_route_and_nothing_changes(app:
         (
             Method::DELETE,
             format!("/api/admin/streams/{stream}/messages/{message}?reason=x"),
+            Value::Null,
+        ),
+        (
+            Method::DELETE,
+            "/api/admin/clips/aaaaaaaaaaaaaaaa?reason=x".into(),
             Value::Null,
         ),
     ];

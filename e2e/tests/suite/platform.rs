@@ -114,7 +114,8 @@ async fn every_answer_says_who_may_cache_it(app: &TestApp) -> TestResult {
             .replace("{login_id}", "aaaaaaaaaaaaaaaa")
             .replace("{user_id}", "aaaaaaaaaaaaaaaa")
             .replace("{report_id}", "aaaaaaaaaaaaaaaa")
-            .replace("{message_id}", "1");
+            .replace("{message_id}", "1")
+            .replace("{clip_id}", "aaaaaaaaaaaaaaaa");
         ensure!(!path.contains('{'), "a path parameter the walk cannot fill: {pattern}");
         for method in ops.as_object().ok_or("an operation map")?.keys() {
             // The path item's other keys ("parameters", ...) are not operations.

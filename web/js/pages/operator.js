@@ -28,6 +28,9 @@ function actsFor(report) {
   } else if (report.target_type === 'broadcast') {
     acts.push(['Delete broadcast', 'content_deleted', (reason) =>
       api(`/api/admin/broadcasts/${enc(target)}?reason=${enc(reason)}`, { method: 'DELETE' })]);
+  } else if (report.target_type === 'clip') {
+    acts.push(['Delete clip', 'content_deleted', (reason) =>
+      api(`/api/admin/clips/${enc(target)}?reason=${enc(reason)}`, { method: 'DELETE' })]);
   } else if (report.target_type === 'chat_message') {
     const [stream, message] = target.split('/');
     acts.push(['Delete message', 'content_deleted', (reason) =>
@@ -38,8 +41,9 @@ function actsFor(report) {
 }
 
 function targetLink(report) {
-  const stream = report.target_type === 'broadcast' ? null : report.target_id.split('/')[0];
   const label = `${report.target_type.replace('_', ' ')} ${report.target_id}`;
+  if (report.target_type === 'clip') return h('a', { text: label, attrs: { href: `/clip/${enc(report.target_id)}` } });
+  const stream = report.target_type === 'broadcast' ? null : report.target_id.split('/')[0];
   return stream ? h('a', { text: label, attrs: { href: `/s/${enc(stream)}` } }) : h('span', { text: label });
 }
 

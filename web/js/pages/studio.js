@@ -164,6 +164,44 @@ function obsSettings() {
   );
 }
 
+/** Clips viewers made of a stream, newest first: each links to its page (where the owner may delete it). */
+function clipsBox(stream) {
+  const list = h('ol', { class: 'broadcast-list', data: { role: 'clips' } });
+  const more = h('button', { class: 'btn btn--ghost btn--small load-more', text: 'Show more', attrs: { type: 'button', hidden: true } });
+  let cursor = null;
+  function row(clip) {
+    const thumb = h('span', { class: 'broadcast__thumb', attrs: { 'aria-hidden': 'true' } }, clip.thumbnail_url ? thumbnailImage(clip.thumbnail_url, 'broadcast__img') : null);
+    thumb.style.setProperty('--hue', String(warmHueFor(stream.id)));
+    return h(
+      'li',
+      { class: 'broadcast broadcast--row', data: { clipId: clip.id } },
+      h(
+        'a',
+        { class: 'broadcast__summary', attrs: { href: clip.page_url } },
+        thumb,
+        h('span', { class: 'broadcast__text' }, h('span', { class: 'broadcast__date', text: clip.title }), h('span', { class: 'broadcast__duration', text: `${Math.round(clip.duration_seconds)} s by ${clip.creator.username}, ${dateTime(clip.created_at)}` })),
+      ),
+    );
+  }
+  async function load(append) {
+    try {
+      const params = new URLSearchParams({ limit: '5' });
+      if (append && cursor) params.set('cursor', cursor);
+      const body = await api(`/api/streams/${encodeURIComponent(stream.id)}/clips?${params}`);
+      if (!append) list.replaceChildren();
+      for (const clip of body.clips) list.appendChild(row(clip));
+      if (!list.children.length) fill(list, h('li', { class: 'empty-note', text: 'When viewers clip your stream, the clips show up here.' }));
+      cursor = body.next_cursor || null;
+      more.hidden = !cursor;
+    } catch {
+      // Clips are an extra; the studio works without them.
+    }
+  }
+  more.addEventListener('click', () => load(true));
+  load(false);
+  return h('div', { class: 'broadcasts' }, list, more);
+}
+
 /** Past broadcasts of a stream, newest first, each watchable and deletable (after a confirmation). */
 function broadcastsBox(stream) {
   const list = h('ol', { class: 'broadcast-list', data: { role: 'broadcasts' } });
@@ -393,6 +431,7 @@ function streamCard(stream, initialKey) {
       h('p', { class: 'studio-card__hint', text: 'Viewers can watch these on your page while you are offline.' }),
       past.box,
     ),
+    h('section', { class: 'studio-card__section' }, h('h3', { class: 'studio-card__subtitle', text: 'Clips' }), clipsBox(stream)),
     h('section', { class: 'studio-card__section' }, h('h3', { class: 'studio-card__subtitle', text: 'Supporters' }), money.box),
     h('footer', { class: 'studio-card__foot' }, deleteButton),
   );

@@ -10,6 +10,10 @@ import { createChat } from '../watch/chat.js';
 import { createDonate } from '../watch/donate.js';
 import { createPastBroadcasts } from '../watch/past.js';
 import { createPlayer } from '../watch/player.js';
+import { createReplay } from '../watch/replay.js';
+
+/** What the watch page's Clip button takes: the last half minute of the live stream. */
+const CLIP_SECONDS = 30;
 
 function showMissing() {
   byId('watch').hidden = true;
@@ -42,6 +46,30 @@ async function loadLeaderboard(streamId) {
   }
 }
 
+/** The "Clip" button: while the stream is live, a signed-in viewer clips its last 30 s; returns what shows it. */
+function createClipButton(streamId, user) {
+  const button = byId('clip-button');
+  const status = byId('clip-status');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    status.textContent = 'Clipping…';
+    try {
+      const { clip } = await api(`/api/streams/${encodeURIComponent(streamId)}/clips`, {
+        method: 'POST',
+        body: { duration_seconds: CLIP_SECONDS },
+      });
+      status.replaceChildren('Clip made: ', h('a', { attrs: { href: clip.page_url }, text: clip.title }));
+    } catch (err) {
+      status.textContent = describeError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return (live) => {
+    button.hidden = !(user && live);
+  };
+}
+
 async function main() {
   const streamId = idFromPath(2);
   const userPromise = initHeader();
@@ -71,8 +99,21 @@ async function main() {
   renderStatus(stream, stream.status);
 
   let past = null;
+  // While a past broadcast plays, the chat panel replays its chat in step with the video.
+  const replay = createReplay({
+    list: byId('replay-list'),
+    video: byId('video'),
+    onActive(active) {
+      byId('replay-scroll').hidden = !active;
+      byId('chat-scroll').hidden = active;
+    },
+  });
   const player = createPlayer(stream.hls_url, {
-    onModeChange: (mode, broadcast) => past && past.onModeChange(mode, broadcast),
+    onModeChange: (mode, broadcast) => {
+      if (mode === 'vod' && broadcast) replay.start(streamId, broadcast.id);
+      else replay.stop();
+      if (past) past.onModeChange(mode, broadcast);
+    },
   });
   past = createPastBroadcasts({
     streamId,
@@ -81,13 +122,16 @@ async function main() {
   });
   // For diagnostics (and the browser suite, which reads the live latency): what the player is doing.
   window.sunnylivePlayer = player;
+  let clipLive = null;
   const setLive = (live) => {
+    if (clipLive) clipLive(live);
     player.setLive(live);
     past.setLive(live);
   };
   setLive(stream.status === 'live');
 
   const user = await userPromise;
+  const clipButton = createClipButton(streamId, user);
   const isOwner = Boolean(user && stream.owner && user.id === stream.owner.id);
   if (isOwner) {
     // Donating to yourself makes no sense; the panel keeps the supporters list and points to the studio.
@@ -97,6 +141,8 @@ async function main() {
   } else {
     createDonate({ streamId, user });
   }
+  clipLive = clipButton;
+  clipButton(stream.status === 'live');
   loadLeaderboard(streamId);
   let leaderboardTimer = null;
 
