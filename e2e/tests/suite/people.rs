@@ -170,15 +170,28 @@ async fn an_export_holds_what_the_person_streamed_chatted_and_donated_and_no_sec
     let p = person(app, "xport").await?;
     // A broadcast with video, as the origin makes one.
     let (broadcast, client) = crate::video::start_broadcast(&p.api, &p.stream_key).await?;
-    let up = crate::video::upload(
-        &p.api,
-        &format!("{broadcast}/0.ts?duration=2"),
-        Some(sunnylive_e2e::ORIGIN_TOKEN),
-        vec![0x47; 376],
-    )
-    .await?;
-    ensure!(up.status == 201, "upload: {} {}", up.status, up.text);
+    for seq in 0..3 {
+        let up = crate::video::upload(
+            &p.api,
+            &format!("{broadcast}/{seq}.ts?duration=2"),
+            Some(sunnylive_e2e::ORIGIN_TOKEN),
+            vec![0x47; 376],
+        )
+        .await?;
+        ensure!(up.status == 201, "upload {seq}: {} {}", up.status, up.text);
+    }
     crate::video::end_broadcast(&p.api, &p.stream_key, client).await?;
+    // And a clip of it, made by the person.
+    let clip = p
+        .api
+        .post(
+            &format!("/api/streams/{}/clips", p.stream_id),
+            Some(&p.me.access),
+            &json!({"duration_seconds": 5, "broadcast_id": broadcast, "title": "my moment"}),
+        )
+        .await?;
+    ensure!(clip.status == 201, "clip: {} {}", clip.status, clip.text);
+    let clip_id = clip.body["clip"]["id"].as_str().unwrap_or_default().to_string();
 
     let a = export(&p.api, &p.me).await?;
     ensure!(a.status == 200, "export: {} {}", a.status, a.text);
@@ -224,6 +237,22 @@ async fn an_export_holds_what_the_person_streamed_chatted_and_donated_and_no_sec
         playlist.ends_with(&format!("/hls/{}/{broadcast}/master.m3u8", p.stream_id)),
         "the broadcast with its URL: {}",
         e["broadcasts"]
+    );
+    let c = e["clips"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["id"] == clip_id.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    ensure!(
+        c["title"] == "my moment"
+            && c["page_url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(&format!("/clip/{clip_id}")))
+            && c["playlist_url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(&format!("/hls/{}/clips/{clip_id}/master.m3u8", p.stream_id))),
+        "the clip with its URLs: {}",
+        e["clips"]
     );
     // Absolute on the site's public origin; fetched here through the stack's own address.
     let path = reqwest::Url::parse(&playlist)?.path().to_string();
@@ -429,6 +458,38 @@ async fn deleting_an_account_leaves_no_row_naming_them_no_video_a_cut_publish_an
         "the segments are the broadcast's: {segments:?}"
     );
     ensure!(publisher.still_running(), "the publisher is running");
+    // A clip of the live stream, by the person: it holds some of those segments, and goes with them.
+    // A clip needs 5 s of the broadcast: give the publish that much past its first segment, then try a few times
+    // (each try counts toward the clip limit, 10 in 5 minutes).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let clip = loop {
+        let a = p
+            .api
+            .post(
+                &format!("/api/streams/{}/clips", p.stream_id),
+                Some(&p.me.access),
+                &json!({"duration_seconds": 5}),
+            )
+            .await?;
+        if a.status == 201 {
+            break a.body["clip"]["id"].as_str().unwrap_or_default().to_string();
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no 5-s clip of the live stream: {} {}",
+            a.status,
+            a.text
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    let clip_page = p.api.get(&format!("/api/clips/{clip}"), None).await?;
+    ensure!(
+        clip_page.status == 200,
+        "the clip: {} {}",
+        clip_page.status,
+        clip_page.text
+    );
 
     let started = Instant::now();
     let a = delete_me(&p.api, &p.me, &json!({"password": p.me.password})).await?;
@@ -506,6 +567,13 @@ async fn deleting_an_account_leaves_no_row_naming_them_no_video_a_cut_publish_an
         let r = app.http().get(url).send().await?;
         ensure!(r.status() == 404, "{url} after the deletion: {}", r.status());
     }
+    let gone = p.api.get(&format!("/api/clips/{clip}"), None).await?;
+    ensure!(
+        gone.status == 404,
+        "their clip after the deletion: {} {}",
+        gone.status,
+        gone.text
+    );
     let thumb = format!("{}/hls/{}/{broadcast}/thumb.jpg", app.base, p.stream_id);
     ensure!(
         app.http().get(&thumb).send().await?.status() == 404,
