@@ -999,6 +999,17 @@ pub fn viewer_ipv4(n: usize) -> String {
     format!("198.18.{}.{}", (n / 250) % 256, n % 250 + 1)
 }
 
+/// Which of the Worker's fixed rate-limit windows of `seconds` this moment falls in (`core::rate_limit`: windows
+/// start at multiples of their length in unix time). A test that counts attempts up to a limit starts again when
+/// its attempts straddled two windows, as each window counts from zero.
+pub fn limit_window(seconds: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        / seconds
+}
+
 /// A username nobody else in this run has: `prefix` + a counter + a few random-ish characters.
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

@@ -621,41 +621,59 @@ async fn cookie_requests_that_change_state_need_our_origin(app: &TestApp) -> Tes
 }
 
 async fn login_is_rate_limited_per_username_and_per_ip(app: &TestApp) -> TestResult {
-    let api = app.api();
-    let s = api.register("limited").await?;
-    let mut last = None;
-    for _ in 0..11 {
-        // A fresh address each time: only the per-username limit can trip.
-        let a = app.api().login(&s.username, "wrong password").await?;
-        last = Some(a);
+    // Each part again, with new names and addresses, when its attempts straddled two of the limit's windows.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let window = sunnylive_e2e::limit_window(300);
+        let api = app.api();
+        let s = api.register("limited").await?;
+        let mut last = None;
+        for _ in 0..11 {
+            // A fresh address each time: only the per-username limit can trip.
+            let a = app.api().login(&s.username, "wrong password").await?;
+            last = Some(a);
+        }
+        let a = last.ok_or("no attempts made")?;
+        if a.status != 429 && sunnylive_e2e::limit_window(300) != window && tries < 3 {
+            continue;
+        }
+        ensure!(
+            a.status == 429 && a.code() == "rate_limited",
+            "11th wrong password for one name: {} {}",
+            a.status,
+            a.text
+        );
+        let retry: u64 = a.header("retry-after").ok_or("429 without Retry-After")?.parse()?;
+        ensure!((1..=300).contains(&retry), "Retry-After {retry}");
+        // Even the right password waits out the window (otherwise the limit would tell an attacker when they hit it).
+        ensure!(
+            app.api().login(&s.username, &s.password).await?.status == 429,
+            "the limit holds for the right password too"
+        );
+        break;
     }
-    let a = last.ok_or("no attempts made")?;
-    ensure!(
-        a.status == 429 && a.code() == "rate_limited",
-        "11th wrong password for one name: {} {}",
-        a.status,
-        a.text
-    );
-    let retry: u64 = a.header("retry-after").ok_or("429 without Retry-After")?.parse()?;
-    ensure!((1..=300).contains(&retry), "Retry-After {retry}");
-    // Even the right password waits out the window (otherwise the limit would tell an attacker when they hit it).
-    ensure!(
-        app.api().login(&s.username, &s.password).await?.status == 429,
-        "the limit holds for the right password too"
-    );
 
-    let one_ip = app.api();
-    let mut statuses = Vec::new();
-    for _ in 0..31 {
-        statuses.push(one_ip.login(&unique_name("nobody"), "whatever1").await?.status);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let window = sunnylive_e2e::limit_window(300);
+        let one_ip = app.api();
+        let mut statuses = Vec::new();
+        for _ in 0..31 {
+            statuses.push(one_ip.login(&unique_name("nobody"), "whatever1").await?.status);
+        }
+        if statuses[30] != 429 && sunnylive_e2e::limit_window(300) != window && tries < 3 {
+            continue;
+        }
+        ensure!(
+            statuses[..30].iter().all(|s| *s == 401),
+            "the first 30 from one address are judged: {statuses:?}"
+        );
+        ensure!(
+            statuses[30] == 429,
+            "the 31st from one address is limited: {statuses:?}"
+        );
+        return Ok(());
     }
-    ensure!(
-        statuses[..30].iter().all(|s| *s == 401),
-        "the first 30 from one address are judged: {statuses:?}"
-    );
-    ensure!(
-        statuses[30] == 429,
-        "the 31st from one address is limited: {statuses:?}"
-    );
-    Ok(())
 }

@@ -379,17 +379,24 @@ async fn bearer_decides_who_is_calling_even_with_someone_elses_cookie(app: &Test
 // Item 4: IPv6 clients are one client per /64
 
 async fn per_ip_limits_bucket_ipv6_clients_by_64(app: &TestApp) -> TestResult {
-    // A /64 of its own (the harness gives every other client its own /64 too).
-    let prefix = format!("2001:db8:ffff:{:x}", std::process::id() & 0xffff);
+    // A /64 of its own (the harness gives every other client its own /64 too); another one when the attempts
+    // straddled two of the limit's windows (each counts from zero).
     let mut last = None;
-    for i in 1..=31u32 {
-        let api = Api::new(&app.base, format!("{prefix}:{i:x}:{:x}::{i:x}", i * 7));
-        let a = api.login(&unique_name("nobody"), "wrong password here").await?;
-        if a.status == 429 {
-            last = Some((i, a));
+    for tries in 0..3u32 {
+        let prefix = format!("2001:db8:ffff:{:x}", (std::process::id() + tries) & 0xffff);
+        let window = sunnylive_e2e::limit_window(300);
+        for i in 1..=31u32 {
+            let api = Api::new(&app.base, format!("{prefix}:{i:x}:{:x}::{i:x}", i * 7));
+            let a = api.login(&unique_name("nobody"), "wrong password here").await?;
+            if a.status == 429 {
+                last = Some((i, a));
+                break;
+            }
+            ensure!(a.status == 401, "attempt {i}: {} {}", a.status, a.text);
+        }
+        if last.is_some() || sunnylive_e2e::limit_window(300) == window {
             break;
         }
-        ensure!(a.status == 401, "attempt {i}: {} {}", a.status, a.text);
     }
     let Some((i, a)) = last else {
         return Err("31 logins from 31 addresses of one /64 were never limited".into());
