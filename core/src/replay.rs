@@ -23,7 +23,8 @@ impl ReplayQuery {
     pub fn parse(from_ms: Option<&str>, limit: Option<&str>) -> Result<ReplayQuery, ApiError> {
         let limit = page::parse_limit(limit)?;
         let from_ms = match from_ms {
-            None | Some("") => 0,
+            // Absent is the start; present but empty is not a number (422, like every other bad parameter).
+            None => 0,
             Some(raw) => raw
                 .parse::<i64>()
                 .ok()
@@ -87,7 +88,7 @@ mod tests {
             ReplayQuery { from_ms: 0, limit: 20 }
         );
         assert_eq!(ReplayQuery::parse(Some("1500"), Some("100")).unwrap().from_ms, 1500);
-        for bad in ["-1", "1.5", "x", "99999999999999"] {
+        for bad in ["", "-1", "1.5", "x", "99999999999999"] {
             assert!(
                 ReplayQuery::parse(Some(bad), None)
                     .unwrap_err()
