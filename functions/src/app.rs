@@ -224,6 +224,27 @@ impl App {
         })
     }
 
+    /// Runs `work` after this request has been answered (`ctx.waitUntil`), with an `App` of its own whose D1 session
+    /// starts at the primary, so it reads what this request wrote. Without an execution context (the cron) there is
+    /// no "after": the work is skipped, which only costs what it would have saved.
+    pub fn after_answer<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(App) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let Some(ctx) = &self.ctx else { return };
+        let Ok(database) = self.env.d1("DB") else { return };
+        let app = App {
+            env: self.env.clone(),
+            config: self.config.clone(),
+            db: Db::new(database, &SessionStart::Primary),
+            tokens: self.tokens.clone(),
+            ctx: None,
+            video_cache_missed: false,
+        };
+        ctx.wait_until(work(app));
+    }
+
     /// Drops every answer tagged with one of `tags` from the cache in front of the Worker (Workers Cache,
     /// `ctx.cache.purge`), e.g. a deleted broadcast's segments. Locally there is no such cache (`wrangler dev` has no
     /// `ctx.cache`), and a failed purge only leaves copies that expire by themselves: both are logged, never an

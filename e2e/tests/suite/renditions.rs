@@ -4,7 +4,8 @@
 //! variant's segments decoding at the advertised size, segment k starting at the same time in every rendition,
 //! `#EXT-X-PROGRAM-DATE-TIME` within a second of the publisher's own clock; the past broadcast keeping every
 //! rendition. Bad input: a rendition name outside the allowlist (422, nothing written), a rendition a broadcast does
-//! not have (404 in the error shape), an audio-only publish (source only, logged).
+//! not have (404 in the error shape), an audio-only publish (source only, logged). An upload puts the new live window
+//! into the colo's cache after answering (write-through), instead of leaving every viewer's next poll to miss.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -26,6 +27,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         a_rendition_outside_the_allowlist_is_refused_and_a_missing_one_is_not_found,
         an_uploaded_rendition_is_listed_in_the_master_with_its_details_and_times,
         an_audio_only_publish_goes_out_as_source_only,
+        an_upload_writes_the_new_live_window_through_to_the_cache,
     )
 }
 
@@ -617,4 +619,87 @@ async fn an_audio_only_publish_goes_out_as_source_only(app: &TestApp) -> TestRes
         "the transcoder logs why: {log}"
     );
     publisher.finish(Duration::from_secs(40)).await.map(|_| ())
+}
+
+/// The live playlist is written through: after an upload is answered, the colo's cache holds the new live window,
+/// so the next viewer's poll is a hit that already lists the new segment (before, the upload dropped the cached
+/// window and every poll until the first re-render missed and read D1). Shown as: with the previous window cached
+/// (and fresh for its 1-s max-age), polls after the upload see a HIT listing the new segment before any MISS.
+/// Without the write-through they would see the old window's HIT until it expired and then a MISS. The write runs
+/// after the answer (`waitUntil`), so under heavy load one of three segments is allowed to miss the 1-s window.
+async fn an_upload_writes_the_new_live_window_through_to_the_cache(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "through").await?;
+    let (b, client) = start_broadcast(&api, &key).await?;
+    let pdt = (unix_now() as i64 - 30) * 1000;
+    let put = |seq: u32| {
+        let api = &api;
+        let b = &b;
+        async move {
+            let a = upload(
+                api,
+                &format!("{b}/source/{seq}.ts?duration=2&pdt={}", pdt + i64::from(seq) * 2000),
+                Some(ORIGIN_TOKEN),
+                vec![0x47u8; 20_000],
+            )
+            .await?;
+            ensure!(a.status == 201, "source/{seq}: {} {}", a.status, a.text);
+            Ok::<(), BoxError>(())
+        }
+    };
+    let fetch = |path: String| async move {
+        let r = app.http().get(format!("{}{path}", app.base)).send().await?;
+        let cache = r
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let status = r.status().as_u16();
+        Ok::<(u16, String, String), BoxError>((status, cache, r.text().await?))
+    };
+    put(0).await?;
+    let mut seen = Vec::new();
+    let mut shown = false;
+    for seq in 1..=3u32 {
+        // The previous window, cached now (a miss renders and stores it, a hit is the write-through's copy).
+        for path in [format!("/hls/{id}/source/live.m3u8"), format!("/hls/{id}/live.m3u8")] {
+            let (status, _, text) = fetch(path.clone()).await?;
+            let last = format!("{}.ts", seq - 1);
+            ensure!(status == 200 && text.contains(&last), "{path} before {seq}: {status} {text}");
+        }
+        put(seq).await?;
+        let want = format!("{seq}.ts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        // Both URLs the upload writes: the rendition's own and the legacy source URL.
+        let mut through = [false, false];
+        let mut missed = [false, false];
+        while std::time::Instant::now() < deadline && through.iter().zip(&missed).any(|(t, m)| !t && !m) {
+            for (i, path) in [format!("/hls/{id}/source/live.m3u8"), format!("/hls/{id}/live.m3u8")]
+                .into_iter()
+                .enumerate()
+            {
+                if through[i] || missed[i] {
+                    continue;
+                }
+                let (status, cache, text) = fetch(path).await?;
+                ensure!(status == 200, "live playlist after {seq}: {status} {text}");
+                match (cache.as_str(), text.contains(&want)) {
+                    ("HIT", true) => through[i] = true,
+                    ("HIT", false) => {}
+                    _ => missed[i] = true,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen.push(format!("segment {seq}: written through {through:?}, missed first {missed:?}"));
+        if through == [true, true] {
+            shown = true;
+            break;
+        }
+        // Let the window cached by a miss expire before the next try.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    end_broadcast(&api, &key, client).await?;
+    ensure!(shown, "no upload's new window was found in the cache before a miss: {seen:?}");
+    Ok(())
 }
