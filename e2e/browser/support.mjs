@@ -133,7 +133,10 @@ export async function eventually(fn, message, { timeoutMs = 20000, intervalMs = 
  */
 export function startPublisher(rtmpUrl, key, size = '640x360', { videoKbps = null } = {}) {
   // `videoKbps`: constant bitrate, as OBS sends (a test pattern left to the encoder's quality setting is far smaller).
-  const rate = videoKbps ? ['-b:v', `${videoKbps}k`, '-maxrate', `${videoKbps}k`, '-bufsize', `${videoKbps}k`] : [];
+  // x264's own CBR (`nal-hrd=cbr`): without it a test pattern, easy to encode, comes out at a third of the rate asked.
+  const rate = videoKbps
+    ? ['-b:v', `${videoKbps}k`, '-minrate', `${videoKbps}k`, '-maxrate', `${videoKbps}k`, '-bufsize', `${videoKbps}k`, '-x264-params', 'nal-hrd=cbr']
+    : [];
   const args = [
     '-hide_banner', '-loglevel', 'warning', '-nostdin',
     '-re', '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=30`,

@@ -2,6 +2,10 @@
 //! this stack, told where it is by environment variables. Node's output is shown only when it fails, except the
 //! measurements the suite prints as `sunnylive-metric: ...` lines (live latency, VOD length), which are shown
 //! always; its screenshots land in e2e/artifacts/screenshots/ either way.
+//!
+//! One more browser test runs in the serial phase on a stack of its own: adaptive bitrate on a throttled line
+//! (`e2e/browser/abr-throttled.mjs`), whose origin makes a 240p rendition besides the default ladder so that one
+//! fits under 800 kbit/s, and which asserts no stall, so it runs with nothing beside it.
 
 use std::sync::Arc;
 
@@ -16,6 +20,28 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
     )]
 }
 
+/// The renditions the throttled-ABR test's origin makes: the default ladder and 240p, the one that fits in 800 kbit/s
+/// (360p is 700 kbit/s of video and the source's audio, so about 0.8 Mbit/s with the container: not quite).
+const ABR_LADDER: &str = "480p,360p,240p";
+
+pub fn serial_tests() -> Vec<Trial> {
+    vec![Trial::test(
+        "browser::on_a_slow_line_the_player_settles_on_a_rendition_that_fits_and_climbs_back_when_it_is_fast",
+        move || {
+            // The origin reads its ladder from the environment when the stack starts; the serial phase runs one test
+            // at a time, so nothing else starts a stack meanwhile.
+            std::env::set_var("SUNNYLIVE_RENDITIONS", ABR_LADDER);
+            let stack = TestApp::start();
+            std::env::remove_var("SUNNYLIVE_RENDITIONS");
+            let stack =
+                stack.map_err(|e| libtest_mimic::Failed::from(format!("starting a stack of its own: {e}")))?;
+            let result = stack.run(run_node_tests(&stack, vec!["e2e/browser/abr-throttled.mjs".into()]));
+            stack.stop();
+            result
+        },
+    )]
+}
+
 async fn run_browser_suite(app: &TestApp) -> TestResult {
     let root = repo_root();
     // The test files by name: Node 22's `--test` takes files and globs, no longer a directory.
@@ -27,6 +53,12 @@ async fn run_browser_suite(app: &TestApp) -> TestResult {
         .map(|name| format!("e2e/browser/{name}"))
         .collect();
     files.sort();
+    run_node_tests(app, files).await
+}
+
+/// `node --test` on `files` against `app`'s stack, told where it is by environment variables.
+async fn run_node_tests(app: &TestApp, files: Vec<String>) -> TestResult {
+    let root = repo_root();
     let output = Command::new(sunnylive_e2e::node())
         .args(["--test", "--test-reporter=spec"])
         .args(&files)

@@ -56,6 +56,7 @@ fn serial_trials(app: &Arc<TestApp>) -> Vec<Trial> {
     trials.extend(donations::serial_tests(app.clone()));
     trials.extend(video::serial_tests(app.clone()));
     trials.extend(renditions::serial_tests(app.clone()));
+    trials.extend(browser::serial_tests());
     trials.extend(security::serial_tests(app.clone()));
     trials.extend(contract::serial_tests(app.clone()));
     // Each starts a stack of its own and kills parts of it.
