@@ -1,7 +1,8 @@
 //! The benchmark charts: the fan-out and HLS benchmarks write what they measured as CSV (`.run/bench/fanout.csv`,
 //! `.run/bench/hls.csv`), and `bench_charts` draws them as SVG for docs/BENCHMARKS.md: chat latency (median and p99)
 //! against send rate for each target (the room with shards off and on, and both floors), and HLS delivered % and
-//! written-to-listed delay against viewers. Host only (plotters' SVG backend; text is SVG `<text>`, no font files).
+//! written-to-listed delay against viewers, and glass-to-glass latency per segment length (`.run/bench/latency.csv`
+//! from `bench_latency`). Host only (plotters' SVG backend; text is SVG `<text>`, no font files).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -47,6 +48,18 @@ pub struct HlsRun {
     pub delay_p99_ms: f64,
 }
 
+/// One glass-to-glass run: one segment length (latency mode), what the viewer measured, in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyRun {
+    pub run: String,
+    pub segment_s: u64,
+    pub glass_p50_s: f64,
+    pub glass_p95_s: f64,
+    pub edge_p50_s: f64,
+    pub stalls: u64,
+}
+
+const LATENCY_HEADER: &str = "run,segment_s,glass_p50_s,glass_p95_s,edge_p50_s,stalls";
 const FANOUT_HEADER: &str = "run,target,phase,sockets,rate,median_ms,p99_ms,delivered,expected";
 const HLS_HEADER: &str = "run,viewers,delivered_pct,delay_p50_ms,delay_p99_ms";
 
@@ -115,6 +128,23 @@ pub fn hls_csv(runs: &[HlsRun]) -> Result<String, BoxError> {
     Ok(out)
 }
 
+pub fn latency_csv(runs: &[LatencyRun]) -> Result<String, BoxError> {
+    let mut out = format!("{LATENCY_HEADER}\n");
+    for r in runs {
+        writeln!(
+            out,
+            "{},{},{:.2},{:.2},{:.2},{}",
+            field(&r.run),
+            r.segment_s,
+            r.glass_p50_s,
+            r.glass_p95_s,
+            r.edge_p50_s,
+            r.stalls
+        )?;
+    }
+    Ok(out)
+}
+
 /// The rows of a CSV this module wrote, each split into the header's number of fields; a different header or a short
 /// row is an error naming the line.
 fn rows(text: &str, header: &str) -> Result<Vec<Vec<String>>, BoxError> {
@@ -172,6 +202,22 @@ pub fn parse_hls_csv(text: &str) -> Result<Vec<HlsRun>, BoxError> {
                 delivered_pct: num(&f[2], "delivered_pct")?,
                 delay_p50_ms: num(&f[3], "delay_p50_ms")?,
                 delay_p99_ms: num(&f[4], "delay_p99_ms")?,
+                run: f[0].clone(),
+            })
+        })
+        .collect()
+}
+
+pub fn parse_latency_csv(text: &str) -> Result<Vec<LatencyRun>, BoxError> {
+    rows(text, LATENCY_HEADER)?
+        .into_iter()
+        .map(|f| {
+            Ok(LatencyRun {
+                segment_s: num(&f[1], "segment_s")?,
+                glass_p50_s: num(&f[2], "glass_p50_s")?,
+                glass_p95_s: num(&f[3], "glass_p95_s")?,
+                edge_p50_s: num(&f[4], "edge_p50_s")?,
+                stalls: num(&f[5], "stalls")?,
                 run: f[0].clone(),
             })
         })
@@ -433,6 +479,97 @@ pub fn hls_chart(runs: &[HlsRun]) -> Result<String, BoxError> {
     Ok(svg)
 }
 
+/// Owncast's lowest documented latency (its "lowest latency" setting, about 5 s): the line the latency chart compares
+/// against.
+const OWNCAST_LOWEST_S: f64 = 5.0;
+
+/// Glass-to-glass latency per latency mode (segment length): the median and p95 from the picture, the part of it
+/// from ingest to the edge, and Owncast's lowest documented figure as a reference line.
+pub fn latency_chart(runs: &[LatencyRun]) -> Result<String, BoxError> {
+    let mut runs: Vec<&LatencyRun> = runs
+        .iter()
+        .filter(|r| r.segment_s > 0 && r.glass_p50_s.is_finite() && r.glass_p95_s.is_finite())
+        .collect();
+    if runs.is_empty() {
+        return Err("no glass-to-glass run to draw".into());
+    }
+    runs.sort_by_key(|r| r.segment_s);
+    let x_max = runs.iter().map(|r| r.segment_s).max().unwrap_or(1) as f64 + 0.5;
+    let y_max = runs
+        .iter()
+        .map(|r| r.glass_p95_s)
+        .fold(OWNCAST_LOWEST_S, f64::max)
+        * 1.2;
+    let run = runs[0].run.as_str();
+    let ticks: Vec<f64> = runs.iter().map(|r| r.segment_s as f64).collect();
+    let (p50c, p95c, edgec, refc) = (COLOURS[0], COLOURS[2], COLOURS[1], RGBColor(0x88, 0x88, 0x88));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Glass-to-glass latency per segment length (run {run})"),
+                ("sans-serif", 20),
+            )
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.5f64..x_max).log_scale().with_key_points(ticks), 0f64..y_max)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("segment length, s (the latency mode; log)")
+            .y_desc("seconds")
+            .x_label_formatter(&|v| format!("{v:.0} s"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .draw()
+            .map_err(plot_error)?;
+        let line = |f: fn(&LatencyRun) -> f64| -> Vec<(f64, f64)> {
+            runs.iter().map(|r| (r.segment_s as f64, f(r))).collect()
+        };
+        chart
+            .draw_series(LineSeries::new(line(|r| r.glass_p50_s), p50c.stroke_width(3)).point_size(5))
+            .map_err(plot_error)?
+            .label("glass-to-glass p50")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], p50c.stroke_width(3)));
+        let p95 = line(|r| r.glass_p95_s);
+        chart
+            .draw_series(DashedLineSeries::new(p95.clone(), 6, 4, p95c.stroke_width(2)))
+            .map_err(plot_error)?
+            .label("glass-to-glass p95 (dashed)")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 6, y)], p95c.stroke_width(2)));
+        chart
+            .draw_series(p95.iter().map(|&p| TriangleMarker::new(p, 4, p95c.filled())))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new(line(|r| r.edge_p50_s), edgec.stroke_width(2)).point_size(3))
+            .map_err(plot_error)?
+            .label("of which ingest to edge, p50")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], edgec.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.5, OWNCAST_LOWEST_S), (x_max, OWNCAST_LOWEST_S)],
+                3,
+                3,
+                refc.stroke_width(1),
+            ))
+            .map_err(plot_error)?
+            .label("Owncast's lowest documented (about 5 s)")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 6, y)], refc.stroke_width(1)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,6 +692,35 @@ mod tests {
     fn a_log_axis_inside_one_decade_still_gets_ticks() {
         assert_eq!(log_ticks(106.0, 480.0), [200.0, 300.0, 400.0]);
         assert_eq!(log_ticks(0.8, 80.0), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+    }
+
+    #[test]
+    fn latency_results_survive_the_trip_through_csv_and_draw_every_line() {
+        let runs: Vec<LatencyRun> = [(2, 5.56, 5.59, 0.47, 1), (1, 3.79, 3.96, 0.40, 0)]
+            .into_iter()
+            .map(|(segment_s, glass_p50_s, glass_p95_s, edge_p50_s, stalls)| LatencyRun {
+                run: "2026-12-06 12:00 UTC".into(),
+                segment_s,
+                glass_p50_s,
+                glass_p95_s,
+                edge_p50_s,
+                stalls,
+            })
+            .collect();
+        let csv = latency_csv(&runs).expect("csv");
+        assert_eq!(parse_latency_csv(&csv).expect("parse"), runs);
+        let svg = latency_chart(&runs).expect("chart");
+        for label in [
+            "glass-to-glass p50",
+            "glass-to-glass p95 (dashed)",
+            "of which ingest to edge, p50",
+            "Owncast",
+            "1 s",
+            "2 s",
+        ] {
+            assert!(svg.contains(label), "the chart names {label:?}");
+        }
+        assert!(latency_chart(&[]).is_err());
     }
 
     #[test]

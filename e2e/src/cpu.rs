@@ -109,6 +109,26 @@ pub fn worker_workerd_rss_kib(root: u32) -> Option<u64> {
         .reduce(|a, b| a + b)
 }
 
+/// Open file descriptors of the workerd that runs the Worker under `root`, and that process's open-file limit: how
+/// many descriptors a socket costs it, against the per-process limit that bounds how many sockets one workerd holds.
+pub fn worker_workerd_fds(root: u32) -> Option<(u64, Option<u64>)> {
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    let pid = procs
+        .iter()
+        .find(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))?
+        .pid;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        });
+    Some((open, limit))
+}
+
 /// The kind of the workerd that runs the Worker itself.
 const WORKER: &str = "workerd: the Worker";
 

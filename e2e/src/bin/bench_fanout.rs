@@ -699,6 +699,9 @@ struct Fill {
     open_seconds: f64,
     /// workerd's resident memory growth since before the first socket, per socket (KiB).
     rss_kib_per_socket: Option<f64>,
+    /// workerd's open descriptors gained since before the first socket, per socket, and its open-file limit.
+    fds_per_socket: Option<f64>,
+    fd_limit: Option<u64>,
 }
 
 /// What one target (the room, or a floor) measured.
@@ -768,6 +771,10 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
     tokio::spawn(async move { while let Some(Ok(_)) = host_stream.next().await {} });
 
     let rss_base = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_rss_kib);
+    let fds_base = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_fds);
+    if let Some((open, Some(limit))) = fds_base {
+        eprintln!("bench: {}: workerd has {open} descriptors open before the sockets, limit {limit}", target.label);
+    }
     let mut bench = Bench {
         host: host_sink,
         next_seq: 0,
@@ -782,8 +789,15 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
         if n > have {
             let t = Instant::now();
             if let Err(e) = bench.clients.add(&target.ws_url, n - have).await {
-                // Report what was measured so far rather than nothing.
-                eprintln!("bench: {label}: could not open {n} sockets ({e}); skipping {n} and above");
+                // Report what was measured so far rather than nothing, with what binds: workerd's descriptors.
+                let fds = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_fds);
+                eprintln!(
+                    "bench: {label}: could not open {n} sockets ({e}); workerd's descriptors {}; skipping {n} and above",
+                    fds.map_or("?".into(), |(open, limit)| format!(
+                        "{open} open of {}",
+                        limit.map_or("?".into(), |l| l.to_string())
+                    ))
+                );
                 break;
             }
             let open_seconds = t.elapsed().as_secs_f64();
@@ -792,6 +806,11 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
             let rss_kib_per_socket = rss
                 .zip(rss_base)
                 .map(|(now, base)| now.saturating_sub(base) as f64 / n as f64);
+            let fds = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_fds);
+            let fds_per_socket = fds
+                .zip(fds_base)
+                .map(|((now, _), (base, _))| now.saturating_sub(base) as f64 / n as f64);
+            let fd_limit = fds.and_then(|(_, limit)| limit);
             eprintln!(
                 "bench: {label}: {n} sockets in {} client processes ({open_seconds:.1} s to add {}; workerd {})",
                 bench.clients.procs.len(),
@@ -802,6 +821,8 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
                 sockets: n,
                 open_seconds,
                 rss_kib_per_socket,
+                fds_per_socket,
+                fd_limit,
             });
         }
         // Warm-up: a few messages so the first measured ones do not pay for compilation or a wake-up.
@@ -1115,17 +1136,23 @@ fn print_tables(results: &[Measured], load_before: &str, load_after: &str) {
             }
         }
     }
-    println!("\nOpening the sockets: time to open each size's new sockets, and workerd's resident memory growth per socket\n");
-    println!("| target | sockets | seconds to open | workerd KiB per socket |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "\nOpening the sockets: time to open each size's new sockets, workerd's resident memory growth per socket, and \
+         its open descriptors per socket against its per-process open-file limit (what bounds the sockets one workerd \
+         holds here; production spreads a room's objects over machines)\n"
+    );
+    println!("| target | sockets | seconds to open | workerd KiB per socket | workerd descriptors per socket | open-file limit |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for m in results {
         for f in &m.fills {
             println!(
-                "| {} | {} | {:.1} | {} |",
+                "| {} | {} | {:.1} | {} | {} | {} |",
                 m.label,
                 f.sockets,
                 f.open_seconds,
-                or_dash(f.rss_kib_per_socket, 1)
+                or_dash(f.rss_kib_per_socket, 1),
+                or_dash(f.fds_per_socket, 2),
+                f.fd_limit.map_or("-".into(), |l| l.to_string())
             );
         }
     }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sunnylive_e2e::charts;
 use sunnylive_e2e::{env_list, BoxError, TestApp};
 
 const WIDTH: usize = 1280;
@@ -274,6 +275,7 @@ fn main() -> Result<(), BoxError> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stamp = charts::run_stamp();
     let mut rows = Vec::new();
     for segment in env_list("BENCH_LATENCY_SEGMENTS", &[2, 1])
         .into_iter()
@@ -314,6 +316,20 @@ fn main() -> Result<(), BoxError> {
         );
     }
     println!();
+    let results: Vec<charts::LatencyRun> = rows
+        .iter()
+        .map(|r| charts::LatencyRun {
+            run: stamp.clone(),
+            segment_s: r.segment,
+            glass_p50_s: percentile(&r.glass, 50.0),
+            glass_p95_s: percentile(&r.glass, 95.0),
+            edge_p50_s: percentile(&r.edge, 50.0),
+            stalls: r.stalls,
+        })
+        .collect();
+    let csv_path = charts::results_dir().join("latency.csv");
+    charts::write_file(&csv_path, &charts::latency_csv(&results)?)?;
+    println!("results: {}", csv_path.display());
     println!(
         "load: the 1-minute load average at the end of the run, against {} cores.",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
