@@ -495,11 +495,7 @@ pub fn latency_chart(runs: &[LatencyRun]) -> Result<String, BoxError> {
     }
     runs.sort_by_key(|r| r.segment_s);
     let x_max = runs.iter().map(|r| r.segment_s).max().unwrap_or(1) as f64 + 0.5;
-    let y_max = runs
-        .iter()
-        .map(|r| r.glass_p95_s)
-        .fold(OWNCAST_LOWEST_S, f64::max)
-        * 1.2;
+    let y_max = runs.iter().map(|r| r.glass_p95_s).fold(OWNCAST_LOWEST_S, f64::max) * 1.2;
     let run = runs[0].run.as_str();
     let ticks: Vec<f64> = runs.iter().map(|r| r.segment_s as f64).collect();
     let (p50c, p95c, edgec, refc) = (COLOURS[0], COLOURS[2], COLOURS[1], RGBColor(0x88, 0x88, 0x88));

@@ -665,7 +665,28 @@ pub async fn broadcast_playlist(
     )
     .await?;
     let segments: Vec<Segment> = rows.iter().map(SegmentRow::segment).collect();
-    let (kind, cache) = row.kind(app);
+    let (mut kind, cache) = row.kind(app);
+    // Just ended: a rendition is made from each source segment after it, so its last segments may still be on their
+    // way. It stays open (EVENT, no `#EXT-X-ENDLIST`) until it has the source's last segment, or until the upload grace
+    // is over (a rendition segment the transcoder skipped never comes), so a player that opens it now plays to its end.
+    if matches!(kind, PlaylistKind::Vod) && cache == hls::CACHE_GROWING_PLAYLIST && !rendition.is_source() {
+        #[derive(Deserialize)]
+        struct Last {
+            last: Option<i64>,
+        }
+        let source: Option<Last> = db::one(
+            &app.db,
+            "load the source's last segment",
+            "SELECT MAX(seq) AS last FROM hls_segments WHERE broadcast_id = ?1 AND rendition = 'source'",
+            &[broadcast.as_str().into()],
+        )
+        .await?;
+        let source_last = source.and_then(|s| s.last);
+        let mine = segments.last().map(|s| i64::from(s.seq));
+        if source_last.is_some_and(|last| mine.is_none_or(|m| m < last)) {
+            kind = PlaylistKind::Event;
+        }
+    }
     let target = row.rendition_max_ms.unwrap_or(row.max_segment_ms);
     let body = hls::render_playlist(kind, &segments, target as u32, |seq| {
         segment_uri(app, stream.as_str(), broadcast.as_str(), rendition, "", seq)

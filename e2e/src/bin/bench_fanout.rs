@@ -773,7 +773,10 @@ async fn measure(target: Target, plan: &Plan) -> Result<Measured, BoxError> {
     let rss_base = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_rss_kib);
     let fds_base = target.workerd_root.and_then(sunnylive_e2e::cpu::worker_workerd_fds);
     if let Some((open, Some(limit))) = fds_base {
-        eprintln!("bench: {}: workerd has {open} descriptors open before the sockets, limit {limit}", target.label);
+        eprintln!(
+            "bench: {}: workerd has {open} descriptors open before the sockets, limit {limit}",
+            target.label
+        );
     }
     let mut bench = Bench {
         host: host_sink,

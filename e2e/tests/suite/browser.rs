@@ -33,8 +33,7 @@ pub fn serial_tests() -> Vec<Trial> {
             std::env::set_var("SUNNYLIVE_RENDITIONS", ABR_LADDER);
             let stack = TestApp::start();
             std::env::remove_var("SUNNYLIVE_RENDITIONS");
-            let stack =
-                stack.map_err(|e| libtest_mimic::Failed::from(format!("starting a stack of its own: {e}")))?;
+            let stack = stack.map_err(|e| libtest_mimic::Failed::from(format!("starting a stack of its own: {e}")))?;
             let result = stack.run(run_node_tests(&stack, vec!["e2e/browser/abr-throttled.mjs".into()]));
             stack.stop();
             result

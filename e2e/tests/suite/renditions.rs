@@ -28,6 +28,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         an_uploaded_rendition_is_listed_in_the_master_with_its_details_and_times,
         an_audio_only_publish_goes_out_as_source_only,
         an_upload_writes_the_new_live_window_through_to_the_cache,
+        a_just_ended_rendition_stays_open_until_it_has_the_sources_last_segment,
     )
 }
 
@@ -665,7 +666,10 @@ async fn an_upload_writes_the_new_live_window_through_to_the_cache(app: &TestApp
         for path in [format!("/hls/{id}/source/live.m3u8"), format!("/hls/{id}/live.m3u8")] {
             let (status, _, text) = fetch(path.clone()).await?;
             let last = format!("{}.ts", seq - 1);
-            ensure!(status == 200 && text.contains(&last), "{path} before {seq}: {status} {text}");
+            ensure!(
+                status == 200 && text.contains(&last),
+                "{path} before {seq}: {status} {text}"
+            );
         }
         put(seq).await?;
         let want = format!("{seq}.ts");
@@ -691,7 +695,9 @@ async fn an_upload_writes_the_new_live_window_through_to_the_cache(app: &TestApp
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        seen.push(format!("segment {seq}: written through {through:?}, missed first {missed:?}"));
+        seen.push(format!(
+            "segment {seq}: written through {through:?}, missed first {missed:?}"
+        ));
         if through == [true, true] {
             shown = true;
             break;
@@ -700,6 +706,49 @@ async fn an_upload_writes_the_new_live_window_through_to_the_cache(app: &TestApp
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     end_broadcast(&api, &key, client).await?;
-    ensure!(shown, "no upload's new window was found in the cache before a miss: {seen:?}");
+    ensure!(
+        shown,
+        "no upload's new window was found in the cache before a miss: {seen:?}"
+    );
+    Ok(())
+}
+
+/// A rendition is made from each source segment after it arrives, so when a publish ends its last rendition segments
+/// are still on their way: its playlist of the past broadcast stays open (EVENT, no `#EXT-X-ENDLIST`) until it has the
+/// source's last segment, and then closes; the source's closes at once.
+async fn a_just_ended_rendition_stays_open_until_it_has_the_sources_last_segment(app: &TestApp) -> TestResult {
+    let (api, _s, id, key) = new_stream(app, "lastrend").await?;
+    let (b, client) = start_broadcast(&api, &key).await?;
+    let pdt = (unix_now() as i64 - 30) * 1000;
+    let put = |path: String| {
+        let api = &api;
+        async move {
+            let a = upload(api, &path, Some(ORIGIN_TOKEN), vec![0x47u8; 20_000]).await?;
+            ensure!(a.status == 201, "{path}: {} {}", a.status, a.text);
+            Ok::<(), BoxError>(())
+        }
+    };
+    for (rendition, seq) in [("source", 0), ("source", 1), ("480p", 0)] {
+        put(format!("{b}/{rendition}/{seq}.ts?duration=2&pdt={}", pdt + seq * 2000)).await?;
+    }
+    end_broadcast(&api, &key, client).await?;
+    let (status, source) = get_text(app, &format!("/hls/{id}/{b}/source/index.m3u8")).await?;
+    ensure!(
+        status == 200 && source.contains("#EXT-X-ENDLIST"),
+        "the source closes at once: {status} {source}"
+    );
+    let path = format!("/hls/{id}/{b}/480p/index.m3u8");
+    let (status, open) = get_text(app, &path).await?;
+    ensure!(
+        status == 200 && !open.contains("#EXT-X-ENDLIST") && open.contains("#EXT-X-PLAYLIST-TYPE:EVENT"),
+        "480p lacks the source's last segment, so it stays open: {status} {open}"
+    );
+    // The last rendition segment arrives within the upload grace, and the playlist closes with it.
+    put(format!("{b}/480p/1.ts?duration=2&pdt={}", pdt + 2000)).await?;
+    let (status, closed) = get_text(app, &path).await?;
+    ensure!(
+        status == 200 && closed.contains("#EXT-X-ENDLIST") && closed.contains("1.ts"),
+        "480p closes once it has segment 1: {status} {closed}"
+    );
     Ok(())
 }
