@@ -841,13 +841,17 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
 /// The renditions `cut_renditions` makes, with their picture sizes.
 const CUT: [(&str, u32, u32); 2] = [("source", 640, 360), ("240p", 426, 240)];
 
+/// Per rendition, its segments' files and lengths (the upload's `duration` parameter), in order.
+type Cut = HashMap<&'static str, Vec<(String, String)>>;
+
+/// A media playlist of a clip: its name in the master, its text, and the (URI, sequence number, seconds) of every
+/// segment it names.
+type MediaPlaylist = (String, String, Vec<(String, u32, f64)>);
+
 /// `seconds` of ffmpeg's test pattern with a tone, cut into ~2-s MPEG-TS segments (a keyframe every 2 s) for each
 /// rendition of `CUT`, as the origin's transcoder would give them: per rendition, (file, duration as the upload's
 /// `duration` parameter) in order.
-fn cut_renditions(
-    dir: &std::path::Path,
-    seconds: u32,
-) -> Result<HashMap<&'static str, Vec<(String, String)>>, BoxError> {
+fn cut_renditions(dir: &std::path::Path, seconds: u32) -> Result<Cut, BoxError> {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
     for input in ["testsrc=size=640x360:rate=30", "sine=frequency=440:sample_rate=48000"] {
@@ -951,7 +955,7 @@ async fn trickled_upload(
 /// seconds) of every segment it names.
 struct ClipPlaylists {
     master: String,
-    media: Vec<(String, String, Vec<(String, u32, f64)>)>,
+    media: Vec<MediaPlaylist>,
 }
 
 async fn clip_playlists(stack: &TestApp, playlist_url: &str) -> Result<ClipPlaylists, BoxError> {
