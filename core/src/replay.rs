@@ -44,7 +44,7 @@ pub fn base_ms(first_segment_pdt_ms: Option<i64>, started_unix: i64) -> i64 {
 /// The replay item of a stored history item (the room's JSON of a `chat` or `donation` frame) sent at `ts_ms`:
 /// `{id, kind, user, text, offset_ms, ts}`, donations with `amount` and `currency` too. None for anything else.
 pub fn item(stored: &Value, ts_ms: i64, base_ms: i64) -> Option<Value> {
-    let offset_ms = (ts_ms - base_ms).max(0);
+    let offset_ms = offset_ms(ts_ms, base_ms);
     let ts = stored.get("ts")?;
     let id = stored.get("id")?;
     match stored.get("type")?.as_str()? {
@@ -63,18 +63,65 @@ pub fn item(stored: &Value, ts_ms: i64, base_ms: i64) -> Option<Value> {
     }
 }
 
-/// The page of `GET .../chat` made of the room's stored items `(ts_ms, stored JSON)` (oldest first, at most
-/// `limit`): `{"messages": [...], "next_from_ms"}`, the next page starting just after the last item shown when the
-/// page is full.
-pub fn page(rows: &[(i64, String)], base_ms: i64, limit: usize) -> Value {
+/// Where a message sent at `ts_ms` is in a broadcast whose time starts at `base_ms`: ms after it, 0 for what was said
+/// before (between the publish and the first segment).
+pub fn offset_ms(ts_ms: i64, base_ms: i64) -> i64 {
+    (ts_ms - base_ms).max(0)
+}
+
+/// Most rows one offset's page holds (`Page::WholeOffset`): far more than are ever sent in one millisecond or before
+/// a first segment.
+pub const WHOLE_OFFSET_MAX: i64 = 1000;
+
+/// A page of `GET .../chat` as the room makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Page {
+    /// The page: `{"messages": [...], "next_from_ms"}`.
+    Ready(Value),
+    /// One offset has more messages than the page holds: read every stored item from the page's start up to
+    /// `until_ms` (unix ms, included; at most `WHOLE_OFFSET_MAX`) and make the page of them with `whole_offset`.
+    WholeOffset { until_ms: i64 },
+}
+
+fn page_json(rows: &[(i64, String)], base_ms: i64, next_from_ms: Option<i64>) -> Value {
     let messages: Vec<Value> = rows
         .iter()
         .filter_map(|(ts, body)| item(&serde_json::from_str(body).ok()?, *ts, base_ms))
         .collect();
-    let next_from_ms = (rows.len() >= limit)
-        .then(|| rows.last().map(|(ts, _)| (ts - base_ms).max(0) + 1))
-        .flatten();
     json!({ "messages": messages, "next_from_ms": next_from_ms })
+}
+
+/// The page of `GET .../chat` made of the room's stored items `(ts_ms, stored JSON)` from the page's start, oldest
+/// first, read `limit + 1` at most (the one past the page says whether there are more; `next_from_ms` is null when
+/// there are none so far). `next_from_ms` names an offset, and the next page starts with every message at it, so a
+/// page never ends inside an offset (several messages in one millisecond, or everything said before the first
+/// segment, all at 0): that would skip the rest of them. A page that would ends before that offset instead (it then
+/// holds fewer than `limit`), and an offset that fills a page alone is one page, whole (`Page::WholeOffset`).
+pub fn page(rows: &[(i64, String)], base_ms: i64, limit: usize) -> Page {
+    let limit = limit.max(1);
+    if rows.len() <= limit {
+        return Page::Ready(page_json(rows, base_ms, None));
+    }
+    let at = |i: usize| offset_ms(rows[i].0, base_ms);
+    let last = at(limit - 1);
+    if at(limit) > last {
+        return Page::Ready(page_json(&rows[..limit], base_ms, Some(last + 1)));
+    }
+    // The page's last offset goes on: stop before it, or take all of it when it is the whole page.
+    let before = rows[..limit].partition_point(|(ts, _)| offset_ms(*ts, base_ms) < last);
+    if before > 0 {
+        Page::Ready(page_json(&rows[..before], base_ms, Some(last)))
+    } else {
+        Page::WholeOffset {
+            until_ms: base_ms + last,
+        }
+    }
+}
+
+/// The page of every stored item of one offset (`Page::WholeOffset`); the next page starts just after it.
+pub fn whole_offset(rows: &[(i64, String)], base_ms: i64) -> Value {
+    let next = rows.last().map(|(ts, _)| offset_ms(*ts, base_ms) + 1);
+    page_json(rows, base_ms, next)
 }
 
 #[cfg(test)]
@@ -132,21 +179,102 @@ mod tests {
         assert!(super::item(&json!({"type": "status"}), 0, 0).is_none());
     }
 
+    fn row(ts: i64, id: u32) -> (i64, String) {
+        (
+            ts,
+            format!(r#"{{"type":"chat","id":"{id}","user":{{"id":"u","username":"a"}},"text":"x","ts":"t"}}"#),
+        )
+    }
+
+    fn ready(p: Page) -> Value {
+        match p {
+            Page::Ready(v) => v,
+            other => panic!("not a ready page: {other:?}"),
+        }
+    }
+
+    fn ids(page: &Value) -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     #[test]
-    fn a_full_page_says_where_the_next_one_starts() {
-        let rows = vec![
-            (
-                2_000,
-                r#"{"type":"chat","id":"1","user":{"id":"u","username":"a"},"text":"x","ts":"t"}"#.to_string(),
-            ),
-            (
-                3_500,
-                r#"{"type":"chat","id":"2","user":{"id":"u","username":"a"},"text":"y","ts":"t"}"#.to_string(),
-            ),
-        ];
-        let full = page(&rows, 1_000, 2);
-        assert_eq!(full["messages"].as_array().unwrap().len(), 2);
+    fn a_page_says_where_the_next_one_starts_and_the_last_says_there_is_no_more() {
+        let rows = vec![row(2_000, 1), row(3_500, 2), row(4_000, 3)];
+        let full = ready(page(&rows, 1_000, 2));
+        assert_eq!(ids(&full), ["1", "2"]);
         assert_eq!(full["next_from_ms"], 2_501);
-        assert!(page(&rows, 1_000, 3)["next_from_ms"].is_null());
+        assert!(ready(page(&rows[..2], 1_000, 2))["next_from_ms"].is_null());
+        assert!(ready(page(&rows, 1_000, 3))["next_from_ms"].is_null());
+    }
+
+    #[test]
+    fn a_page_never_ends_inside_an_offset() {
+        // Two messages in one millisecond where the page would end: the page stops before them.
+        let rows = vec![row(2_000, 1), row(3_500, 2), row(3_500, 3)];
+        let p = ready(page(&rows, 1_000, 2));
+        assert_eq!(
+            (ids(&p), p["next_from_ms"].as_i64()),
+            (vec!["1".to_string()], Some(2_500))
+        );
+        // One offset fills the page: the page is all of it.
+        let rows = vec![row(3_500, 1), row(3_500, 2), row(3_500, 3)];
+        assert_eq!(page(&rows, 1_000, 2), Page::WholeOffset { until_ms: 3_500 });
+        let whole = whole_offset(&rows, 1_000);
+        assert_eq!((ids(&whole).len(), whole["next_from_ms"].as_i64()), (3, Some(2_501)));
+    }
+
+    /// Pages through `rows` (sorted by time) as the Worker and the room do, `limit` at a time: the Worker maps
+    /// `from_ms` to the room's time (0: from the broadcast's start), the room reads `limit + 1` rows from there.
+    fn read_all(rows: &[(i64, String)], started_ms: i64, base_ms: i64, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut from_ms = 0;
+        for _ in 0..100 {
+            let from = if from_ms == 0 {
+                base_ms.min(started_ms)
+            } else {
+                base_ms + from_ms
+            };
+            let read = |until: i64, n: usize| -> Vec<(i64, String)> {
+                rows.iter()
+                    .filter(|(ts, _)| *ts >= from && *ts <= until)
+                    .take(n)
+                    .cloned()
+                    .collect()
+            };
+            let p = match page(&read(i64::MAX, limit + 1), base_ms, limit) {
+                Page::Ready(p) => p,
+                Page::WholeOffset { until_ms } => whole_offset(&read(until_ms, WHOLE_OFFSET_MAX as usize), base_ms),
+            };
+            out.extend(ids(&p));
+            match p["next_from_ms"].as_i64() {
+                Some(next) => {
+                    assert!(next > from_ms, "next_from_ms goes forward: {from_ms} then {next}");
+                    from_ms = next;
+                }
+                None => return out,
+            }
+        }
+        panic!("no end after 100 pages");
+    }
+
+    #[test]
+    fn paging_by_any_size_shows_every_message_once_in_order() {
+        // Four said before the first segment (all at offset 0, one exactly at it), three in one millisecond, two
+        // in another, and single ones between.
+        let started = 10_000;
+        let base = 11_500;
+        let times = [
+            10_100, 10_200, 10_900, 11_500, 12_000, 12_000, 12_000, 12_001, 13_000, 13_000, 14_000,
+        ];
+        let rows: Vec<(i64, String)> = times.iter().zip(1..).map(|(ts, id)| row(*ts, id)).collect();
+        let all: Vec<String> = (1..=times.len()).map(|i| i.to_string()).collect();
+        for limit in 1..=12 {
+            assert_eq!(read_all(&rows, started, base, limit), all, "pages of {limit}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use sunnylive_core::chat::{
     ROOM_KEEP, ROOM_LOGOUT, ROOM_MESSAGES, ROOM_REPLAY, ROOM_STATUS, ROOM_USER_MESSAGES, ROOM_WEBSOCKET,
 };
 use sunnylive_core::error::ApiError;
+use sunnylive_core::replay;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::js_sys::Array;
@@ -545,12 +546,21 @@ impl ChatRoom {
                 };
                 let (from_ms, to_ms, limit) = (get("from_ms")?, get("to_ms")?, get("limit")?.clamp(1, 100));
                 let base_ms = get("base_ms")?;
-                let rows = self
-                    .storage()
-                    .map_err(internal("storage"))?
-                    .replay_page(from_ms, to_ms, limit)
+                // One row past the page says whether there are more (and whether its last offset goes on).
+                let storage = self.storage().map_err(internal("storage"))?;
+                let rows = storage
+                    .replay_page(from_ms, to_ms, limit + 1)
                     .map_err(internal("replay"))?;
-                json_response(200, &sunnylive_core::replay::page(&rows, base_ms, limit as usize))
+                let page = match replay::page(&rows, base_ms, limit as usize) {
+                    replay::Page::Ready(page) => page,
+                    replay::Page::WholeOffset { until_ms } => {
+                        let rows = storage
+                            .replay_page(from_ms, until_ms.min(to_ms), replay::WHOLE_OFFSET_MAX)
+                            .map_err(internal("replay"))?;
+                        replay::whole_offset(&rows, base_ms)
+                    }
+                };
+                json_response(200, &page)
             }
             (Method::Post, ROOM_KEEP) => {
                 let keep: KeepPost = read_json(&mut req).await?;

@@ -120,8 +120,15 @@ test('a viewer clips a live stream and the clip plays on its own page at once', 
   await studio.reload();
   const clips = studio.locator(`.studio-card[data-stream-id="${streamId}"] [data-role="clips"] li`);
   await eventually(async () => (await clips.count()) === 2, 'the Studio lists both clips');
-  // (Both were made within seconds: clips of the same second have no order between them.)
-  assert.match((await clips.allTextContents()).join('|'), /Twenty seconds of sunshine/);
+  // In the API's order (newest first; clips of the same second by id), each row's title and details apart.
+  const listed = await studio.evaluate(async (id) => (await (await fetch(`/api/streams/${id}/clips`)).json()).clips, streamId);
+  const rows = await clips.allTextContents();
+  assert.deepEqual(
+    rows.map((text) => text.split(', ')[0]),
+    listed.map((c) => c.title),
+    `the Studio lists the clips in the API's order: ${JSON.stringify(rows)}`,
+  );
+  for (const text of rows) assert.match(text, /^(Clip me|Twenty seconds of sunshine), \d+ s by \S+, \S/, `a clip row reads ${JSON.stringify(text)}`);
 
   // The past broadcast with its chat replayed in step.
   await publisher.stop();

@@ -290,7 +290,8 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
     };
     let mut args: Vec<Arg> = vec![media_base(app).into(), stream.id.as_str().into()];
     let mut rows = format!(
-        "SELECT {CLIP_JSON} AS value, c.created_at || '.' || c.id AS cursor {CLIP_FROM} WHERE c.stream_id = ?2"
+        "SELECT {CLIP_JSON} AS value, c.created_at || '.' || c.id AS cursor, c.created_at AS at, c.id AS cid
+         {CLIP_FROM} WHERE c.stream_id = ?2"
     );
     if let Some((at, id)) = &after {
         args.push(at.into());
@@ -298,13 +299,18 @@ pub async fn list(app: &App, req: Request, stream_id: &str) -> Result<Response, 
         rows.push_str(" AND (c.created_at < ?3 OR (c.created_at = ?3 AND c.id < ?4))");
     }
     // The page is one JSON text from SQLite: up to `limit` clips (one more is read to know whether there are more),
-    // and the cursor of the last one shown when there are.
+    // and the cursor of the last one shown when there are. `created_at` is in whole seconds, so clips of the same
+    // second are ordered by id, in the listing, in the row numbers and in the cursor alike: a page resumes exactly
+    // after the last clip it showed. The rows are numbered by that order and concatenated from a subquery sorted by
+    // their number (an ordered subquery under an aggregate is never flattened away).
     let sql = format!(
         "SELECT '{{\"clips\":[' || COALESCE(group_concat(CASE WHEN n <= {limit} THEN value END, ','), '') ||
                 '],\"next_cursor\":' || CASE WHEN COUNT(*) > {limit}
                     THEN json_quote(MAX(CASE WHEN n = {limit} THEN cursor END)) ELSE 'null' END || '}}' AS value
-         FROM (SELECT value, cursor, ROW_NUMBER() OVER () AS n
-               FROM ({rows} ORDER BY c.created_at DESC, c.id DESC LIMIT {}))",
+         FROM (SELECT value, cursor, n
+               FROM (SELECT value, cursor, ROW_NUMBER() OVER (ORDER BY at DESC, cid DESC) AS n
+                     FROM ({rows} ORDER BY c.created_at DESC, c.id DESC LIMIT {}))
+               ORDER BY n)",
         limit + 1
     );
     let page: Text = db::one(&app.db, "list clips", &sql, &args)

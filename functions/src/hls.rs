@@ -154,6 +154,7 @@ pub async fn upload(
         .execute()
         .await
         .map_err(|e| ApiError::Malformed(format!("the upload did not arrive whole ({e})")))?;
+    // Listed only now that R2 holds it whole: a playlist or a clip made while it arrives never names it.
     let now = app.now();
     match seq {
         Some(seq) => {

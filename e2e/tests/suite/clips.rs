@@ -2,7 +2,8 @@
 //! (ffprobe: within one segment of 20 s, from the site), has its page with link-preview tags naming it, outlives its
 //! broadcast's deletion (R2 listing before and after: the broadcast's other objects go, the clip's stay), and
 //! deleting it removes only what it alone held. Every bad request is refused in the contract's shape with nothing
-//! written, and clip spam meets the rate limit.
+//! written, and clip spam meets the rate limit. Clips made in the same second list in one order on every read and
+//! page by two without a skip or a repeat.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub fn tests(app: Arc<TestApp>) -> Vec<Trial> {
         clip_spam_meets_the_rate_limit_and_the_refused_clip_is_not_made,
         a_broadcasts_chat_replays_in_order_at_its_offsets_without_what_a_moderator_deleted,
         a_reported_clip_is_deleted_by_an_operator_and_the_act_is_audited,
+        clips_made_in_the_same_second_page_in_a_stable_order_without_skips_or_repeats,
     )
 }
 
@@ -719,6 +721,98 @@ async fn a_reported_clip_is_deleted_by_an_operator_and_the_act_is_audited(app: &
         "a second delete: {} {}",
         again.status,
         again.text
+    );
+    Ok(())
+}
+
+/// `created_at` is in whole seconds, so clips made in the same second are told apart by their id: newest second
+/// first, then by id, the same on every read, and a page's cursor resumes exactly after its last clip.
+async fn clips_made_in_the_same_second_page_in_a_stable_order_without_skips_or_repeats(app: &TestApp) -> TestResult {
+    let (api, _owner, id, key) = new_stream(app, "clipsecond").await?;
+    let makers = [api.register("clipsec").await?, api.register("clipsec").await?];
+    let b = fake_broadcast(&api, &key, 5, true).await?;
+    // Six at once, three by each of two people (inside each one's rate limit); again if no three of them shared a
+    // second.
+    let mut made: Vec<Value> = Vec::new();
+    for round in 0..3 {
+        let answers = futures::future::join_all((0..6).map(|i| {
+            make_clip(
+                &api,
+                &makers[i % 2],
+                &id,
+                json!({ "duration_seconds": 5, "broadcast_id": b, "title": format!("same second {round}-{i}") }),
+            )
+        }))
+        .await;
+        for a in answers {
+            let a = a?;
+            ensure!(a.status == 201, "a clip: {} {}", a.status, a.text);
+            made.push(a.body["clip"].clone());
+        }
+        let mut per_second: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for c in &made {
+            *per_second
+                .entry(c["created_at"].as_str().unwrap_or_default())
+                .or_default() += 1;
+        }
+        if per_second.values().any(|&n| n >= 3) {
+            break;
+        }
+    }
+    let key_of = |c: &Value| {
+        (
+            c["created_at"].as_str().unwrap_or_default().to_string(),
+            c["id"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let mut want: Vec<(String, String)> = made.iter().map(key_of).collect();
+    ensure!(
+        want.iter()
+            .any(|(at, _)| want.iter().filter(|(t, _)| t == at).count() >= 3),
+        "three clips made in the same second: {want:?}"
+    );
+    // Newest first; within a second, by id (descending).
+    want.sort_by(|a, b| b.cmp(a));
+    let whole = api.get(&format!("/api/streams/{id}/clips?limit=100"), None).await?;
+    ensure!(whole.status == 200, "the listing: {} {}", whole.status, whole.text);
+    let listed: Vec<(String, String)> = whole.body["clips"]
+        .as_array()
+        .map(|a| a.iter().map(key_of).collect())
+        .unwrap_or_default();
+    ensure!(
+        listed == want,
+        "the listing is newest first, by id within a second:\n{listed:?}\nvs\n{want:?}"
+    );
+    for _ in 0..3 {
+        let again = api.get(&format!("/api/streams/{id}/clips?limit=100"), None).await?;
+        ensure!(
+            again.body["clips"] == whole.body["clips"],
+            "every read lists them in the same order"
+        );
+    }
+    // Pages of two: each clip once, in the listing's order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let q = cursor
+            .as_ref()
+            .map_or("limit=2".to_string(), |c| format!("limit=2&cursor={c}"));
+        let a = api.get(&format!("/api/streams/{id}/clips?{q}"), None).await?;
+        ensure!(a.status == 200, "a page: {} {}", a.status, a.text);
+        let page: Vec<(String, String)> = a.body["clips"]
+            .as_array()
+            .map(|a| a.iter().map(key_of).collect())
+            .unwrap_or_default();
+        ensure!(page.len() <= 2, "a page of at most two: {page:?}");
+        paged.extend(page);
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    ensure!(
+        paged == want,
+        "paged by two, every clip once in order:\n{paged:?}\nvs\n{want:?}"
     );
     Ok(())
 }

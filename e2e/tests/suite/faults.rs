@@ -14,6 +14,15 @@
 //! - The Midtrans stand-in hung (SIGSTOP: longer than the worker's timeout), failing (500) and down (connection
 //!   refused): checkout answers 502 in the contract's error shape within a bounded time and leaves a failed row, not
 //!   a pending one; a donation paid while the stand-in hangs is settled by the cron once it answers again.
+//! - A clip of the live stream made while a segment's upload is in flight (its body still trickling in, straight
+//!   at the Worker's workerd; see `trickled_upload` for what that covers locally): the clip names only segments
+//!   already stored (each answers 200 and decodes),
+//!   is whole segments within one of what was asked and ends at the newest stored one; the upload still completes
+//!   (201) and is listed in the broadcast's playlist; the clip plays the same afterwards.
+//! - `wrangler dev` SIGKILLed and started again on the same state while a client pages through a past broadcast's
+//!   chat replay (chat and a donation sent during a publish, one message deleted by the host): continuing from
+//!   `next_from_ms`, every message comes once, in order, with the ids and offsets of a full read before the kill,
+//!   and the deleted one never.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +34,8 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::{json, Value};
 use sunnylive_e2e::ws::{ChatClient, Credentials};
 use sunnylive_e2e::{
-    ensure, eventually, Api, BoxError, Session, TestApp, TestResult, TEST_HEARTBEAT_SECONDS, TEST_STALE_STREAM_SECONDS,
+    ensure, eventually, Api, BoxError, Session, TestApp, TestResult, ORIGIN_TOKEN, TEST_HEARTBEAT_SECONDS,
+    TEST_STALE_STREAM_SECONDS,
 };
 
 pub fn serial_tests() -> Vec<Trial> {
@@ -49,6 +59,14 @@ pub fn serial_tests() -> Vec<Trial> {
         own_stack(
             "midtrans_hung_failing_or_down_gives_a_bounded_502_and_no_donation_left_unresolvable",
             midtrans_hung_failing_or_down_gives_a_bounded_502_and_no_donation_left_unresolvable,
+        ),
+        own_stack(
+            "a_clip_made_while_a_segment_uploads_names_only_stored_segments_and_the_upload_completes",
+            a_clip_made_while_a_segment_uploads_names_only_stored_segments_and_the_upload_completes,
+        ),
+        own_stack(
+            "a_worker_restart_mid_replay_pages_every_message_once_in_order_without_the_deleted_one",
+            a_worker_restart_mid_replay_pages_every_message_once_in_order_without_the_deleted_one,
         ),
     ]
 }
@@ -813,6 +831,521 @@ fn a_worker_restart_mid_simulcast_keeps_the_outputs_going_and_their_status_right
     ensure!(
         got >= ended - 4.0 && got <= ended + 1.0,
         "the receiver got the whole publish through the restart: {got:.1} s of {ended:.1} s"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A clip made while a segment's upload is in flight
+
+/// The renditions `cut_renditions` makes, with their picture sizes.
+const CUT: [(&str, u32, u32); 2] = [("source", 640, 360), ("240p", 426, 240)];
+
+/// Per rendition, its segments' files and lengths (the upload's `duration` parameter), in order.
+type Cut = HashMap<&'static str, Vec<(String, String)>>;
+
+/// A media playlist of a clip: its name in the master, its text, and the (URI, sequence number, seconds) of every
+/// segment it names.
+type MediaPlaylist = (String, String, Vec<(String, u32, f64)>);
+
+/// `seconds` of ffmpeg's test pattern with a tone, cut into ~2-s MPEG-TS segments (a keyframe every 2 s) for each
+/// rendition of `CUT`, as the origin's transcoder would give them: per rendition, (file, duration as the upload's
+/// `duration` parameter) in order.
+fn cut_renditions(dir: &std::path::Path, seconds: u32) -> Result<Cut, BoxError> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
+    for input in ["testsrc=size=640x360:rate=30", "sine=frequency=440:sample_rate=48000"] {
+        cmd.args(["-t", &seconds.to_string(), "-f", "lavfi", "-i", input]);
+    }
+    for (name, w, h) in CUT {
+        cmd.args(["-map", "0:v", "-map", "1:a", "-s", &format!("{w}x{h}")]);
+        cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
+        cmd.args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-c:a", "aac"]);
+        cmd.args([
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_list_size",
+            "0",
+            "-hls_segment_filename",
+        ]);
+        cmd.arg(dir.join(format!("{name}-%d.ts")));
+        cmd.arg(dir.join(format!("{name}.m3u8")));
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running ffmpeg: {e}"))?;
+    ensure!(
+        out.status.success(),
+        "ffmpeg cutting the test video: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cut = HashMap::new();
+    for (name, _, _) in CUT {
+        let playlist = std::fs::read_to_string(dir.join(format!("{name}.m3u8")))?;
+        let mut segments = Vec::new();
+        let mut duration = None;
+        for line in playlist.lines() {
+            if let Some(d) = line.strip_prefix("#EXTINF:") {
+                duration = Some(format!("{:.3}", d.trim_end_matches(',').parse::<f64>()?));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let d = duration
+                    .take()
+                    .ok_or_else(|| format!("a segment without its length: {playlist}"))?;
+                segments.push((dir.join(line).to_string_lossy().into_owned(), d));
+            }
+        }
+        cut.insert(name, segments);
+    }
+    Ok(cut)
+}
+
+/// PUTs `body` to the Worker's upload route as the origin does (its token, Content-Length up front), but straight
+/// at the Worker's workerd (wrangler's dev proxy would take the whole body before relaying it) and slowly: the head
+/// and a first slice at once, the rest in slices spread over `over`, so the origin is mid-PUT all that time.
+/// Locally the Worker itself is handed such a request only once its body is whole (measured 2026-12-06: with the
+/// segment's row written before the body was read, the row appeared with the last byte, 6 s in), so what this
+/// races is the origin's PUT; that a clip never names a segment the Worker is still writing to R2 rests on the
+/// upload's order (R2 first, the row after), which `hls::upload` documents.
+/// The answer's status and body, and when the last byte went out.
+async fn trickled_upload(
+    port: u16,
+    path: String,
+    body: Vec<u8>,
+    over: Duration,
+) -> Result<(u16, String, Instant), BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLICES: u32 = 20;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let head = format!(
+        "PUT /api/origin/hls/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {ORIGIN_TOKEN}\r\n\
+         Content-Type: video/mp2t\r\nContent-Length: {}\r\nCF-Connecting-IP: {}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        sunnylive_e2e::next_ip()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    for (i, slice) in body.chunks(body.len().div_ceil(SLICES as usize).max(1)).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(over / SLICES).await;
+        }
+        tcp.write_all(slice).await?;
+        tcp.flush().await?;
+    }
+    let last_byte = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut answer))
+        .await
+        .map_err(|_| "no answer to the upload within 30 s of its last byte")??;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body, last_byte))
+}
+
+/// A clip's playlists as served: the master's text, and per media playlist its text and the (URI, sequence number,
+/// seconds) of every segment it names.
+struct ClipPlaylists {
+    master: String,
+    media: Vec<MediaPlaylist>,
+}
+
+async fn clip_playlists(stack: &TestApp, playlist_url: &str) -> Result<ClipPlaylists, BoxError> {
+    let get = |url: String| async move {
+        let r = stack.http().get(url.as_str()).send().await?;
+        ensure!(r.status() == 200, "{url}: {}", r.status());
+        Ok::<_, BoxError>(r.text().await?)
+    };
+    let master = get(format!("{}{playlist_url}", stack.base)).await?;
+    let base = playlist_url.trim_end_matches("master.m3u8");
+    let mut media = Vec::new();
+    for name in master.lines().filter(|l| l.ends_with(".m3u8")) {
+        let text = get(format!("{}{base}{name}", stack.base)).await?;
+        ensure!(text.ends_with("#EXT-X-ENDLIST\n"), "{name} is closed VOD: {text}");
+        let mut segments = Vec::new();
+        let mut seconds = None;
+        for line in text.lines() {
+            if let Some(d) = line.strip_prefix("#EXTINF:") {
+                seconds = Some(d.trim_end_matches(',').parse::<f64>()?);
+            } else if line.ends_with(".ts") {
+                let seq = line
+                    .rsplit('/')
+                    .next()
+                    .and_then(|f| f.trim_end_matches(".ts").parse().ok())
+                    .ok_or_else(|| format!("a segment URI without its number: {line}"))?;
+                segments.push((
+                    line.to_string(),
+                    seq,
+                    seconds.take().ok_or("a segment without #EXTINF")?,
+                ));
+            }
+        }
+        ensure!(!segments.is_empty(), "{name} names segments: {text}");
+        media.push((name.to_string(), text, segments));
+    }
+    ensure!(!media.is_empty(), "the clip's master names playlists: {master}");
+    Ok(ClipPlaylists { master, media })
+}
+
+fn a_clip_made_while_a_segment_uploads_names_only_stored_segments_and_the_upload_completes(
+    stack: &TestApp,
+) -> TestResult {
+    use crate::video::{end_broadcast, ffprobe_duration, start_broadcast, upload};
+    /// Segments 0..STORED are stored before the clip; segment STORED of the source is the one in flight.
+    const STORED: usize = 10;
+    /// What the clip asks for: the live stream's last 9 s (not a whole number of 2-s segments).
+    const ASKED: f64 = 9.0;
+    let dir = stack.run_dir.join("clip-during-upload");
+    std::fs::create_dir_all(&dir)?;
+    let cut = cut_renditions(&dir, 24)?;
+    ensure!(
+        CUT.iter().all(|(name, _, _)| cut[*name].len() > STORED),
+        "ffmpeg cut more than {STORED} segments per rendition: {:?}",
+        cut.values().map(Vec::len).collect::<Vec<_>>()
+    );
+    let api = stack.api();
+    let (stream_id, key, clipper) = stack.block_on(async {
+        let host = api.register("uhost").await?;
+        let (id, key) = api.create_stream(&host, "clipped mid-upload").await?;
+        Ok::<_, BoxError>((id, key, api.register("uclipper").await?))
+    })?;
+    let (b, client) = stack.block_on(start_broadcast(&api, &key))?;
+    let put = |rendition: &'static str, seq: usize| {
+        let (file, duration) = cut[rendition][seq].clone();
+        let (_, w, h) = CUT
+            .iter()
+            .find(|(n, _, _)| *n == rendition)
+            .copied()
+            .unwrap_or_default();
+        let api = &api;
+        let b = &b;
+        async move {
+            let a = upload(
+                api,
+                &format!("{b}/{rendition}/{seq}.ts?duration={duration}&width={w}&height={h}&fps=30"),
+                Some(ORIGIN_TOKEN),
+                std::fs::read(&file)?,
+            )
+            .await?;
+            ensure!(a.status == 201, "upload {rendition}/{seq}: {} {}", a.status, a.text);
+            Ok::<_, BoxError>(())
+        }
+    };
+    stack.block_on(async {
+        for seq in 0..STORED {
+            for (rendition, _, _) in CUT {
+                put(rendition, seq).await?;
+            }
+        }
+        Ok::<_, BoxError>(())
+    })?;
+
+    // Act: the source's next segment starts uploading and trickles in over 6 s; 1.5 s in, a viewer clips the live
+    // stream's last 9 s.
+    let port = stack.direct_worker_port()?;
+    let (file, duration) = cut["source"][STORED].clone();
+    let trickle = stack.handle().spawn(trickled_upload(
+        port,
+        format!("{b}/source/{STORED}.ts?duration={duration}&width=640&height=360&fps=30"),
+        std::fs::read(&file)?,
+        Duration::from_secs(6),
+    ));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (clip, answered, during) = stack.block_on(async {
+        let a = api
+            .post(
+                &format!("/api/streams/{stream_id}/clips"),
+                Some(&clipper.access),
+                &json!({ "duration_seconds": ASKED, "title": "Mid-upload" }),
+            )
+            .await?;
+        let answered = Instant::now();
+        ensure!(a.status == 201, "the clip made mid-upload: {} {}", a.status, a.text);
+        let clip = a.body["clip"].clone();
+        // Everything it names is there at once, while the upload is still coming in.
+        let playlists = clip_playlists(stack, clip["playlist_url"].as_str().ok_or("a playlist_url")?).await?;
+        for (_, _, segments) in &playlists.media {
+            for (uri, _, _) in segments {
+                let r = stack.http().get(format!("{}{uri}", stack.base)).send().await?;
+                ensure!(r.status() == 200, "the clip names {uri}, which answers {}", r.status());
+                r.bytes().await?;
+            }
+        }
+        Ok::<_, BoxError>((clip, answered, playlists))
+    })?;
+    let (status, answer, last_byte) = stack
+        .block_on(trickle)
+        .map_err(|e| format!("the trickled upload's task: {e}"))??;
+    ensure!(
+        answered < last_byte,
+        "the clip was answered while the upload was still in flight ({:?} before its last byte)",
+        last_byte.saturating_duration_since(answered)
+    );
+    eprintln!(
+        "faults: the clip was answered {:.1} s before the in-flight upload's last byte",
+        last_byte.duration_since(answered).as_secs_f64()
+    );
+
+    // What the clip names: stored segments only, ending at the newest stored one, whole segments within one of 9 s.
+    let clip_id = clip["id"].as_str().unwrap_or_default().to_string();
+    let playlist_url = clip["playlist_url"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        during.media.len() == CUT.len(),
+        "the clip has a playlist per rendition: {}",
+        during.master
+    );
+    let mut longest: f64 = 0.0;
+    for (name, text, segments) in &during.media {
+        let seqs: Vec<u32> = segments.iter().map(|(_, seq, _)| *seq).collect();
+        ensure!(
+            seqs.iter().all(|&s| (s as usize) < STORED) && seqs.last() == Some(&(STORED as u32 - 1)),
+            "{name} names only stored segments, up to the newest ({}): {seqs:?}\n{text}",
+            STORED - 1
+        );
+        ensure!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{name} names consecutive segments: {seqs:?}"
+        );
+        let seconds: f64 = segments.iter().map(|(_, _, d)| d).sum();
+        longest = segments.iter().fold(longest, |m, (_, _, d)| m.max(*d));
+        ensure!(
+            (seconds - clip["duration_seconds"].as_f64().unwrap_or(-1.0)).abs() < 0.01,
+            "{name}: duration_seconds is its whole segments' {seconds:.3} s: {clip}"
+        );
+    }
+    let clip_seconds = clip["duration_seconds"].as_f64().unwrap_or(-1.0);
+    ensure!(
+        (clip_seconds - ASKED).abs() <= longest,
+        "the clip is {clip_seconds} s, more than a segment ({longest} s) off {ASKED} s"
+    );
+    let mut decoded = 0;
+    for (_, _, segments) in &during.media {
+        for (uri, _, _) in segments {
+            let d = stack.block_on(ffprobe_duration(&format!("{}{uri}", stack.base)))?;
+            ensure!(d > 1.0, "{uri} decodes to {d} s");
+            decoded += 1;
+        }
+    }
+    let held: HashSet<String> = stack
+        .d1_query(&format!("SELECT key FROM clip_objects WHERE clip_id = '{clip_id}'"))?
+        .iter()
+        .filter_map(|r| r["key"].as_str().map(String::from))
+        .collect();
+    for (_, _, segments) in &during.media {
+        for (uri, _, _) in segments {
+            ensure!(
+                held.contains(uri.trim_start_matches('/')),
+                "the clip holds what it names: {uri} not in {held:?}"
+            );
+        }
+    }
+
+    // The in-flight upload completed and is listed; then the broadcast ends with it.
+    ensure!(
+        status == 201 && answer.contains(r#""stored":true"#),
+        "the upload in flight while the clip was made: {status} {answer}"
+    );
+    let listed = |text: &str| {
+        text.lines()
+            .any(|l| l == format!("{STORED}.ts") || l.ends_with(&format!("/{STORED}.ts")))
+    };
+    stack.block_on(async {
+        let r = stack
+            .http()
+            .get(format!("{}/hls/{stream_id}/{b}/index.m3u8", stack.base))
+            .send()
+            .await?;
+        let text = r.text().await?;
+        ensure!(listed(&text), "the broadcast's playlist lists {STORED}.ts: {text}");
+        put("240p", STORED).await?;
+        end_broadcast(&api, &key, client).await?;
+        // (A copy of the growing playlist may be served from the edge cache for its max-age.)
+        let last = Mutex::new(String::new());
+        let closed = eventually(Duration::from_secs(10), "the ended broadcast's playlist", || async {
+            let r = stack
+                .http()
+                .get(format!("{}/hls/{stream_id}/{b}/index.m3u8", stack.base))
+                .send()
+                .await?;
+            let text = r.text().await?;
+            let done = text.ends_with("#EXT-X-ENDLIST\n");
+            *last.lock().expect("BUG: poisoned") = text;
+            Ok(done)
+        })
+        .await;
+        let text = last.into_inner().expect("BUG: poisoned");
+        closed.map_err(|e| format!("{e}: {text}"))?;
+        ensure!(listed(&text), "the ended broadcast keeps {STORED}.ts: {text}");
+        Ok::<_, BoxError>(())
+    })?;
+
+    // The clip is what it was, and plays whole.
+    let after = stack.block_on(clip_playlists(stack, &playlist_url))?;
+    ensure!(
+        after.master == during.master && after.media.iter().map(|m| &m.1).eq(during.media.iter().map(|m| &m.1)),
+        "the clip's playlists did not change when the upload landed"
+    );
+    let plays = stack.block_on(ffprobe_duration(&format!("{}{playlist_url}", stack.base)))?;
+    ensure!(
+        (plays - ASKED).abs() <= longest + 0.1 && (plays - clip_seconds).abs() <= 0.5,
+        "the clip plays {plays:.2} s (duration_seconds {clip_seconds}, asked {ASKED})"
+    );
+    eprintln!(
+        "faults: a {ASKED}-s clip made mid-upload is {clip_seconds} s of stored segments ({decoded} decoded), plays \
+         {plays:.2} s; the upload in flight completed 201"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chat replay through a Worker restart
+
+/// One page of a broadcast's chat replay: its messages and `next_from_ms`.
+async fn replay_page(
+    api: &Api,
+    stream_id: &str,
+    b: &str,
+    from_ms: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<Value>, Option<i64>), BoxError> {
+    let q = from_ms.map_or(format!("limit={limit}"), |f| format!("limit={limit}&from_ms={f}"));
+    let a = api
+        .get(&format!("/api/streams/{stream_id}/broadcasts/{b}/chat?{q}"), None)
+        .await?;
+    ensure!(a.status == 200, "replay from {from_ms:?}: {} {}", a.status, a.text);
+    Ok((
+        a.body["messages"].as_array().cloned().unwrap_or_default(),
+        a.body["next_from_ms"].as_i64(),
+    ))
+}
+
+fn a_worker_restart_mid_replay_pages_every_message_once_in_order_without_the_deleted_one(
+    stack: &TestApp,
+) -> TestResult {
+    use crate::rtmp::{newest_broadcast, wait_for_playlist};
+    /// Chat lines sent, and which one the host deletes.
+    const LINES: usize = 9;
+    const DELETED: usize = 4;
+    let api = stack.api();
+    let (people, stream_id, key) = stack.block_on(async {
+        let host = api.register("rphost").await?;
+        let (id, key) = api.create_stream(&host, "replayed through a crash").await?;
+        let people = vec![host, api.register("rpfan").await?, api.register("rpfan").await?];
+        Ok::<_, BoxError>((people, id, key))
+    })?;
+    let publisher = Publisher::start(stack, &key)?;
+    let (b, sent, donation, deleted) = stack.block_on(async {
+        wait_for_playlist(stack, &stream_id, Duration::from_secs(45)).await?;
+        let b = newest_broadcast(&api, &stream_id).await?;
+        let mut sockets = Vec::new();
+        for who in &people {
+            sockets.push(ChatClient::connect(&stack.base, &stream_id, Credentials::Bearer(&who.access)).await?);
+        }
+        // Three people take turns (each well inside the room's rate limit); the host's socket sees every line.
+        let mut sent = Vec::new();
+        for i in 0..LINES {
+            let text = format!("replayed line {i}");
+            sockets[i % people.len()]
+                .send_json(&json!({"type": "chat", "text": text}))
+                .await?;
+            let frame = sockets[0].next_of_type("chat", Duration::from_secs(10)).await?;
+            ensure!(frame["text"] == text.as_str(), "the room echoed {frame} for {text:?}");
+            sent.push(frame["id"].as_str().ok_or("a chat id")?.to_string());
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let (_, url) = donate(stack, &stream_id, 15_000, "replayed donation").await?;
+        pay(stack, &url).await?;
+        let frame = sockets[0].next_of_type("donation", Duration::from_secs(30)).await?;
+        let donation = frame["id"].as_str().ok_or("a donation id")?.to_string();
+        let deleted = sent[DELETED].clone();
+        sockets[0].send_json(&json!({"type": "delete", "id": deleted})).await?;
+        sockets[0].next_of_type("deleted", Duration::from_secs(10)).await?;
+        for s in sockets {
+            s.close().await;
+        }
+        Ok::<_, BoxError>((b, sent, donation, deleted))
+    })?;
+    drop(publisher);
+    stack.block_on(eventually(Duration::from_secs(30), "the broadcast to end", || async {
+        Ok(stream_status(&api, &stream_id).await? == "offline")
+    }))?;
+
+    // The whole replay in one read, before anything dies.
+    let (full, next) = stack.block_on(replay_page(&api, &stream_id, &b, None, 100))?;
+    ensure!(next.is_none(), "the whole replay fits one page of 100");
+    let ids: Vec<&str> = full.iter().filter_map(|m| m["id"].as_str()).collect();
+    let mut want: Vec<&str> = sent.iter().map(String::as_str).filter(|id| *id != deleted).collect();
+    want.push(donation.as_str());
+    ensure!(
+        ids == want,
+        "the replay is every line but the deleted one, then the donation, in order: {ids:?} vs {want:?}"
+    );
+    ensure!(
+        full.iter()
+            .filter(|m| m["kind"] == "donation")
+            .all(|m| m["text"] == "replayed donation" && m["amount"] == 15_000)
+            && full
+                .windows(2)
+                .all(|w| w[0]["offset_ms"].as_i64() <= w[1]["offset_ms"].as_i64()),
+        "kinds, texts and offsets in order: {full:?}"
+    );
+
+    // Pages of two: two pages, then the crash, then on from next_from_ms.
+    let mut paged = Vec::new();
+    let mut from = None;
+    for _ in 0..2 {
+        let (page, next) = stack.block_on(replay_page(&api, &stream_id, &b, from, 2))?;
+        ensure!(!page.is_empty(), "a page before the crash is not empty");
+        paged.extend(page);
+        from = Some(next.ok_or("more pages after the second")?);
+    }
+    stack.kill_worker();
+    std::thread::sleep(Duration::from_secs(1));
+    stack.start_worker_again()?;
+    let api = stack.api();
+    let mut pages = 2;
+    stack.block_on(async {
+        loop {
+            ensure!(pages < 50, "the replay did not end within 50 pages of two");
+            let (page, next) = replay_page(&api, &stream_id, &b, from, 2).await?;
+            pages += 1;
+            paged.extend(page);
+            match next {
+                Some(n) => {
+                    ensure!(Some(n) > from, "next_from_ms moves forward: {from:?} then {n}");
+                    from = Some(n);
+                }
+                None => return Ok::<_, BoxError>(()),
+            }
+        }
+    })?;
+    let mut seen = HashSet::new();
+    let repeated: Vec<&Value> = paged.iter().filter(|m| !seen.insert(m["id"].to_string())).collect();
+    ensure!(
+        repeated.is_empty(),
+        "messages paged twice across the restart: {repeated:?}"
+    );
+    ensure!(
+        !paged.iter().any(|m| m["id"] == deleted.as_str()),
+        "the deleted message came back after the restart"
+    );
+    ensure!(
+        paged == full,
+        "paged across the restart, the replay is the full read's, item for item:\n{paged:?}\nvs\n{full:?}"
+    );
+    let (again, _) = stack.block_on(replay_page(&api, &stream_id, &b, None, 100))?;
+    ensure!(again == full, "a full read after the restart is the one before it");
+    eprintln!(
+        "faults: chat replay paged in {pages} pages of two across a Worker restart: {} items once each, in order",
+        paged.len()
     );
     Ok(())
 }

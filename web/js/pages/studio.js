@@ -179,7 +179,15 @@ function clipsBox(stream) {
         'a',
         { class: 'broadcast__summary', attrs: { href: clip.page_url } },
         thumb,
-        h('span', { class: 'broadcast__text' }, h('span', { class: 'broadcast__date', text: clip.title }), h('span', { class: 'broadcast__duration', text: `${Math.round(clip.duration_seconds)} s by ${clip.creator.username}, ${dateTime(clip.created_at)}` })),
+        // Title and details on lines of their own; the hidden comma keeps them apart where the row is read as
+        // text (a screen reader's link name, a copy), not "Clip me30 s".
+        h(
+          'span',
+          { class: 'broadcast__text' },
+          h('span', { class: 'broadcast__date', text: clip.title }),
+          h('span', { class: 'visually-hidden', text: ', ' }),
+          h('span', { class: 'broadcast__duration' }, `${Math.round(clip.duration_seconds)} s by ${clip.creator.username}, `, h('time', { text: dateTime(clip.created_at), attrs: { datetime: clip.created_at } })),
+        ),
       ),
     );
   }
