@@ -1473,8 +1473,8 @@ mod tests {
         let a_first = server.successes(&format!("/up/{A}/"))[0].1;
         assert!(
             b_done < a_first,
-            "B's segments were all uploaded {:?} before A's first one was",
-            a_first.duration_since(b_done)
+            "B's last upload ended {:?} after A's first: B waited behind A",
+            b_done.duration_since(a_first)
         );
         // Each rendition's segments went up in order, one at a time; B's renditions went at once beside A's.
         for (broadcast, rendition, n) in [(A, "source", 3), (B, "source", 6), (B, "480p", 5)] {
