@@ -1,16 +1,24 @@
 //! The origin's uploader: the transcoder (src/transcoder.rs, one ffmpeg per publish) writes each broadcast's HLS
 //! into `<hls root>/<broadcast id>/<rendition>/` (`source`, `480p`, ...); this watches those directories, and every
-//! segment listed in a rendition's playlist is uploaded once, in order, to the Worker
+//! segment listed in a rendition's playlist is uploaded once, in order within its rendition, to the Worker
 //! (`PUT <upload url>/<broadcast id>/<rendition>/<seq>.ts?duration=..&pdt=..`, with the rendition's resolution,
 //! frame rate and codecs read once by ffprobe), plus a JPEG thumbnail of the newest source segment about every
 //! 20 s. `pdt` is the wall-clock time the segment's first frame reached the origin (the same for segment k of every
-//! rendition), for the playlists' `#EXT-X-PROGRAM-DATE-TIME`. The upload URL is the origin's own local proxy location, which adds the origin token, so no secret is in
-//! this process's arguments or environment.
+//! rendition), for the playlists' `#EXT-X-PROGRAM-DATE-TIME`. The upload URL is the origin's own local proxy
+//! location, which adds the origin token, so no secret is in this process's arguments or environment.
+//!
+//! Concurrency: each (broadcast, rendition) is a lane, a FIFO of its segments in sequence order. A small pool of
+//! upload threads (`--upload-threads`) uploads the lanes at once, one thread per lane at a time, so a slow or
+//! failing upload holds back only the later segments of its own rendition, never another rendition or another
+//! broadcast; the scan loop only queues (it polls every `--poll-ms` whatever the uploads do). Order matters only
+//! within a lane: the Worker marks a discontinuity when a segment's predecessor in its rendition never arrived.
 //!
 //! Robustness: a segment is hard-linked into a spool directory the moment it is listed, so nginx's `hls_cleanup`
-//! cannot delete it while the Worker is unreachable; uploads are retried with exponential backoff (head of line, so
-//! order is kept); the backlog is bounded (the oldest segments are dropped first, and the Worker marks the gap as a
-//! discontinuity); a 4xx answer (the broadcast ended long ago, the file was refused) drops the job for good.
+//! cannot delete it while the Worker is unreachable; a failed upload (5xx, no connection) is retried with
+//! exponential backoff at the head of its lane (so the lane's order is kept, and other lanes go on); the backlog
+//! is bounded over all lanes together (`--max-backlog`: the oldest queued segment not in flight is dropped first,
+//! and the Worker marks the gap as a discontinuity); a 4xx answer (the broadcast ended long ago, the file was
+//! refused) drops the job for good.
 
 pub mod simulcast;
 
@@ -18,6 +26,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub mod ladder;
@@ -96,6 +106,10 @@ pub enum Job {
     },
 }
 
+/// A lane: one broadcast's rendition (`(broadcast id, rendition)`). Its segments are uploaded in sequence order, by
+/// one thread at a time; different lanes go up at once.
+pub type LaneKey = (String, String);
+
 impl Job {
     pub fn spool_path(&self) -> &Path {
         match self {
@@ -103,49 +117,208 @@ impl Job {
             Job::Thumbnail { source, .. } => source,
         }
     }
+
+    /// The lane this job is uploaded in (a thumbnail has a lane of its own per broadcast).
+    pub fn lane(&self) -> LaneKey {
+        match self {
+            Job::Segment {
+                broadcast, rendition, ..
+            } => (broadcast.clone(), rendition.clone()),
+            Job::Thumbnail { broadcast, .. } => (broadcast.clone(), "thumb".to_string()),
+        }
+    }
+
+    /// `<broadcast>/<rendition>/<seq>.ts` or `<broadcast>/thumb.jpg`, for log lines (broadcast ids are public; the
+    /// uploader never sees a stream key).
+    pub fn describe(&self) -> String {
+        match self {
+            Job::Segment {
+                broadcast,
+                rendition,
+                seq,
+                ..
+            } => format!("{broadcast}/{rendition}/{seq}.ts"),
+            Job::Thumbnail { broadcast, .. } => format!("{broadcast}/thumb.jpg"),
+        }
+    }
 }
 
-/// The upload queue with its bound: past `max` jobs the oldest is dropped (and returned, so its spool file can be
-/// removed).
-pub struct Backlog {
-    jobs: VecDeque<Job>,
+#[derive(Default)]
+struct Lane {
+    /// Oldest first, each with its ticket (the order it was queued in among all lanes).
+    jobs: VecDeque<(u64, Job)>,
+    /// A thread is uploading the head: no other thread takes this lane, and the head is never dropped.
+    busy: bool,
+    /// Failed attempts at the head so far (0 once it went through or was refused).
+    attempt: u32,
+    /// While the head waits out its backoff: when it may be tried again.
+    retry_at: Option<Instant>,
+    /// The rendition's media details, probed once from its first segment (None until then).
+    media: Option<MediaInfo>,
+}
+
+/// An upload handed to a thread by [`Lanes::take`]: its lane is busy until [`Lanes::finish`].
+#[derive(Debug)]
+pub struct Taken {
+    pub lane: LaneKey,
+    pub job: Job,
+    /// The lane's cached media details (None: not probed yet); given back to `finish`.
+    pub media: Option<MediaInfo>,
+}
+
+/// What [`Lanes::finish`] did with a lane's head.
+#[derive(Debug, PartialEq)]
+pub enum Finished {
+    /// Uploaded; `after` failed attempts came first (0 normally).
+    Done { job: Job, after: u32 },
+    /// Refused for good (4xx; 0: nothing could be sent, already logged) and dropped.
+    Refused { job: Job, status: u16 },
+    /// Kept at the head of its lane, to be tried again after `wait` (this was failed attempt `attempt`).
+    Retry {
+        job: Job,
+        attempt: u32,
+        wait: Duration,
+        queued_in_lane: usize,
+    },
+}
+
+/// The upload queues: one FIFO lane per (broadcast, rendition), with one bound on all their jobs together
+/// (`--max-backlog`): past it the oldest queued job that is not being uploaded, in whichever lane, is dropped (the
+/// Worker marks the gap as a discontinuity). A lane in trouble is the one whose jobs age, so its jobs go first and
+/// healthy lanes keep theirs.
+pub struct Lanes {
+    lanes: HashMap<LaneKey, Lane>,
+    queued: usize,
     max: usize,
+    next_ticket: u64,
 }
 
-impl Backlog {
-    pub fn new(max: usize) -> Backlog {
-        Backlog {
-            jobs: VecDeque::new(),
+impl Lanes {
+    pub fn new(max: usize) -> Lanes {
+        Lanes {
+            lanes: HashMap::new(),
+            queued: 0,
             max: max.max(1),
+            next_ticket: 0,
         }
     }
-    pub fn push(&mut self, job: Job) -> Option<Job> {
-        self.jobs.push_back(job);
-        if self.jobs.len() > self.max {
-            self.jobs.pop_front()
-        } else {
-            None
-        }
-    }
-    pub fn front(&self) -> Option<&Job> {
-        self.jobs.front()
-    }
-    pub fn pop(&mut self) -> Option<Job> {
-        self.jobs.pop_front()
-    }
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-}
 
-fn backlog_has(backlog: &Backlog, broadcast: &str) -> bool {
-    backlog
-        .jobs
-        .iter()
-        .any(|j| matches!(j, Job::Segment { broadcast: b, .. } if b == broadcast))
+    /// Queues a job at the end of its lane. Returns the job dropped to keep within the bound, if one was (its
+    /// spool file is the caller's to remove).
+    pub fn push(&mut self, job: Job) -> Option<Job> {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.lanes.entry(job.lane()).or_default().jobs.push_back((ticket, job));
+        self.queued += 1;
+        if self.queued <= self.max {
+            return None;
+        }
+        // The oldest job no thread is uploading: a busy lane's head is in flight, its second is the candidate.
+        let oldest = self
+            .lanes
+            .iter()
+            .filter_map(|(key, lane)| lane.jobs.get(usize::from(lane.busy)).map(|(t, _)| (*t, key)))
+            .min()
+            .map(|(_, key)| key.clone())?;
+        let lane = self.lanes.get_mut(&oldest)?;
+        let dropped = lane.jobs.remove(usize::from(lane.busy)).map(|(_, job)| job);
+        if dropped.is_some() {
+            self.queued -= 1;
+            if !lane.busy {
+                // A new head starts its own retries.
+                lane.attempt = 0;
+                lane.retry_at = None;
+            }
+        }
+        dropped
+    }
+
+    /// The next upload: the head of a lane that no thread is uploading and that is not waiting out a backoff, the
+    /// one queued first among them (so lanes take turns in arrival order). Its lane is busy until `finish`.
+    /// `Err(Some(t))`: nothing ready before `t` (a backoff ends); `Err(None)`: nothing queued that is not in flight.
+    pub fn take(&mut self, now: Instant) -> Result<Taken, Option<Instant>> {
+        let mut best: Option<(u64, &LaneKey)> = None;
+        let mut next_retry: Option<Instant> = None;
+        for (key, lane) in &self.lanes {
+            let Some((ticket, _)) = lane.jobs.front() else {
+                continue;
+            };
+            if lane.busy {
+                continue;
+            }
+            match lane.retry_at {
+                Some(t) if t > now => next_retry = Some(next_retry.map_or(t, |n| n.min(t))),
+                _ => {
+                    if best.is_none_or(|(b, _)| *ticket < b) {
+                        best = Some((*ticket, key));
+                    }
+                }
+            }
+        }
+        let Some((_, key)) = best else {
+            return Err(next_retry);
+        };
+        let key = key.clone();
+        let lane = self.lanes.get_mut(&key).ok_or(None)?;
+        lane.busy = true;
+        let job = lane.jobs.front().map(|(_, j)| j.clone()).ok_or(None)?;
+        Ok(Taken {
+            lane: key,
+            job,
+            media: lane.media.clone(),
+        })
+    }
+
+    /// Ends the upload `take` handed out: `Done` and `Refused` remove the head, `Retry` keeps it and starts its
+    /// backoff. `media` is the lane's media details as the upload left them (probed on its first segment). None
+    /// only for a lane that was not taken.
+    pub fn finish(
+        &mut self,
+        lane_key: &LaneKey,
+        media: Option<MediaInfo>,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<Finished> {
+        let lane = self.lanes.get_mut(lane_key)?;
+        lane.busy = false;
+        if media.is_some() {
+            lane.media = media;
+        }
+        if let Outcome::Retry = outcome {
+            let wait = backoff(lane.attempt);
+            lane.attempt += 1;
+            lane.retry_at = Some(now + wait);
+            return Some(Finished::Retry {
+                job: lane.jobs.front()?.1.clone(),
+                attempt: lane.attempt,
+                wait,
+                queued_in_lane: lane.jobs.len(),
+            });
+        }
+        let after = std::mem::take(&mut lane.attempt);
+        lane.retry_at = None;
+        let (_, job) = lane.jobs.pop_front()?;
+        self.queued -= 1;
+        Some(match outcome {
+            Outcome::Refused(status) => Finished::Refused { job, status },
+            _ => Finished::Done { job, after },
+        })
+    }
+
+    /// Jobs queued in every lane, those in flight included.
+    pub fn len(&self) -> usize {
+        self.queued
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Forgets the idle, empty lanes (and their media details) of broadcasts `keep` says are gone.
+    pub fn forget_finished(&mut self, keep: impl Fn(&str) -> bool) {
+        self.lanes
+            .retain(|(broadcast, _), lane| lane.busy || !lane.jobs.is_empty() || keep(broadcast));
+    }
 }
 
 /// Retry delays: 250 ms doubling up to 5 s.
@@ -226,7 +399,10 @@ pub struct Config {
     pub ffprobe: String,
     pub poll: Duration,
     pub thumbnail_every: Duration,
+    /// Segments queued in all lanes together (in flight included) before the oldest are dropped.
     pub max_backlog: usize,
+    /// Upload threads: at most this many lanes upload at once.
+    pub upload_threads: usize,
 }
 
 /// What the scanner remembers per broadcast directory.
@@ -523,14 +699,9 @@ fn make_thumbnail(cfg: &Config, source: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Uploads one job; `Retry` leaves it at the head of the queue. `media` caches each rendition's probe.
-fn upload(
-    cfg: &Config,
-    hostport: &str,
-    base: &str,
-    job: &Job,
-    media: &mut HashMap<(String, String), MediaInfo>,
-) -> Outcome {
+/// Uploads one job; `Retry` leaves it at the head of its lane. `media` is the lane's cache of its rendition's
+/// probe (filled on its first segment).
+fn upload(cfg: &Config, hostport: &str, base: &str, job: &Job, media: &mut Option<MediaInfo>) -> Outcome {
     let (path, content_type, body, made) = match job {
         Job::Segment {
             broadcast,
@@ -541,9 +712,7 @@ fn upload(
             pdt_ms,
             path,
         } => {
-            let info = media
-                .entry((broadcast.clone(), rendition.clone()))
-                .or_insert_with(|| probe(cfg, path));
+            let info = media.get_or_insert_with(|| probe(cfg, path));
             (
                 format!(
                     "{base}/{broadcast}/{rendition}/{seq}.ts?duration={duration}{}{}{}",
@@ -566,6 +735,11 @@ fn upload(
             None => return Outcome::Refused(0),
         },
     };
+    if !body.is_file() {
+        // Nothing to send, now or later (a spool emptied by hand): retrying would only hold up the lane.
+        eprintln!("uploader: {}: the file to send is gone; dropped", job.describe());
+        return Outcome::Refused(0);
+    }
     let result = put_file(hostport, &path, content_type, &body);
     if let Some(jpg) = made {
         let _ = std::fs::remove_file(jpg);
@@ -579,8 +753,188 @@ fn upload(
     }
 }
 
-/// Runs forever: scan, then upload what is queued, retrying with backoff; scanning goes on while an upload waits.
+/// Makes one upload: the job, and its lane's media details (probed on first use and kept by the lane). `upload`
+/// in the uploader; the host tests give it the same with their own server.
+pub type SendFn = dyn Fn(&Job, &mut Option<MediaInfo>) -> Outcome + Send + Sync;
+
+struct PoolState {
+    lanes: Lanes,
+    closed: bool,
+    uploaded: u64,
+}
+
+struct Shared {
+    state: Mutex<PoolState>,
+    /// Signalled when a job is queued, a lane is released, or the pool closes.
+    wake: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The upload threads (`--upload-threads`): each takes the head of a ready lane (see [`Lanes::take`]), uploads it
+/// with no lock held, and hands back the outcome; a lane is never uploaded by two threads at once, so its segments
+/// reach the Worker in sequence order, while other lanes go up at once. Queuing (`push`) only takes the lock for a
+/// moment, so the scan loop never waits for an upload.
+pub struct UploadPool {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    max: usize,
+}
+
+impl UploadPool {
+    pub fn start(threads: usize, max_backlog: usize, send: Arc<SendFn>) -> std::io::Result<UploadPool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PoolState {
+                lanes: Lanes::new(max_backlog),
+                closed: false,
+                uploaded: 0,
+            }),
+            wake: Condvar::new(),
+        });
+        let mut pool = UploadPool {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            max: max_backlog.max(1),
+        };
+        for i in 0..threads.max(1) {
+            let (shared, send) = (shared.clone(), send.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || upload_thread(&shared, &*send));
+            match thread {
+                Ok(t) => pool.threads.push(t),
+                Err(e) => {
+                    pool.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Queues jobs, each at the end of its lane, dropping the oldest past the bound (logged, spool file removed).
+    pub fn push(&self, jobs: impl IntoIterator<Item = Job>) {
+        let mut dropped = Vec::new();
+        {
+            let mut st = lock(&self.shared.state);
+            for job in jobs {
+                dropped.extend(st.lanes.push(job));
+            }
+        }
+        self.shared.wake.notify_all();
+        for job in dropped {
+            eprintln!(
+                "uploader: backlog full ({} queued): dropped {}",
+                self.max,
+                job.describe()
+            );
+            let _ = std::fs::remove_file(job.spool_path());
+        }
+    }
+
+    /// Jobs queued, those in flight included.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared.state).lanes.len()
+    }
+
+    /// Uploads that went through since the start.
+    pub fn uploaded(&self) -> u64 {
+        lock(&self.shared.state).uploaded
+    }
+
+    /// Forgets the idle lanes (and their media details) of broadcasts that are gone.
+    pub fn forget_finished(&self, keep: impl Fn(&str) -> bool) {
+        lock(&self.shared.state).lanes.forget_finished(keep);
+    }
+
+    /// Ends the threads once the uploads in flight are over; what is still queued stays in the spool.
+    pub fn stop(mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.wake.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The next upload for a thread, waiting for one (None once the pool is closed).
+fn next_upload(shared: &Shared) -> Option<Taken> {
+    let mut st = lock(&shared.state);
+    loop {
+        if st.closed {
+            return None;
+        }
+        let now = Instant::now();
+        st = match st.lanes.take(now) {
+            Ok(taken) => return Some(taken),
+            Err(Some(at)) => shared
+                .wake
+                .wait_timeout(st, at.saturating_duration_since(now))
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g),
+            Err(None) => shared.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+        };
+    }
+}
+
+fn upload_thread(shared: &Shared, send: &SendFn) {
+    while let Some(taken) = next_upload(shared) {
+        let mut media = taken.media;
+        let outcome = send(&taken.job, &mut media);
+        let (finished, uploaded) = {
+            let mut st = lock(&shared.state);
+            let finished = st.lanes.finish(&taken.lane, media, outcome, Instant::now());
+            if let Some(Finished::Done { .. }) = finished {
+                st.uploaded += 1;
+            }
+            (finished, st.uploaded)
+        };
+        // The lane is free again: another thread may take its next segment while this one picks the oldest head.
+        shared.wake.notify_one();
+        match finished {
+            Some(Finished::Done { job, after }) => {
+                if after > 0 {
+                    eprintln!(
+                        "uploader: worker reachable again: {} went through after {after} failed attempts; \
+                         {uploaded} uploaded so far",
+                        job.describe()
+                    );
+                }
+                let _ = std::fs::remove_file(job.spool_path());
+            }
+            Some(Finished::Refused { job, status }) => {
+                if status != 0 {
+                    eprintln!("uploader: refused with {status}, dropping {}", job.describe());
+                }
+                let _ = std::fs::remove_file(job.spool_path());
+            }
+            Some(Finished::Retry {
+                job,
+                attempt,
+                wait,
+                queued_in_lane,
+            }) if attempt == 1 || attempt.is_multiple_of(10) => {
+                eprintln!(
+                    "uploader: worker unreachable or failing for {}; retrying in {wait:?} (attempt {attempt}, \
+                     {queued_in_lane} queued in its rendition)",
+                    job.describe()
+                );
+            }
+            Some(Finished::Retry { .. }) | None => {}
+        }
+    }
+}
+
+/// Runs forever: scans every `--poll-ms` and queues what it finds; the upload threads send it (see
+/// [`UploadPool`]), so scanning never waits for an upload.
 pub fn run(cfg: Config) -> std::io::Result<()> {
+    run_until(cfg, &AtomicBool::new(false))
+}
+
+/// [`run`] until `stop` is set (the host tests end it so): the upload threads finish the uploads in flight and
+/// end; anything still queued stays in the spool.
+pub fn run_until(cfg: Config, stop: &AtomicBool) -> std::io::Result<()> {
     let (hostport, base) = split_url(&cfg.upload_url)
         .ok_or_else(|| std::io::Error::other("the upload URL must be http://host:port/path"))?;
     std::fs::create_dir_all(&cfg.spool)?;
@@ -589,8 +943,6 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let _ = std::fs::remove_file(e.path());
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    let mut media: HashMap<(String, String), MediaInfo> = HashMap::new();
-    let mut backlog = Backlog::new(cfg.max_backlog);
     // Thumbnails run ffmpeg (a second or more on a busy host): on their own thread, so they never hold up a
     // segment. At most a few wait; a thumbnail that finds the line full is skipped (the next one is 20 s away).
     let (thumbs, thumb_jobs) = std::sync::mpsc::sync_channel::<Job>(4);
@@ -599,9 +951,8 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let (hostport, base) = (hostport.clone(), base.clone());
         std::thread::spawn(move || {
             for job in thumb_jobs {
-                let mut media = HashMap::new();
                 for attempt in 0..3 {
-                    match upload(&cfg, &hostport, &base, &job, &mut media) {
+                    match upload(&cfg, &hostport, &base, &job, &mut None) {
                         Outcome::Retry => std::thread::sleep(backoff(attempt + 2)),
                         _ => break,
                     }
@@ -610,68 +961,38 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             }
         });
     }
-    let mut attempt: u32 = 0;
-    let mut retry_at: Option<Instant> = None;
-    let mut uploaded: u64 = 0;
+    let send: Arc<SendFn> = {
+        let cfg = cfg.clone();
+        Arc::new(move |job: &Job, media: &mut Option<MediaInfo>| upload(&cfg, &hostport, &base, job, media))
+    };
+    let pool = UploadPool::start(cfg.upload_threads, cfg.max_backlog, send)?;
     eprintln!(
-        "uploader: watching {} -> {}, thumbnails every {:?}",
+        "uploader: watching {} -> {}, {} upload threads, at most {} queued, thumbnails every {:?}",
         cfg.hls_root.display(),
         cfg.upload_url,
+        cfg.upload_threads.max(1),
+        cfg.max_backlog.max(1),
         cfg.thumbnail_every
     );
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        let mut segments = Vec::new();
         for job in scan(&cfg, &mut seen, now) {
-            if let Job::Thumbnail { .. } = job {
-                if let Err(std::sync::mpsc::TrySendError::Full(job)) = thumbs.try_send(job) {
-                    let _ = std::fs::remove_file(job.spool_path());
+            match job {
+                Job::Thumbnail { .. } => {
+                    if let Err(std::sync::mpsc::TrySendError::Full(job)) = thumbs.try_send(job) {
+                        let _ = std::fs::remove_file(job.spool_path());
+                    }
                 }
-                continue;
-            }
-            if let Some(dropped) = backlog.push(job) {
-                eprintln!("uploader: backlog full ({}): dropped {dropped:?}", cfg.max_backlog);
-                let _ = std::fs::remove_file(dropped.spool_path());
+                Job::Segment { .. } => segments.push(job),
             }
         }
-        while let Some(job) = backlog.front() {
-            if retry_at.is_some_and(|t| Instant::now() < t) {
-                break;
-            }
-            match upload(&cfg, &hostport, &base, job, &mut media) {
-                Outcome::Retry => {
-                    let wait = backoff(attempt);
-                    attempt += 1;
-                    retry_at = Some(Instant::now() + wait);
-                    if attempt == 1 || attempt.is_multiple_of(10) {
-                        eprintln!(
-                            "uploader: worker unreachable or failing; retrying in {wait:?} ({} queued)",
-                            backlog.len()
-                        );
-                    }
-                    break;
-                }
-                outcome => {
-                    if let Outcome::Refused(status) = outcome {
-                        if status != 0 {
-                            eprintln!("uploader: refused with {status}, dropping {job:?}");
-                        }
-                    } else {
-                        uploaded += 1;
-                        if attempt > 0 {
-                            eprintln!("uploader: worker reachable again; {uploaded} uploaded so far");
-                        }
-                    }
-                    attempt = 0;
-                    retry_at = None;
-                    if let Some(done) = backlog.pop() {
-                        let _ = std::fs::remove_file(done.spool_path());
-                    }
-                }
-            }
-        }
-        media.retain(|(broadcast, _), _| seen.contains_key(broadcast) || backlog_has(&backlog, broadcast));
+        pool.push(segments);
+        pool.forget_finished(|broadcast| seen.contains_key(broadcast));
         std::thread::sleep(cfg.poll);
     }
+    pool.stop();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -717,22 +1038,118 @@ mod tests {
         assert!(!looks_like_broadcast_id(".."));
     }
 
-    #[test]
-    fn the_backlog_drops_its_oldest_job_when_full() {
-        let job = |seq| Job::Segment {
-            broadcast: "b".into(),
-            rendition: "source".into(),
+    fn seg(broadcast: &str, rendition: &str, seq: u32) -> Job {
+        Job::Segment {
+            broadcast: broadcast.into(),
+            rendition: rendition.into(),
             seq,
             duration: "2".into(),
             discontinuity: false,
             pdt_ms: None,
-            path: PathBuf::from(format!("{seq}")),
+            path: PathBuf::from(format!("{broadcast}-{rendition}-{seq}.ts")),
+        }
+    }
+
+    fn seq_of(job: &Job) -> u32 {
+        match job {
+            Job::Segment { seq, .. } => *seq,
+            Job::Thumbnail { .. } => u32::MAX,
+        }
+    }
+
+    #[test]
+    fn lanes_go_in_sequence_order_each_to_one_thread_at_a_time_the_first_queued_first() {
+        let mut lanes = Lanes::new(100);
+        let now = Instant::now();
+        lanes.push(seg("a", "source", 0));
+        lanes.push(seg("a", "source", 1));
+        lanes.push(seg("b", "source", 0));
+        lanes.push(seg("a", "480p", 0));
+        // The oldest head first; a busy lane is not handed out again.
+        let a0 = lanes.take(now).unwrap();
+        assert_eq!(a0.job, seg("a", "source", 0));
+        let b0 = lanes.take(now).unwrap();
+        assert_eq!(b0.job, seg("b", "source", 0));
+        let a480 = lanes.take(now).unwrap();
+        assert_eq!(a480.job, seg("a", "480p", 0));
+        assert_eq!(
+            lanes.take(now).unwrap_err(),
+            None,
+            "a/source is busy: its second segment waits"
+        );
+        // The media details a thread probed stay with the lane.
+        let info = MediaInfo {
+            width: Some(640),
+            ..MediaInfo::default()
         };
-        let mut b = Backlog::new(2);
-        assert!(b.push(job(1)).is_none());
-        assert!(b.push(job(2)).is_none());
-        assert_eq!(b.push(job(3)), Some(job(1)));
-        assert_eq!(b.pop(), Some(job(2)));
+        let done = lanes.finish(&a0.lane, Some(info.clone()), Outcome::Done, now).unwrap();
+        assert_eq!(
+            done,
+            Finished::Done {
+                job: seg("a", "source", 0),
+                after: 0
+            }
+        );
+        let a1 = lanes.take(now).unwrap();
+        assert_eq!(a1.job, seg("a", "source", 1));
+        assert_eq!(a1.media, Some(info));
+        assert_eq!(lanes.len(), 3);
+        // A retry keeps the head and holds its lane back for the backoff, and only its lane.
+        let retry = lanes.finish(&b0.lane, None, Outcome::Retry, now).unwrap();
+        assert!(
+            matches!(retry, Finished::Retry { attempt: 1, wait, queued_in_lane: 1, .. } if wait == backoff(0)),
+            "{retry:?}"
+        );
+        lanes.push(seg("c", "source", 0));
+        let c0 = lanes.take(now).unwrap();
+        assert_eq!(c0.job, seg("c", "source", 0));
+        assert_eq!(lanes.take(now).unwrap_err(), Some(now + backoff(0)));
+        let again = lanes.take(now + backoff(0)).unwrap();
+        assert_eq!(again.job, seg("b", "source", 0));
+        let retry = lanes.finish(&again.lane, None, Outcome::Retry, now).unwrap();
+        assert!(matches!(retry, Finished::Retry { attempt: 2, wait, .. } if wait == backoff(1)));
+        let again = lanes.take(now + backoff(1)).unwrap();
+        let done = lanes.finish(&again.lane, None, Outcome::Done, now).unwrap();
+        assert_eq!(
+            done,
+            Finished::Done {
+                job: seg("b", "source", 0),
+                after: 2
+            }
+        );
+        // A refusal is final: the head goes.
+        let refused = lanes.finish(&a1.lane, None, Outcome::Refused(410), now).unwrap();
+        assert_eq!(
+            refused,
+            Finished::Refused {
+                job: seg("a", "source", 1),
+                status: 410
+            }
+        );
+        assert_eq!(lanes.len(), 2);
+        // Idle, empty lanes of broadcasts that are gone are forgotten with their media details; busy ones stay.
+        lanes.forget_finished(|b| b == "c");
+        assert!(lanes.lanes.contains_key(&("a".to_string(), "480p".to_string())));
+        assert!(!lanes.lanes.contains_key(&("a".to_string(), "source".to_string())));
+        assert!(!lanes.lanes.contains_key(&("b".to_string(), "source".to_string())));
+    }
+
+    #[test]
+    fn the_bound_covers_every_lane_and_drops_the_oldest_job_not_in_flight() {
+        let mut b = Lanes::new(2);
+        let now = Instant::now();
+        assert!(b.push(seg("a", "source", 1)).is_none());
+        let in_flight = b.take(now).unwrap();
+        assert!(b.push(seg("a", "source", 2)).is_none());
+        // Three queued: a/source/1 is being uploaded, so its successor is the oldest that can go.
+        assert_eq!(b.push(seg("b", "source", 1)), Some(seg("a", "source", 2)));
+        assert_eq!(b.push(seg("b", "source", 2)), Some(seg("b", "source", 1)));
+        assert_eq!(b.len(), 2);
+        // The upload in flight ends normally; then an idle lane's head is fair game too.
+        b.finish(&in_flight.lane, None, Outcome::Done, now).unwrap();
+        assert!(b.push(seg("a", "source", 3)).is_none());
+        assert_eq!(b.push(seg("a", "source", 4)), Some(seg("b", "source", 2)));
+        assert_eq!(seq_of(&b.take(now).unwrap().job), 3);
     }
 
     #[test]
@@ -831,5 +1248,362 @@ mod tests {
         );
         assert!(request.contains("Content-Length: 5\r\n"), "{request}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// What a test server saw: each request's path (no query) when it arrived, and when and how it was answered
+    /// (None: the connection was closed without an answer).
+    #[derive(Default)]
+    struct Record {
+        arrived: Vec<(String, Instant)>,
+        answered: Vec<(String, Option<u16>, Instant)>,
+        /// Per lane (`.../<broadcast>/<rendition>`): requests in flight now, and the most there ever were.
+        in_flight: HashMap<String, (usize, usize)>,
+    }
+
+    type Answer = dyn Fn(&str, usize) -> (Option<u16>, Duration) + Send + Sync;
+
+    /// A local HTTP server taking PUTs, a thread per connection (so slow answers overlap, as the Worker's do).
+    /// `answer(path, attempts before this one)` says what to answer and after how long.
+    struct TestServer {
+        hostport: String,
+        seen: Arc<Mutex<Record>>,
+    }
+
+    impl TestServer {
+        fn start(answer: impl Fn(&str, usize) -> (Option<u16>, Duration) + Send + Sync + 'static) -> TestServer {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let hostport = listener.local_addr().unwrap().to_string();
+            let seen = Arc::new(Mutex::new(Record::default()));
+            let answer: Arc<Answer> = Arc::new(answer);
+            let shared = seen.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    let (seen, answer) = (shared.clone(), answer.clone());
+                    std::thread::spawn(move || TestServer::handle(conn, &seen, &*answer));
+                }
+            });
+            TestServer { hostport, seen }
+        }
+
+        fn handle(conn: TcpStream, seen: &Mutex<Record>, answer: &Answer) {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .split('?')
+                .next()
+                .unwrap()
+                .to_string();
+            let mut len = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            let lane = path.rsplit_once('/').unwrap().0.to_string();
+            let before = {
+                let mut s = seen.lock().unwrap();
+                let before = s.arrived.iter().filter(|(p, _)| *p == path).count();
+                s.arrived.push((path.clone(), Instant::now()));
+                let (now, most) = s.in_flight.entry(lane.clone()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+                before
+            };
+            let (status, delay) = answer(&path, before);
+            std::thread::sleep(delay);
+            {
+                // Recorded before the client can read the answer, so its next request comes after.
+                let mut s = seen.lock().unwrap();
+                s.in_flight.get_mut(&lane).unwrap().0 -= 1;
+                s.answered.push((path.clone(), status, Instant::now()));
+            }
+            if let Some(status) = status {
+                let mut conn = conn;
+                let _ = conn.write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            }
+        }
+
+        /// Paths of the requests that arrived, in order, whose path starts with `prefix`.
+        fn arrivals(&self, prefix: &str) -> Vec<String> {
+            let s = self.seen.lock().unwrap();
+            s.arrived
+                .iter()
+                .filter(|(p, _)| p.starts_with(prefix))
+                .map(|(p, _)| p.clone())
+                .collect()
+        }
+
+        /// When each request under `prefix` was answered with a 2xx, in order.
+        fn successes(&self, prefix: &str) -> Vec<(String, Instant)> {
+            let s = self.seen.lock().unwrap();
+            s.answered
+                .iter()
+                .filter(|(p, st, _)| p.starts_with(prefix) && st.is_some_and(|c| (200..300).contains(&c)))
+                .map(|(p, _, t)| (p.clone(), *t))
+                .collect()
+        }
+
+        fn most_in_flight_in_one_lane(&self) -> usize {
+            let s = self.seen.lock().unwrap();
+            s.in_flight.values().map(|(_, most)| *most).max().unwrap_or(0)
+        }
+
+        /// Waits until `done` holds (up to `limit`), panicking with `what` otherwise.
+        fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&TestServer) -> bool) {
+            let until = Instant::now() + limit;
+            while !done(self) {
+                assert!(Instant::now() < until, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbb";
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("uploader-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn test_config(root: &Path, hostport: &str, threads: usize, max_backlog: usize) -> Config {
+        Config {
+            hls_root: root.join("hls"),
+            spool: root.join("spool"),
+            upload_url: format!("http://{hostport}/up"),
+            // No thumbnail can be made here (it is skipped), and the probe finds nothing (uploads go on without).
+            ffmpeg: "false".into(),
+            ffprobe: "true".into(),
+            poll: Duration::from_millis(20),
+            thumbnail_every: Duration::from_secs(3600),
+            max_backlog,
+            upload_threads: threads,
+        }
+    }
+
+    /// Writes `<hls>/<broadcast>/<rendition>/` as the transcoder does: segments 0..count, then the playlist listing
+    /// them.
+    fn write_rendition(hls: &Path, broadcast: &str, rendition: &str, count: u32) {
+        let dir = hls.join(broadcast).join(rendition);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-TARGETDURATION:2\n".to_string();
+        for seq in 0..count {
+            std::fs::write(dir.join(format!("{seq}.ts")), format!("segment {seq}")).unwrap();
+            playlist.push_str(&format!("#EXTINF:2.000,\n{seq}.ts\n"));
+        }
+        let tmp = dir.join("index.m3u8.tmp");
+        std::fs::write(&tmp, playlist).unwrap();
+        std::fs::rename(tmp, dir.join("index.m3u8")).unwrap();
+    }
+
+    /// A pool with the uploader's own `upload` (real PUTs to the test server).
+    fn pool_with(cfg: &Config) -> UploadPool {
+        let (hostport, base) = split_url(&cfg.upload_url).unwrap();
+        let cfg2 = cfg.clone();
+        let send: Arc<SendFn> =
+            Arc::new(move |job: &Job, media: &mut Option<MediaInfo>| upload(&cfg2, &hostport, &base, job, media));
+        UploadPool::start(cfg.upload_threads, cfg.max_backlog, send).unwrap()
+    }
+
+    fn spooled(cfg: &Config, broadcast: &str, rendition: &str, seq: u32) -> Job {
+        std::fs::create_dir_all(&cfg.spool).unwrap();
+        let path = cfg.spool.join(format!("{broadcast}-{rendition}-{seq}.ts"));
+        std::fs::write(&path, format!("segment {seq}")).unwrap();
+        Job::Segment {
+            broadcast: broadcast.into(),
+            rendition: rendition.into(),
+            seq,
+            duration: "2.000".into(),
+            discontinuity: false,
+            pdt_ms: None,
+            path,
+        }
+    }
+
+    fn path_of(broadcast: &str, rendition: &str, seq: u32) -> String {
+        format!("/up/{broadcast}/{rendition}/{seq}.ts")
+    }
+
+    #[test]
+    fn a_stalled_broadcast_holds_up_neither_another_broadcast_nor_the_scan() {
+        // Every request for A takes 2 s; B's are answered at once.
+        let server = TestServer::start(|path, _| {
+            let stall = if path.contains(A) { 2000 } else { 0 };
+            (Some(201), Duration::from_millis(stall))
+        });
+        let root = temp_dir("stall");
+        let cfg = test_config(&root, &server.hostport, 4, 150);
+        write_rendition(&cfg.hls_root, A, "source", 3);
+        write_rendition(&cfg.hls_root, B, "source", 5);
+        write_rendition(&cfg.hls_root, B, "480p", 5);
+        let stop = Arc::new(AtomicBool::new(false));
+        let uploader = {
+            let (cfg, stop) = (cfg.clone(), stop.clone());
+            std::thread::spawn(move || run_until(cfg, &stop))
+        };
+        server.wait_for("B's ten segments", Duration::from_secs(10), |s| {
+            s.successes(&format!("/up/{B}/")).len() == 10
+        });
+        // While A's first upload is still stalled, the scan finds a new segment of B and it goes up too.
+        write_rendition(&cfg.hls_root, B, "source", 6);
+        server.wait_for("B's sixth source segment", Duration::from_secs(10), |s| {
+            s.successes(&path_of(B, "source", 5)).len() == 1
+        });
+        let b_done = server
+            .successes(&format!("/up/{B}/"))
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap();
+        server.wait_for("A's three segments", Duration::from_secs(15), |s| {
+            s.successes(&format!("/up/{A}/")).len() == 3
+        });
+        let a_first = server.successes(&format!("/up/{A}/"))[0].1;
+        assert!(
+            b_done < a_first,
+            "B's last upload ended {:?} after A's first: B waited behind A",
+            b_done.duration_since(a_first)
+        );
+        // Each rendition's segments went up in order, one at a time; B's renditions went at once beside A's.
+        for (broadcast, rendition, n) in [(A, "source", 3), (B, "source", 6), (B, "480p", 5)] {
+            let expected: Vec<String> = (0..n).map(|seq| path_of(broadcast, rendition, seq)).collect();
+            assert_eq!(server.arrivals(&format!("/up/{broadcast}/{rendition}/")), expected);
+        }
+        assert_eq!(server.most_in_flight_in_one_lane(), 1);
+        stop.store(true, Ordering::Relaxed);
+        uploader.join().unwrap().unwrap();
+        // Every uploaded segment's spool file is gone (the thumbnail's too: ffmpeg "false" made none).
+        let left: Vec<_> = std::fs::read_dir(&cfg.spool)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_lane_puts_its_segments_in_sequence_order_through_retries_and_refusals() {
+        // 1: a 503 first; 3: the connection closed without an answer first; 4: refused for good (410).
+        let server = TestServer::start(|path, before| {
+            let status = match (path.rsplit('/').next().unwrap(), before) {
+                ("1.ts", 0) => Some(503),
+                ("3.ts", 0) => None,
+                ("4.ts", _) => Some(410),
+                _ => Some(201),
+            };
+            (status, Duration::ZERO)
+        });
+        let root = temp_dir("order");
+        let cfg = test_config(&root, &server.hostport, 4, 150);
+        let pool = pool_with(&cfg);
+        pool.push((0..6).map(|seq| spooled(&cfg, A, "source", seq)));
+        server.wait_for("the last segment", Duration::from_secs(10), |s| {
+            s.successes(&path_of(A, "source", 5)).len() == 1
+        });
+        let arrived: Vec<String> = server.arrivals("/up/");
+        let expected: Vec<String> = [0, 1, 1, 2, 3, 3, 4, 5]
+            .iter()
+            .map(|seq| path_of(A, "source", *seq))
+            .collect();
+        assert_eq!(
+            arrived, expected,
+            "each segment after the one before it went through or was refused"
+        );
+        assert_eq!(server.most_in_flight_in_one_lane(), 1);
+        // Uploaded and refused alike, no spool file is left.
+        let until = Instant::now() + Duration::from_secs(5);
+        while pool.queued() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pool.queued(), 0);
+        assert_eq!(pool.uploaded(), 5);
+        assert_eq!(std::fs::read_dir(&cfg.spool).unwrap().count(), 0);
+        pool.stop();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_lane_retrying_holds_up_no_other_lane_and_resumes_in_order() {
+        // A's uploads fail (502, as the proxy answers while the Worker is down) until `a_back` is set.
+        let a_back = Arc::new(AtomicBool::new(false));
+        let server = {
+            let a_back = a_back.clone();
+            TestServer::start(move |path, _| {
+                let down = path.contains(A) && !a_back.load(Ordering::SeqCst);
+                (Some(if down { 502 } else { 201 }), Duration::ZERO)
+            })
+        };
+        let root = temp_dir("retry");
+        let cfg = test_config(&root, &server.hostport, 2, 150);
+        let pool = pool_with(&cfg);
+        pool.push((0..3).map(|seq| spooled(&cfg, A, "source", seq)));
+        server.wait_for("A's first attempt", Duration::from_secs(5), |s| {
+            !s.arrivals(&format!("/up/{A}/")).is_empty()
+        });
+        // B's segments come after A's and go through while A's head waits out its backoff.
+        pool.push((0..6).map(|seq| spooled(&cfg, B, "source", seq)));
+        server.wait_for("B's segments", Duration::from_secs(5), |s| {
+            s.successes(&format!("/up/{B}/")).len() == 6
+        });
+        assert!(server.successes(&format!("/up/{A}/")).is_empty());
+        let a_tries = server.arrivals(&format!("/up/{A}/"));
+        assert!(a_tries.iter().all(|p| *p == path_of(A, "source", 0)), "{a_tries:?}");
+        // The Worker is back: A resumes with its head, in order, nothing lost.
+        a_back.store(true, Ordering::SeqCst);
+        server.wait_for("A's segments", Duration::from_secs(10), |s| {
+            s.successes(&format!("/up/{A}/")).len() == 3
+        });
+        let a_done: Vec<String> = server
+            .successes(&format!("/up/{A}/"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(a_done, (0..3).map(|seq| path_of(A, "source", seq)).collect::<Vec<_>>());
+        let b_done: Vec<String> = server
+            .successes(&format!("/up/{B}/"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(b_done, (0..6).map(|seq| path_of(B, "source", seq)).collect::<Vec<_>>());
+        assert_eq!(server.most_in_flight_in_one_lane(), 1);
+        pool.stop();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn past_the_backlog_the_oldest_segments_are_dropped_with_their_spool_files() {
+        let server = TestServer::start(|_, _| (Some(201), Duration::ZERO));
+        let root = temp_dir("bound");
+        let cfg = test_config(&root, &server.hostport, 2, 3);
+        let pool = pool_with(&cfg);
+        let jobs: Vec<Job> = (0..6).map(|seq| spooled(&cfg, A, "source", seq)).collect();
+        let paths: Vec<PathBuf> = jobs.iter().map(|j| j.spool_path().to_path_buf()).collect();
+        // Queued at once: none is in flight yet, so 0, 1 and 2 go.
+        pool.push(jobs);
+        for dropped in &paths[..3] {
+            assert!(!dropped.exists(), "{} was removed with its job", dropped.display());
+        }
+        server.wait_for("the kept segments", Duration::from_secs(5), |s| {
+            s.successes("/up/").len() == 3
+        });
+        assert_eq!(
+            server.arrivals("/up/"),
+            (3..6).map(|seq| path_of(A, "source", seq)).collect::<Vec<_>>()
+        );
+        pool.stop();
+        let _ = std::fs::remove_dir_all(root);
     }
 }
