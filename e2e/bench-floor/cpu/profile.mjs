@@ -9,8 +9,12 @@ if (!wsUrl) {
   console.error('usage: profile.mjs ws://127.0.0.1:PORT/ws [SECONDS]');
   process.exit(2);
 }
-// wrangler's inspector proxy wants an Origin; Node's WebSocket (undici) lets us send one.
-const ws = new WebSocket(wsUrl, { headers: { origin: new URL(wsUrl).origin.replace('ws:', 'http:') } });
+// wrangler's inspector proxy (`/ws`) wants an Origin; Node's WebSocket (undici) lets us send one. workerd's own
+// inspector (`/core:user:<worker>`, every Worker of the stack, e.g. the chat Worker's objects) takes none.
+const proxied = new URL(wsUrl).pathname === '/ws';
+const ws = proxied
+  ? new WebSocket(wsUrl, { headers: { origin: new URL(wsUrl).origin.replace('ws:', 'http:') } })
+  : new WebSocket(wsUrl);
 let next = 0;
 const pending = new Map();
 ws.onmessage = (e) => {
@@ -30,6 +34,7 @@ await new Promise((resolve, reject) => {
   ws.onopen = resolve;
   ws.onerror = () => reject(new Error(`cannot open ${wsUrl}`));
 });
+await send('Runtime.enable');
 await send('Profiler.enable');
 await send('Profiler.setSamplingInterval', { interval: 100 });
 await send('Profiler.start');
