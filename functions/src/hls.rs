@@ -225,14 +225,26 @@ fn write_through_live(app: &App, origin: String, stream: StreamId, rendition: Re
         if rendition.is_source() {
             urls.push((format!("{origin}/hls/{}/live.m3u8", stream.as_str()), true));
         }
-        for (url, legacy) in urls {
-            let result = match render_live(&app, &stream, rendition, legacy).await {
-                Ok(resp) => Cache::default().put(url.as_str(), mark(resp, "MISS")).await,
-                // Not live any more (the broadcast ended meanwhile): let the next request find that out.
-                Err(_) => Cache::default().delete(url.as_str(), false).await.map(|_| ()),
-            };
-            if let Err(e) = result {
-                worker::console_warn!("hls: live playlist write-through failed: {e}");
+        // One read of D1 for both forms of the source's window. Not live any more (the broadcast ended meanwhile):
+        // drop the window and let the next request find that out.
+        let forms: Vec<bool> = urls.iter().map(|(_, legacy)| *legacy).collect();
+        match render_live(&app, &stream, rendition, &forms).await {
+            Ok(bodies) => {
+                for ((url, _), body) in urls.iter().zip(bodies) {
+                    let Ok(resp) = text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST) else {
+                        continue;
+                    };
+                    if let Err(e) = Cache::default().put(url.as_str(), mark(resp, "MISS")).await {
+                        worker::console_warn!("hls: live playlist write-through failed: {e}");
+                    }
+                }
+            }
+            Err(_) => {
+                for (url, _) in &urls {
+                    if let Err(e) = Cache::default().delete(url.as_str(), false).await {
+                        worker::console_warn!("hls: cache delete failed: {e}");
+                    }
+                }
             }
         }
     });
@@ -524,13 +536,20 @@ pub async fn live_playlist(
     if let Some(hit) = cached(app, &req).await {
         return Ok(hit);
     }
-    let resp = render_live(app, &stream, rendition, legacy).await?;
+    let body = render_live(app, &stream, rendition, &[legacy]).await?.remove(0);
+    let resp = text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)?;
     Ok(remember(&req, resp).await)
 }
 
-/// The live window of one rendition as served at `/hls/{stream}/{rendition}/live.m3u8` (or, `legacy`, the source's
-/// at `/hls/{stream}/live.m3u8`), rendered from D1: what a cache miss answers and what an upload writes through.
-async fn render_live(app: &App, stream: &StreamId, rendition: Rendition, legacy: bool) -> Result<Response, ApiError> {
+/// The live window of one rendition, rendered from D1 once for each form asked: as served at
+/// `/hls/{stream}/{rendition}/live.m3u8` (`false`) or, for the source, at `/hls/{stream}/live.m3u8` (`true`, legacy):
+/// what a cache miss answers and what an upload writes through.
+async fn render_live(
+    app: &App,
+    stream: &StreamId,
+    rendition: Rendition,
+    forms: &[bool],
+) -> Result<Vec<String>, ApiError> {
     let live = live_broadcast(app, stream, rendition).await?;
     let Some(max_segment_ms) = live.max_segment_ms else {
         // The source's first segment not up yet is the usual start of a broadcast (players retry); any other
@@ -557,14 +576,16 @@ async fn render_live(app: &App, stream: &StreamId, rendition: Rendition, legacy:
     }
     rows.reverse();
     let segments: Vec<Segment> = rows.iter().map(SegmentRow::segment).collect();
-    let prefix = match legacy {
-        true => format!("{}/", live.broadcast_id),
-        false => format!("../{}/{}/", live.broadcast_id, rendition.as_str()),
+    let body = |legacy: bool| {
+        let prefix = match legacy {
+            true => format!("{}/", live.broadcast_id),
+            false => format!("../{}/{}/", live.broadcast_id, rendition.as_str()),
+        };
+        hls::render_playlist(PlaylistKind::Live, &segments, max_segment_ms as u32, |seq| {
+            segment_uri(app, stream.as_str(), &live.broadcast_id, rendition, &prefix, seq)
+        })
     };
-    let body = hls::render_playlist(PlaylistKind::Live, &segments, max_segment_ms as u32, |seq| {
-        segment_uri(app, stream.as_str(), &live.broadcast_id, rendition, &prefix, seq)
-    });
-    text_response(body, hls::PLAYLIST_CONTENT_TYPE, hls::CACHE_LIVE_PLAYLIST)
+    Ok(forms.iter().map(|&legacy| body(legacy)).collect())
 }
 
 /// A broadcast of the stream (not deleted), how long its playlists may be cached, and the longest segment of one
