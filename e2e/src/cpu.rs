@@ -96,28 +96,31 @@ pub fn worker_workerd_seconds(root: u32) -> f64 {
 /// Resident memory (KiB, `VmRSS`) of the workerd that runs the Worker under `root` (a `wrangler dev`'s pid), if it
 /// runs: what holding a room's sockets costs that process.
 pub fn worker_workerd_rss_kib(root: u32) -> Option<u64> {
-    let procs = processes();
-    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
-    procs
-        .iter()
-        .filter(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))
-        .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+    worker_workerd_pids(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
             let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .reduce(|a, b| a + b)
 }
 
+/// The workerd processes that run the Worker under `root` (a `wrangler dev`'s pid): not its dev proxy.
+fn worker_workerd_pids(root: u32) -> Vec<u32> {
+    let procs = processes();
+    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    procs
+        .iter()
+        .filter(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))
+        .map(|p| p.pid)
+        .collect()
+}
+
 /// Open file descriptors of the workerd that runs the Worker under `root`, and that process's open-file limit: how
 /// many descriptors a socket costs it, against the per-process limit that bounds how many sockets one workerd holds.
 pub fn worker_workerd_fds(root: u32) -> Option<(u64, Option<u64>)> {
-    let procs = processes();
-    let parent: HashMap<u32, u32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
-    let pid = procs
-        .iter()
-        .find(|p| p.comm == "workerd" && kind(p.pid, &p.comm, 0) == WORKER && descends(p.pid, root, &parent))?
-        .pid;
+    let pid = *worker_workerd_pids(root).first()?;
     let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
         .ok()

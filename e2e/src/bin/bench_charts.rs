@@ -1,57 +1,51 @@
-//! Draws the benchmark charts (`scripts/bench` runs it after `fanout` or `hls`; `scripts/bench charts` alone): reads
-//! the results the last `bench_fanout`, `bench_hls` and `bench_latency` runs wrote (`.run/bench/fanout.csv`,
-//! `hls.csv`, `latency.csv`, or `BENCH_RESULTS_DIR`) and writes `docs/img/bench-fanout.svg`, `bench-hls.svg` and
-//! `bench-latency.svg` (or into `BENCH_CHARTS_OUT`). A missing results file is skipped with a note; a malformed one is an error.
+//! Draws the benchmark charts (`scripts/bench` runs it after `fanout`, `hls` or `latency`; `scripts/bench charts`
+//! alone): reads the results the last `bench_fanout`, `bench_hls` and `bench_latency` runs wrote
+//! (`.run/bench/fanout.csv`, `hls.csv`, `latency.csv`, or `BENCH_RESULTS_DIR`) and writes `docs/img/bench-fanout.svg`,
+//! `bench-hls.svg` and `bench-latency.svg` (or into `BENCH_CHARTS_OUT`). A missing results file is skipped with a
+//! note; a malformed one is an error.
 
 use sunnylive_e2e::charts::{
     self, fanout_chart, hls_chart, latency_chart, parse_fanout_csv, parse_hls_csv, parse_latency_csv,
 };
 use sunnylive_e2e::{repo_root, BoxError};
 
+type Draw = fn(&str) -> Result<(usize, String), BoxError>;
+
 fn main() -> Result<(), BoxError> {
     let results = charts::results_dir();
     let out = std::env::var_os("BENCH_CHARTS_OUT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo_root().join("docs/img"));
+    // (results file, bench that writes it, chart file, what it draws, how: the number of rows and the SVG)
+    let charts: [(&str, &str, &str, &str, Draw); 3] = [
+        ("fanout.csv", "fanout", "bench-fanout.svg", "fan-out", |text| {
+            let steps = parse_fanout_csv(text)?;
+            Ok((steps.len(), fanout_chart(&steps)?))
+        }),
+        ("hls.csv", "hls", "bench-hls.svg", "HLS", |text| {
+            let runs = parse_hls_csv(text)?;
+            Ok((runs.len(), hls_chart(&runs)?))
+        }),
+        ("latency.csv", "latency", "bench-latency.svg", "latency", |text| {
+            let runs = parse_latency_csv(text)?;
+            Ok((runs.len(), latency_chart(&runs)?))
+        }),
+    ];
     let mut drawn = 0;
-    let fanout = results.join("fanout.csv");
-    if let Ok(text) = std::fs::read_to_string(&fanout) {
-        let steps = parse_fanout_csv(&text).map_err(|e| format!("{}: {e}", fanout.display()))?;
-        let path = out.join("bench-fanout.svg");
-        charts::write_file(&path, &fanout_chart(&steps)?)?;
-        println!("bench_charts: {} steps -> {}", steps.len(), path.display());
+    for (csv, bench, svg, what, draw) in charts {
+        let csv = results.join(csv);
+        let Ok(text) = std::fs::read_to_string(&csv) else {
+            println!(
+                "bench_charts: no {} (run scripts/bench {bench} first); {what} chart not drawn",
+                csv.display()
+            );
+            continue;
+        };
+        let (rows, chart) = draw(&text).map_err(|e| format!("{}: {e}", csv.display()))?;
+        let path = out.join(svg);
+        charts::write_file(&path, &chart)?;
+        println!("bench_charts: {rows} rows -> {}", path.display());
         drawn += 1;
-    } else {
-        println!(
-            "bench_charts: no {} (run scripts/bench fanout first); fan-out chart not drawn",
-            fanout.display()
-        );
-    }
-    let hls = results.join("hls.csv");
-    if let Ok(text) = std::fs::read_to_string(&hls) {
-        let runs = parse_hls_csv(&text).map_err(|e| format!("{}: {e}", hls.display()))?;
-        let path = out.join("bench-hls.svg");
-        charts::write_file(&path, &hls_chart(&runs)?)?;
-        println!("bench_charts: {} runs -> {}", runs.len(), path.display());
-        drawn += 1;
-    } else {
-        println!(
-            "bench_charts: no {} (run scripts/bench hls first); HLS chart not drawn",
-            hls.display()
-        );
-    }
-    let latency = results.join("latency.csv");
-    if let Ok(text) = std::fs::read_to_string(&latency) {
-        let runs = parse_latency_csv(&text).map_err(|e| format!("{}: {e}", latency.display()))?;
-        let path = out.join("bench-latency.svg");
-        charts::write_file(&path, &latency_chart(&runs)?)?;
-        println!("bench_charts: {} runs -> {}", runs.len(), path.display());
-        drawn += 1;
-    } else {
-        println!(
-            "bench_charts: no {} (run scripts/bench latency first); latency chart not drawn",
-            latency.display()
-        );
     }
     if drawn == 0 {
         return Err("no benchmark results to draw".into());
